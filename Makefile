@@ -1,0 +1,29 @@
+# Two entry points: `make demo` (main job on the built-in synthetic data) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_OUT ?= runs/demo
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ecg-moco synth --out=$(DEMO_OUT)/cohort --num_patients=400 --seed=0
+	$(BIN)/ecg-moco validate --manifest=$(DEMO_OUT)/cohort/manifest.csv
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --durations=15
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) runs *.egg-info

@@ -1,0 +1,36 @@
+"""Synthetic cohort generation speed and bytes on disk per ECG. Prints one JSON object."""
+import json
+import os
+import shutil
+import tempfile
+import time
+
+from ecg_moco_tf.data import synthetic
+
+
+def main(num_patients=2000, write_patients=300):
+    cfg = synthetic.CohortConfig(num_patients=num_patients, seed=0)
+    synthetic.generate(synthetic.CohortConfig(num_patients=20))         # warm-up
+    t0 = time.perf_counter()
+    sig, _, _ = synthetic.generate(cfg)
+    gen_s = time.perf_counter() - t0
+    out = tempfile.mkdtemp()
+    try:
+        t0 = time.perf_counter()
+        df = synthetic.write_cohort(out, synthetic.CohortConfig(num_patients=write_patients),
+                                    progress=False)
+        write_s = time.perf_counter() - t0
+        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
+    finally:
+        shutil.rmtree(out)
+    print(json.dumps({
+        "synth_ecg_per_s": round(len(sig) / gen_s, 1),
+        "synth_ecgs": len(sig),
+        "synth_and_write_wfdb_ecg_per_s": round(len(df) / write_s, 1),
+        "bytes_on_disk_per_ecg": round(size / len(df)),
+        "cpu_count": os.cpu_count(),
+    }))
+
+
+if __name__ == "__main__":
+    main()

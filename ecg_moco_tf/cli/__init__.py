@@ -1,0 +1,1 @@
+"""Command-line apps, one absl app per command, dispatched by ``ecg-moco <command>``."""

@@ -1,0 +1,57 @@
+"""``ecg-moco <command> [--flags]``: dispatch to one absl app per command.
+
+Each command lives in its own module and defines only its own flags, so ``ecg-moco CMD --help``
+lists just those. Every command accepts ``--flagfile=path`` (absl).
+"""
+import importlib
+import sys
+
+COMMANDS = {
+    "synth": "Generate the synthetic 12-lead cohort (WFDB + manifest), splits included.",
+    "split": "Assign patient-wise train1/valid1/train2/valid2/test splits to a manifest.",
+    "validate": "Check every record of a manifest and print a table of problems.",
+    "ptbxl": "Build a manifest (with splits from strat_fold) from a PTB-XL folder.",
+}
+
+
+def _usage():
+    lines = ["usage: ecg-moco <command> [--flags] [--flagfile=FILE]", "", "commands:"]
+    lines += [f"  {name:<16}{doc}" for name, doc in COMMANDS.items()]
+    lines += ["", "ecg-moco <command> --help shows the flags of one command."]
+    return "\n".join(lines)
+
+
+def run(argv=None):
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if len(argv) >= 2 else 2
+    cmd = argv[1]
+    if cmd not in COMMANDS:
+        print(f"ecg-moco: unknown command '{cmd}'\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"ecg_moco_tf.cli.{cmd}")
+    rest = argv[2:]
+    if any(a in ("-h", "--help", "--helpshort", "-?") for a in rest):
+        from absl import flags
+
+        print(f"ecg-moco {cmd}: {COMMANDS[cmd]}\n")
+        print((module.__doc__ or "").strip() + "\n")
+        print(flags.FLAGS.module_help(module.__name__))
+        print("  --flagfile: read flags from a file (one --flag=value per line)")
+        return 0
+    from absl import app
+
+    try:
+        app.run(module.main, argv=[f"ecg-moco {cmd}"] + rest)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
+
+
+def main():
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

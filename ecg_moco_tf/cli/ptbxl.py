@@ -1,0 +1,30 @@
+"""Build a manifest from a PTB-XL folder; splits from the official strat_fold.
+
+Example: ecg-moco ptbxl --root=../shared/data/ptbxl-subset --label=MI --out=runs/ptbxl.csv
+Folds in --pretrain_folds become train1/valid1, fold 9 valid2, fold 10 test, the rest train2.
+"""
+import os
+
+from absl import flags
+
+from ecg_moco_tf.data import manifest, ptbxl, splits
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("root", None, "PTB-XL folder (ptbxl_database*.csv, records500/).",
+                    required=True)
+flags.DEFINE_string("label", "MI", "Superclass (NORM, MI, STTC, CD, HYP) or SCP code to predict.")
+flags.DEFINE_string("out", "runs/ptbxl_manifest.csv", "Output manifest path.")
+flags.DEFINE_list("pretrain_folds", [], "strat_fold values used for pretraining (e.g. 1,2,3,4).")
+
+
+def main(argv):
+    del argv
+    df = ptbxl.ptbxl_manifest(FLAGS.root, label=FLAGS.label)
+    df = ptbxl.folds_to_splits(df, pretrain_folds=[int(f) for f in FLAGS.pretrain_folds])
+    splits.check_patient_disjoint(df)
+    out = os.path.abspath(FLAGS.out)
+    rel = os.path.relpath(os.path.abspath(FLAGS.root), os.path.dirname(out))
+    df["record"] = [os.path.join(rel, r) for r in df["record"]]
+    manifest.write_manifest(df, out)
+    print(splits.split_summary(df).to_string())
+    print(f"wrote {out}")

@@ -1,0 +1,133 @@
+"""Patient-wise splits following the paper (Table 1) and the three experiment views (Table 3).
+
+Assignment (``assign_splits``), all at the patient level so that no patient is in two splits:
+
+1. A patient is positive if any of their ECGs is labelled 1, negative if all labelled ECGs are 0,
+   unlabelled if none is labelled.
+2. Downstream pool (train2/valid2/test): every positive patient (the paper keeps all positives
+   downstream) and a ``downstream_negative_fraction`` of the negative patients.
+3. Pretraining pool (train1/valid1): the other negative patients and every unlabelled patient.
+   Labels of this pool are never used by pretraining.
+4. Each pool is split by patient with scikit-learn's ``train_test_split`` on the table of unique
+   patients, stratified by patient label, so a patient's ECGs never straddle two splits.
+
+Default fractions reproduce the paper's proportions (Table 1): 22.6 % of negative ECGs
+downstream; train1:valid1 = 79.6:20.4; train2:valid2:test = 70.5:14.6:14.9.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+EXPERIMENTS = ("proposed", "baseline_unpretrained", "baseline_full_labels")
+
+
+class SplitLeakageError(ValueError):
+    """A patient id appears in more than one split."""
+
+
+@dataclass(frozen=True)
+class SplitFractions:
+    downstream_negative_fraction: float = 7606 / 33602
+    valid1: float = 5303 / 25996
+    valid2: float = 1622 / 11107
+    test: float = 1652 / 11107
+
+
+def _stratified(ids, y, size, seed):
+    if size <= 0 or len(ids) == 0:
+        return ids, ids[:0]
+    n_take = int(round(size * len(ids))) if size < 1 else int(size)
+    if n_take == 0:
+        return ids, ids[:0]
+    if n_take >= len(ids):
+        return ids[:0], ids
+    counts = np.unique(y, return_counts=True)[1]
+    strat = y if len(counts) > 1 and counts.min() >= 2 and n_take >= len(counts) else None
+    a, b = train_test_split(ids, test_size=n_take, random_state=seed, stratify=strat)
+    return np.sort(a), np.sort(b)
+
+
+def patient_labels(df):
+    """Per-patient label: 1 if any ECG is 1, 0 if all labelled ECGs are 0, NaN if none labelled."""
+    return pd.to_numeric(df["label"], errors="coerce").groupby(df["patient_id"]).max()
+
+
+def assign_splits(df, seed=0, fractions=SplitFractions()):
+    """Return a copy of the manifest with ``split`` filled in (see module docstring)."""
+    plab = patient_labels(df)
+    pos = plab.index[plab == 1].to_numpy()
+    neg = plab.index[plab == 0].to_numpy()
+    unl = plab.index[plab.isna()].to_numpy()
+    neg_pre, neg_down = _stratified(np.sort(neg), np.zeros(len(neg)),
+                                    fractions.downstream_negative_fraction, seed)
+    down = np.concatenate([pos, neg_down])
+    y_down = plab.loc[down].to_numpy()
+    rest, test = _stratified(down, y_down, fractions.test, seed + 1)
+    valid2_share = fractions.valid2 / max(1e-9, 1 - fractions.test)
+    train2, valid2 = _stratified(rest, plab.loc[rest].to_numpy(), valid2_share, seed + 2)
+    pre = np.sort(np.concatenate([neg_pre, unl]))
+    y_pre = plab.loc[pre].fillna(-1).to_numpy()
+    train1, valid1 = _stratified(pre, y_pre, fractions.valid1, seed + 3)
+    where = {}
+    for name, ids in (("train1", train1), ("valid1", valid1), ("train2", train2),
+                      ("valid2", valid2), ("test", test)):
+        where.update(dict.fromkeys(ids, name))
+    out = df.copy()
+    out["split"] = out["patient_id"].map(where)
+    check_patient_disjoint(out)
+    return out
+
+
+def check_patient_disjoint(df):
+    """Raise SplitLeakageError naming every patient whose ECGs fall in more than one split."""
+    sub = df[df["split"].notna()]
+    n = sub.groupby("patient_id")["split"].nunique()
+    leaked = n[n > 1]
+    if len(leaked):
+        detail = sub[sub["patient_id"].isin(leaked.index)].groupby("patient_id")["split"].unique()
+        lines = [f"patient {p}: {sorted(s)}" for p, s in detail.head(20).items()]
+        raise SplitLeakageError(f"{len(leaked)} patient(s) appear in more than one split "
+                                "(data leakage):\n  " + "\n  ".join(lines))
+    return True
+
+
+def experiment_view(df, name):
+    """The splits one experiment uses (paper Table 3), as manifest subsets.
+
+    Returns a dict with ``pretrain_train``/``pretrain_valid`` (None when the experiment does not
+    pretrain) and ``train``/``valid``/``test``. Downstream subsets keep labelled ECGs only.
+    """
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment '{name}'; choose from {EXPERIMENTS}")
+    check_patient_disjoint(df)
+
+    def pick(*splits, labelled=True):
+        sub = df[df["split"].isin(splits)]
+        return sub[sub["label"].notna()] if labelled else sub
+
+    view = {"pretrain_train": None, "pretrain_valid": None, "test": pick("test")}
+    if name == "proposed":
+        view.update(pretrain_train=pick("train1", labelled=False),
+                    pretrain_valid=pick("valid1", labelled=False))
+    if name == "baseline_full_labels":
+        view.update(train=pick("train1", "train2"), valid=pick("valid1", "valid2"))
+    else:
+        view.update(train=pick("train2"), valid=pick("valid2"))
+    return view
+
+
+def split_summary(df):
+    """ECGs, positives, negatives, unlabelled and unique patients per split (paper Table 1)."""
+    lab = pd.to_numeric(df["label"], errors="coerce")
+    g = df.assign(pos=lab == 1, neg=lab == 0, unl=lab.isna()).groupby(
+        df["split"].fillna("(none)"))
+    table = pd.DataFrame({"negative": g["neg"].sum(), "positive": g["pos"].sum(),
+                          "unlabelled": g["unl"].sum(), "total": g.size(),
+                          "patients": g["patient_id"].nunique()})
+    order = [s for s in ("train1", "valid1", "train2", "valid2", "test", "(none)")
+             if s in table.index]
+    return table.loc[order].astype(int)

@@ -1,0 +1,309 @@
+"""Synthetic 12-lead ECG cohort with an LVSD-like phenotype: the project's built-in default data.
+
+The heart is a dipole. Per beat, its vectorcardiogram (Frank X: right->left, Y: head->feet,
+Z: front->back, in mV) is a sum of Gaussian waves P, Q, R, S, ST and an asymmetric T, as in
+McSharry et al. 2003 (ECGSYN), with per-patient axis, amplitudes and intervals. The dipole is
+projected onto the 8 independent leads (I, II, V1-V6) with the Dower transform (Dower et al.,
+Clin. Cardiol. 1980;3:87-95); III, aVR, aVL, aVF follow from Einthoven/Goldberger. Noise is made
+per electrode (RA, LA, LL, V1-V6: muscle, mains, baseline wander) and enters the leads through
+the same differences as real electrodes, so the leads stay consistent with each other.
+
+The LVSD-like phenotype is defined on the dipole, with severity ``s`` in [0.25, 1] per positive
+patient, after the ECG changes reported with reduced ejection fraction (QRS prolongation, low
+QRS voltage, left axis deviation, poor R-wave progression, lateral ST depression and T-wave
+flattening/inversion; e.g. Attia et al., Nat. Med. 2019; Kashou et al., Eur Heart J Digit Health
+2021):
+
+- Q/R/S waves widened by up to 35 %, QRS vector shrunk by up to 25 %;
+- QRS vector turned up to 20 degrees superiorly (leftward axis) and 0.25 mV posteriorly;
+- an ST vector of up to 0.1 mV and a T-vector change of up to 0.45 mV pointing away from the
+  lateral leads (the direction of I, aVL, V5, V6).
+
+The ground-truth mask marks (lead, sample) where the phenotype moves the noise-free signal by
+more than ``MASK_THRESHOLD_MV`` (computed against the same ECG without the phenotype).
+Normal physiological variation (axis, voltage, QRS width, T amplitude, heart rate) is of the
+same order as the phenotype at low severity, so classes overlap.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .records import FS, NUM_SAMPLES, write_wfdb
+
+# Dower 1980: rows I, II, V1..V6; columns X, Y, Z.
+DOWER = np.array([
+    [0.632, -0.235, 0.059], [0.235, 1.066, -0.132],
+    [-0.515, 0.157, -0.917], [0.044, 0.164, -1.387], [0.882, 0.098, -1.277],
+    [1.213, 0.127, -0.601], [1.125, 0.127, -0.086], [0.831, 0.076, 0.230],
+])
+# Normal adult wave vectors (mV, Frank XYZ) and timing relative to the R peak (s).
+WAVES = {  # name: (vector, centre, width)
+    "P": ((0.08, 0.12, -0.02), None, 0.024),
+    "Q": ((-0.12, 0.05, -0.14), -0.024, 0.008),
+    "R": ((1.10, 0.55, 0.35), 0.0, 0.011),
+    "S": ((-0.35, -0.25, 0.45), 0.028, 0.010),
+    "T": ((0.35, 0.25, -0.25), None, 0.045),
+}
+LATERAL = np.array([1.0, -0.35, 0.1]) / np.linalg.norm([1.0, -0.35, 0.1])
+MASK_THRESHOLD_MV = 0.05
+ELECTRODES = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
+
+
+@dataclass(frozen=True)
+class CohortConfig:
+    """Cohort size and composition (physiology constants live in the module, not here)."""
+
+    num_patients: int = 400
+    ecgs_per_patient: float = 1.96      # mean; paper: 37,103 ECGs / 18,919 patients
+    prevalence: float = 0.10            # share of LVSD patients (paper: 9.4 % of ECGs)
+    fs: int = FS
+    num_samples: int = NUM_SAMPLES
+    mains_hz: float = 50.0
+    seed: int = 0
+
+
+def _rot(axis, angle):
+    c, s = np.cos(angle), np.sin(angle)
+    n = len(angle)
+    r = np.zeros((n, 3, 3))
+    i, j = [(0, 1), (0, 2), (1, 2)][axis]  # 0: frontal (about Z), 1: horizontal (about Y)
+    k = 3 - i - j
+    r[:, k, k] = 1
+    r[:, i, i], r[:, j, j], r[:, i, j], r[:, j, i] = c, c, -s, s
+    return r
+
+
+def sample_patients(cfg, rng):
+    """Per-patient physiology as a DataFrame (one row per patient)."""
+    n = cfg.num_patients
+    lvsd = rng.random(n) < cfg.prevalence
+    return pd.DataFrame({
+        "patient_id": [f"P{i:06d}" for i in range(n)],
+        "lvsd": lvsd.astype(int),
+        "severity": np.where(lvsd, rng.uniform(0.25, 1.0, n), 0.0),
+        "hr": np.clip(rng.normal(68, 10, n) + 6 * lvsd, 45, 115),
+        "frontal_deg": rng.normal(0, 18, n),
+        "horizontal_deg": rng.normal(0, 12, n),
+        "qrs_gain": np.exp(rng.normal(0, 0.2, n)),
+        "qrs_width": np.clip(rng.normal(1.0, 0.1, n), 0.75, 1.35),
+        "t_gain": np.exp(rng.normal(0, 0.25, n)),
+        "p_gain": np.exp(rng.normal(0, 0.25, n)),
+        "pr": np.clip(rng.normal(0.16, 0.02, n), 0.11, 0.22),
+        "qtc": np.clip(rng.normal(0.41, 0.02, n), 0.36, 0.47),
+    })
+
+
+def _ecg_params(patients, cfg, rng):
+    """Expand patients to ECGs (1 + Poisson visits each) with small visit-to-visit changes."""
+    n_ecg = 1 + rng.poisson(cfg.ecgs_per_patient - 1, len(patients))
+    ecg = patients.loc[patients.index.repeat(n_ecg)].reset_index(drop=True)
+    ecg["visit"] = ecg.groupby("patient_id").cumcount() + 1
+    m = len(ecg)
+    ecg["hr"] = np.clip(ecg["hr"] + rng.normal(0, 5, m), 40, 130)
+    ecg["frontal_deg"] += rng.normal(0, 3, m)
+    ecg["qrs_gain"] *= np.exp(rng.normal(0, 0.05, m))
+    ecg["t_gain"] *= np.exp(rng.normal(0, 0.08, m))
+    ecg["emg_mv"] = rng.uniform(0.003, 0.025, m)
+    ecg["mains_mv"] = rng.uniform(0.0, 0.02, m)
+    ecg["wander_mv"] = rng.uniform(0.02, 0.15, m)
+    return ecg
+
+
+def _vectors(ecg, severity):
+    """Per-ECG wave vectors (n, 3) and widths with the phenotype at the given severity."""
+    s = np.asarray(severity, float)[:, None]
+    rot = _rot(0, np.deg2rad(ecg["frontal_deg"].to_numpy())) @ _rot(
+        1, np.deg2rad(ecg["horizontal_deg"].to_numpy()))
+    lad = _rot(0, -np.deg2rad(20) * s[:, 0])   # leftward (superior) axis shift
+    vec, width = {}, {}
+    for name, (v, _, w) in WAVES.items():
+        v = np.broadcast_to(np.array(v), (len(ecg), 3)).copy()
+        if name in "QRS":
+            v = np.einsum("nij,nj->ni", lad, v) * (1 - 0.25 * s) * ecg["qrs_gain"].to_numpy()[:, None]
+            v[:, 2] += 0.25 * s[:, 0] * (name == "R")
+            w = w * ecg["qrs_width"].to_numpy() * (1 + 0.35 * s[:, 0])
+        elif name == "T":
+            v = v * ecg["t_gain"].to_numpy()[:, None] - 0.45 * s * LATERAL
+        elif name == "P":
+            v = v * ecg["p_gain"].to_numpy()[:, None]
+        vec[name] = np.einsum("nij,nj->ni", rot, v)
+        width[name] = np.broadcast_to(w, (len(ecg),)).astype(float)
+    vec["ST"] = np.einsum("nij,nj->ni", rot, -0.10 * s * LATERAL)
+    width["ST"] = np.full(len(ecg), 0.035)
+    return vec, width
+
+
+def _beats(ecg, cfg, rng):
+    """R-peak times (n, B) with respiratory sinus arrhythmia and beat-to-beat jitter."""
+    n = len(ecg)
+    rr0 = 60.0 / ecg["hr"].to_numpy()
+    b = int(np.ceil(cfg.num_samples / cfg.fs / (0.85 * rr0.min()))) + 3
+    k = np.arange(b)
+    resp = 0.04 * np.sin(2 * np.pi * rng.uniform(0.15, 0.35, (n, 1)) * k * rr0[:, None]
+                         + rng.uniform(0, 2 * np.pi, (n, 1)))
+    rr = rr0[:, None] * (1 + resp + 0.02 * rng.standard_normal((n, b)))
+    return np.cumsum(rr, axis=1) - rr[:, :1] - rng.uniform(0.1, 1.0, (n, 1)) * rr0[:, None]
+
+
+GRID_HZ, GRID_START, GRID_END = 1000, -0.40, 1.80   # beat template grid, s around the R peak
+
+
+def _template(ecg, vec, width):
+    """Noise-free beat VCG template (n, G, 3) on a 1 kHz grid around the R peak.
+
+    QT follows Bazett from the ECG's mean RR (beat-to-beat QT changes are not modelled).
+    """
+    tau = np.arange(GRID_START, GRID_END, 1 / GRID_HZ, dtype=np.float32)[None]
+    qrs_w = ecg["qrs_width"].to_numpy()[:, None]
+    pr = ecg["pr"].to_numpy()[:, None]
+    qt = ecg["qtc"].to_numpy()[:, None] * np.sqrt(60.0 / ecg["hr"].to_numpy()[:, None])
+    centre = {"P": -pr + 0.05, "Q": -0.024 * qrs_w, "R": 0.0 * qrs_w, "S": 0.028 * qrs_w,
+              "ST": 0.028 * qrs_w + 0.06, "T": qt - 0.11}
+    vcg = np.zeros((len(ecg), tau.shape[1], 3), np.float32)
+    for name, v in vec.items():
+        c = np.broadcast_to(centre[name], (len(ecg), 1)).astype(np.float32)
+        w = width[name][:, None].astype(np.float32) * (1.25 if name == "T" else 1.0)
+        lo, hi = ((np.array([c.min() - 5 * w.max(), c.max() + 5 * w.max()]) - GRID_START)
+                  * GRID_HZ).astype(int).clip(0, tau.shape[1])
+        x = tau[:, lo:hi] - c
+        if name == "T":   # asymmetric T: slow upstroke, faster downstroke
+            w = np.where(x < 0, w, 0.64 * w)
+        g = np.exp(-0.5 * (x / w) ** 2)
+        vcg[:, lo:hi] += g[..., None] * v[:, None, :].astype(np.float32)
+    return vcg
+
+
+def _eight(vcg):
+    """VCG (..., 3) -> the 8 independent leads I, II, V1-V6 (..., 8) by the Dower transform."""
+    return vcg @ DOWER.T.astype(np.float32)
+
+
+def _beat_index(ecg, r, cfg):
+    """For each output sample, its index into the beat-template grid (n, T)."""
+    t = np.arange(cfg.num_samples) / cfg.fs
+    bound = r - ecg["pr"].to_numpy()[:, None] - 0.08   # a beat owns [its P onset, next P onset)
+    idx = np.stack([np.searchsorted(b, t, side="right") for b in bound]) - 1
+    tau = t[None] - np.take_along_axis(r, idx.clip(0), 1)
+    g = np.rint((tau - GRID_START) * GRID_HZ).astype(np.int64)
+    return np.clip(g, 0, int(round((GRID_END - GRID_START) * GRID_HZ)) - 1)
+
+
+def _render(template, grid_idx):
+    """Place the beat template (n, G, ...) at every beat: (n, T, ...)."""
+    n, g = template.shape[:2]
+    flat = template.reshape(n * g, -1)
+    return flat[(grid_idx + np.arange(n)[:, None] * g).ravel()].reshape(
+        grid_idx.shape + template.shape[2:])
+
+
+def _limb_and_chest(eight, out):
+    """Write the 12 leads (n, 12, T) from I, II, V1-V6 (n, 8, T) by Einthoven and Goldberger."""
+    lead_i, lead_ii = eight[:, 0], eight[:, 1]
+    out[:, 0], out[:, 1] = lead_i, lead_ii
+    np.subtract(lead_ii, lead_i, out=out[:, 2])
+    out[:, 3] = -0.5 * (lead_i + lead_ii)
+    out[:, 4] = lead_i - 0.5 * lead_ii
+    out[:, 5] = lead_ii - 0.5 * lead_i
+    out[:, 6:] = eight[:, 2:]
+    return out
+
+
+class _NoiseBank:
+    """Noise sources drawn once per cohort, so that each ECG costs only slicing and mixing.
+
+    Muscle noise: slices at random offsets of a long white-noise bank. Baseline wander (10
+    frequencies, 0.05 to 0.5 Hz, 1/sqrt(f) weighted) and mains: random mixtures of fixed
+    sine/cosine bases.
+    """
+
+    def __init__(self, cfg, rng, size=1 << 21):
+        self.t = np.arange(cfg.num_samples) / cfg.fs
+        self.emg = rng.standard_normal(size, dtype=np.float32)
+        self.freqs = np.linspace(0.05, 0.5, 10)
+        w = 2 * np.pi * np.concatenate([self.freqs, [cfg.mains_hz]])[:, None] * self.t[None]
+        self.basis = np.concatenate([np.sin(w), np.cos(w)]).astype(np.float32)  # (22, T)
+
+    def eight(self, ecg, rng):
+        """Electrode noise (RA, LA, LL, V1-V6) seen in leads I, II, V1-V6 (n, 8, T)."""
+        n, e, t, k = len(ecg), len(ELECTRODES), self.t.size, len(self.freqs)
+        start = rng.integers(0, self.emg.size - t, n * e)
+        noise = np.lib.stride_tricks.sliding_window_view(self.emg, t)[start].reshape(n, e, t)
+        noise *= ecg["emg_mv"].to_numpy(np.float32)[:, None, None]
+        wander = ecg["wander_mv"].to_numpy()[:, None, None] / np.sqrt(self.freqs / 0.05) / 4
+        mains = ecg["mains_mv"].to_numpy()[:, None, None] * rng.uniform(0, 1, (n, e, 1))
+        wander = np.broadcast_to(wander, (n, e, k))
+        scale = np.concatenate([wander, mains, wander, mains], axis=-1)
+        coef = (rng.standard_normal((n, e, 2 * (k + 1))) * scale).astype(np.float32)
+        noise += (coef.reshape(n * e, -1) @ self.basis).reshape(n, e, t)
+        ra, la, ll = noise[:, 0], noise[:, 1], noise[:, 2]
+        noise[:, 3:] -= ((ra + la + ll) / 3)[:, None]     # chest electrodes minus WCT
+        noise[:, 1] -= ra                                  # I = LA - RA
+        noise[:, 2] -= ra                                  # II = LL - RA
+        return noise[:, 1:]
+
+
+def generate(cfg=CohortConfig(), batch_size=64):
+    """Generate a cohort in memory.
+
+    Returns (signals float32 (n, 12, T) mV, masks bool (n, 12, T), ECG table). The same
+    ``cfg.seed`` gives the same cohort.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    ecg = _ecg_params(sample_patients(cfg, rng), cfg, rng)
+    bank = _NoiseBank(cfg, rng)
+    sig = np.empty((len(ecg), 12, cfg.num_samples), np.float32)
+    mask = np.zeros((len(ecg), 12, cfg.num_samples), bool)
+    for lo in range(0, len(ecg), batch_size):
+        part = ecg.iloc[lo:lo + batch_size]
+        grid_idx = _beat_index(part, _beats(part, cfg, rng), cfg)
+        vcg = _template(part, *_vectors(part, part["severity"].to_numpy()))
+        eight = _render(_eight(vcg), grid_idx).transpose(0, 2, 1) + bank.eight(part, rng)
+        _limb_and_chest(eight, sig[lo:lo + len(part)])
+        pos = np.where(part["severity"].to_numpy() > 0)[0]
+        if len(pos):
+            sub = part.iloc[pos]
+            change = _eight(vcg[pos] - _template(sub, *_vectors(sub, np.zeros(len(sub)))))
+            change = _limb_and_chest(change.transpose(0, 2, 1), np.empty(
+                (len(pos), 12, change.shape[1]), np.float32))
+            diff = np.abs(change) > MASK_THRESHOLD_MV                  # (p, 12, G)
+            mask[lo + pos] = _render(diff.transpose(0, 2, 1), grid_idx[pos]).transpose(0, 2, 1)
+    ecg["label"] = ecg["lvsd"]
+    return sig, mask, ecg
+
+
+def write_cohort(out_dir, cfg=CohortConfig(), progress=True):
+    """Generate a cohort and write it as WFDB records (format 16, 1 uV) plus a manifest.
+
+    Layout: ``records/<id>.{hea,dat}``, ``masks/<id>.npy`` (np.packbits of the (12, T) boolean
+    ground-truth mask, positives only) and ``manifest.csv`` (record, patient_id, label, split,
+    severity, mask, hr, visit). Returns the manifest DataFrame.
+    """
+    from tqdm.auto import tqdm
+
+    sig, mask, ecg = generate(cfg)
+    os.makedirs(os.path.join(out_dir, "records"), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, "masks"), exist_ok=True)
+    names = [f"{p}_{v}" for p, v in zip(ecg["patient_id"], ecg["visit"])]
+    mask_col = []
+    for i, name in enumerate(tqdm(names, desc="writing ECGs", disable=not progress, unit="ecg")):
+        write_wfdb(os.path.join(out_dir, "records", name), sig[i], cfg.fs,
+                   comments=[f"synthetic ecg-moco-tf seed={cfg.seed}"])
+        if ecg["severity"].iloc[i] > 0:
+            np.save(os.path.join(out_dir, "masks", name + ".npy"), np.packbits(mask[i], axis=-1))
+            mask_col.append(f"masks/{name}.npy")
+        else:
+            mask_col.append("")
+    manifest = pd.DataFrame({
+        "record": [f"records/{n}" for n in names], "patient_id": ecg["patient_id"],
+        "label": ecg["label"], "split": None, "severity": ecg["severity"].round(4),
+        "mask": mask_col, "hr": ecg["hr"].round(1), "visit": ecg["visit"]})
+    return manifest
+
+
+def read_mask(path, num_samples=NUM_SAMPLES):
+    """Unpack a saved ground-truth mask to bool (12, num_samples)."""
+    return np.unpackbits(np.load(path), axis=-1, count=num_samples).astype(bool)

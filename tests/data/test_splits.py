@@ -1,0 +1,72 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecg_moco_tf.data.splits import (EXPERIMENTS, SplitLeakageError, assign_splits,
+                                     check_patient_disjoint, experiment_view, split_summary)
+
+
+def _cohort(n_patients=400, seed=0):
+    rng = np.random.default_rng(seed)
+    pid = np.repeat([f"p{i}" for i in range(n_patients)], 1 + rng.poisson(1, n_patients))
+    pos = {f"p{i}" for i in range(n_patients) if rng.random() < 0.15}
+    label = [int(p in pos) for p in pid]
+    return pd.DataFrame({"record": [f"r{i}" for i in range(len(pid))], "patient_id": pid,
+                         "label": pd.array(label, dtype="Int64"), "split": None})
+
+
+def test_splits_patient_disjoint_reproducible_and_paper_shaped():
+    df = _cohort()
+    a, b = assign_splits(df, seed=1), assign_splits(df, seed=1)
+    assert a["split"].tolist() == b["split"].tolist()
+    assert a["split"].tolist() != assign_splits(df, seed=2)["split"].tolist()
+    assert a["split"].notna().all()
+    assert check_patient_disjoint(a)
+    # all positives downstream; pretraining pool is negatives only
+    assert (a.loc[a["label"] == 1, "split"].isin(["train2", "valid2", "test"])).all()
+    assert (a.loc[a["split"].isin(["train1", "valid1"]), "label"] == 0).all()
+    t = split_summary(a)
+    assert t.loc["train1", "patients"] > 3 * t.loc["valid1", "patients"]
+    assert t.loc["train2", "patients"] > 3 * t.loc["test", "patients"]
+    # stratified: positive share similar in train2 and test
+    share = t["positive"] / t["total"]
+    assert abs(share["train2"] - share["test"]) < 0.15
+
+
+def test_unlabelled_go_to_pretraining():
+    df = _cohort()
+    df.loc[df["patient_id"].isin(["p0", "p1", "p2"]), "label"] = pd.NA
+    out = assign_splits(df, seed=0)
+    assert out.loc[out["label"].isna(), "split"].isin(["train1", "valid1"]).all()
+
+
+def test_leakage_is_detected_and_named():
+    df = assign_splits(_cohort(), seed=0)
+    victim = df["patient_id"].iloc[0]
+    rows = df.index[df["patient_id"] == victim]
+    df = pd.concat([df, df.loc[rows[:1]].assign(
+        record="dup", split="test" if df.loc[rows[0], "split"] != "test" else "train1")])
+    with pytest.raises(SplitLeakageError, match=f"patient {victim}"):
+        check_patient_disjoint(df)
+
+
+def test_experiment_views_follow_table3():
+    df = assign_splits(_cohort(), seed=0)
+    ids = {s: set(df.loc[df["split"] == s, "record"]) for s in
+           ("train1", "valid1", "train2", "valid2", "test")}
+    views = {name: experiment_view(df, name) for name in EXPERIMENTS}
+    p = views["proposed"]
+    assert set(p["pretrain_train"]["record"]) == ids["train1"]
+    assert set(p["pretrain_valid"]["record"]) == ids["valid1"]
+    assert set(p["train"]["record"]) == ids["train2"]
+    assert set(p["valid"]["record"]) == ids["valid2"]
+    u = views["baseline_unpretrained"]
+    assert u["pretrain_train"] is None and set(u["train"]["record"]) == ids["train2"]
+    f = views["baseline_full_labels"]
+    assert f["pretrain_train"] is None
+    assert set(f["train"]["record"]) == ids["train1"] | ids["train2"]
+    assert set(f["valid"]["record"]) == ids["valid1"] | ids["valid2"]
+    for v in views.values():
+        assert set(v["test"]["record"]) == ids["test"]
+    with pytest.raises(ValueError, match="unknown experiment"):
+        experiment_view(df, "nope")

@@ -1,0 +1,37 @@
+import os
+import subprocess
+import sys
+
+import pandas as pd
+
+from ecg_moco_tf.cli.main import run
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_commands_and_only_own_flags():
+    r = _cli("synth", "--help")
+    assert r.returncode == 0
+    assert "--num_patients" in r.stdout and "--manifest" not in r.stdout
+    r = _cli("validate", "--help")
+    assert "--manifest" in r.stdout and "--num_patients" not in r.stdout
+    assert run(["ecg-moco", "nope"]) == 2
+
+
+def test_synth_then_validate_with_flagfile(tmp_path):
+    ff = tmp_path / "synth.flags"
+    ff.write_text(f"--out={tmp_path}/c\n--num_patients=12\n--seed=4\n")
+    r = _cli("synth", f"--flagfile={ff}")
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(tmp_path / "c" / "manifest.csv")
+    assert df["patient_id"].nunique() == 12 and df["split"].notna().all()
+    r = _cli("validate", f"--manifest={tmp_path}/c/manifest.csv")
+    assert r.returncode == 0 and "0 with problems" in r.stdout
+    os.remove(tmp_path / "c" / (df["record"][0] + ".dat"))
+    r = _cli("validate", f"--manifest={tmp_path}/c/manifest.csv",
+             f"--report={tmp_path}/problems.csv")
+    assert r.returncode == 1 and df["record"][0] in r.stdout
+    assert len(pd.read_csv(tmp_path / "problems.csv")) == 1
