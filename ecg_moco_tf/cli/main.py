@@ -11,6 +11,8 @@ COMMANDS = {
     "split": "Assign patient-wise train1/valid1/train2/valid2/test splits to a manifest.",
     "validate": "Check every record of a manifest and print a table of problems.",
     "ptbxl": "Build a manifest (with splits from strat_fold) from a PTB-XL folder.",
+    "convert": "Convert a manifest's records to sharded TFRecords for large data sets.",
+    "augment-preview": "Draw one lead under each augmentation to a PNG (paper Figure 1).",
 }
 
 
@@ -30,7 +32,7 @@ def run(argv=None):
     if cmd not in COMMANDS:
         print(f"ecg-moco: unknown command '{cmd}'\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"ecg_moco_tf.cli.{cmd}")
+    module = importlib.import_module(f"ecg_moco_tf.cli.{cmd.replace('-', '_')}")
     rest = argv[2:]
     if any(a in ("-h", "--help", "--helpshort", "-?") for a in rest):
         from absl import flags

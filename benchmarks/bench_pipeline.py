@@ -1,0 +1,93 @@
+"""Augmentation throughput (two views per ECG) and streaming memory. Prints one JSON object.
+
+- augment_ecg_per_s: the paper's five transforms (probability 0.5 each), two views per ECG,
+  12 x 5000, batch 64, on in-memory batches (no reader) and through the full manifest
+  pipeline (WFDB reader + augmentation);
+- stream_peak_rss_mb: peak RSS of a process that streams a whole epoch from a manifest of
+  1x and 10x the demo cohort (measured in fresh subprocesses).
+"""
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+DEMO_PATIENTS = 400
+
+
+def _augment_rate(batches=12, batch=64):
+    import numpy as np
+    import tensorflow as tf
+
+    from ecg_moco_tf.augment import RandomAugment
+    from ecg_moco_tf.data import synthetic
+
+    x = tf.constant(synthetic.generate(synthetic.CohortConfig(num_patients=40))[0][:batch])
+    aug = RandomAugment.default()
+    f = tf.function(lambda x, s: (aug.apply(x, s), aug.apply(x, s + 1)))
+    f(x, tf.constant([0, 0], tf.int64))
+    t0 = time.perf_counter()
+    for i in range(batches):
+        q, k = f(x, tf.constant([0, i], tf.int64))
+    _ = float(np.asarray(q).sum())
+    return batch * batches / (time.perf_counter() - t0)
+
+
+def _stream(manifest_path, augment):
+    from ecg_moco_tf.augment import RandomAugment
+    from ecg_moco_tf.data import read_manifest
+    from ecg_moco_tf.data import pipeline as P
+
+    df = read_manifest(manifest_path)
+    ds = P.manifest_dataset(df, shuffle=True, seed=0)
+    ds = P.two_view(ds, RandomAugment.default(), 64) if augment else P.supervised(ds, 64)
+    t0, n = time.perf_counter(), 0
+    for a, _ in ds:
+        n += int(a.shape[0])
+    return {"ecgs": n, "ecg_per_s": n / (time.perf_counter() - t0),
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb():
+    """VmHWM of this process (ru_maxrss would include the parent's peak across fork+exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(manifest_path, augment):
+    out = subprocess.run([sys.executable, __file__, "--child", manifest_path, str(int(augment))],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    from ecg_moco_tf.data import manifest, synthetic
+
+    res = {"augment_ecg_per_s": round(_augment_rate(), 1)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mult in (1, 10):
+            d = os.path.join(tmp, f"x{mult}")
+            df = synthetic.write_cohort(d, synthetic.CohortConfig(
+                num_patients=DEMO_PATIENTS * mult, seed=mult), progress=False)
+            path = manifest.write_manifest(df, os.path.join(d, "manifest.csv"))
+            if mult == 1:
+                r = _child(path, True)
+                res["augment_with_reader_ecg_per_s"] = round(r["ecg_per_s"], 1)
+            r = _child(path, False)
+            res[f"stream_peak_rss_mb_{mult}x"] = round(r["peak_rss_mb"], 1)
+            res[f"stream_ecgs_{mult}x"] = r["ecgs"]
+            res[f"stream_read_ecg_per_s_{mult}x"] = round(r["ecg_per_s"], 1)
+    res["cpu_count"] = os.cpu_count()
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        print(json.dumps(_stream(sys.argv[2], sys.argv[3] == "1")))
+    else:
+        main()

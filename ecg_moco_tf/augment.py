@@ -1,0 +1,357 @@
+"""Batched ECG augmentations (the paper's five, plus three off by default), as TF ops and layers.
+
+Every transform works on a batch ``x`` of shape (batch, leads, samples), float32 millivolts at
+``fs`` Hz, and is vectorized: one set of TF ops for the whole batch, each sample with its own
+random draws, no per-sample Python and no ``tf.py_function``. Randomness is *stateless*:
+``transform.apply(x, seed)`` with a (2,) int seed gives the same output for the same seed (this
+is what the tf.data pipeline uses, with seeds derived from the epoch and batch index). As Keras
+layers they draw seeds from a ``keras.random.SeedGenerator`` and are active only when
+``training=True``, so they can sit inside a model and run on an accelerator.
+
+Each transform applies to a sample with ``probability`` (a per-sample coin flip), so a
+:class:`RandomAugment` of several transforms picks a random subset per sample, as in the paper.
+
+Parameter ranges are physical: millivolts, seconds, Hz. Defaults follow common ECG SSL practice
+(Mehari & Strodthoff 2021; the paper gives no values):
+
+| transform | parameter | default |
+|---|---|---|
+| GaussianNoise | noise std drawn from [0, ``max_std_mv``] | 0.05 mV |
+| GaussianSmoothing | kernel sigma drawn from [``min_sigma_s``, ``max_sigma_s``] | 2-10 ms |
+| RandomErasing | span length drawn from [0, ``max_seconds``], all leads or one lead | 0.5 s |
+| TimeResize | stretch factor drawn from [``min_scale``, ``max_scale``] (y(t) = x(t/s)) | 0.8-1.2 |
+| BaselineShift | offset in [-``max_offset_mv``, +] per lead, wander amplitude [0, ``max_wander_mv``] at [``min_hz``, ``max_hz``] | 0.3 mV, 0.3 mV, 0.05-0.5 Hz |
+| LeadMasking (off) | each lead zeroed with ``lead_probability`` | 0.2 |
+| PowerlineNoise (off) | ``mains_hz`` sine, amplitude [0, ``max_amplitude_mv``] | 50 Hz, 0.05 mV |
+| MuscleNoise (off) | high-pass (first-difference) Gaussian noise, std [0, ``max_std_mv``] | 0.05 mV |
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+FS = 500
+
+
+def _seeds(seed, n):
+    return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), n))
+
+
+def _uniform(shape, seed, lo, hi):
+    return tf.random.stateless_uniform(shape, seed, minval=lo, maxval=hi)
+
+
+class EcgAugmentation(keras.layers.Layer):
+    """Base class: a per-sample random transform applied with ``probability``.
+
+    Args:
+        probability: chance that a given sample is transformed (per sample, per call).
+        fs: sampling rate in Hz of the input.
+        seed: seed of the layer's SeedGenerator (used when called as a layer).
+    """
+
+    def __init__(self, probability=0.5, fs=FS, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.probability = probability
+        self.fs = fs
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def transform(self, x, seed):
+        raise NotImplementedError
+
+    def apply(self, x, seed):
+        """Transform ``x`` (B, L, T) with the stateless ``seed``; returns same shape/dtype."""
+        x = tf.convert_to_tensor(x, tf.float32)
+        if self.probability <= 0:
+            return x
+        s_apply, s_tf = _seeds(seed, 2)
+        if self.probability >= 1:
+            return self.transform(x, s_tf)
+        coin = tf.random.stateless_uniform(tf.shape(x)[:1], s_apply) < self.probability
+        idx = tf.where(coin)                                    # transform only those picked
+        y = self.transform(tf.gather_nd(x, idx), s_tf)
+        return tf.tensor_scatter_nd_update(x, idx, y)
+
+    def call(self, x, training=True):
+        if not training:
+            return x
+        seed = tf.cast(self.seed_generator.next(), tf.int64)
+        return self.apply(x, seed)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "probability": self.probability, "fs": self.fs,
+                "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable("ecg_moco_tf")
+class GaussianNoise(EcgAugmentation):
+    """Add white Gaussian noise whose std is drawn per sample from [0, ``max_std_mv``].
+
+    Example:
+        >>> GaussianNoise(max_std_mv=0.05).apply(x, seed=[1, 2])
+    """
+
+    def __init__(self, max_std_mv=0.05, min_std_mv=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.max_std_mv, self.min_std_mv = max_std_mv, min_std_mv
+
+    def transform(self, x, seed):
+        s1, s2 = _seeds(seed, 2)
+        std = _uniform(tf.shape(x)[:1], s1, self.min_std_mv, self.max_std_mv + 1e-12)
+        return x + std[:, None, None] * tf.random.stateless_normal(tf.shape(x), s2)
+
+    def get_config(self):
+        return {**super().get_config(), "max_std_mv": self.max_std_mv,
+                "min_std_mv": self.min_std_mv}
+
+
+@keras.saving.register_keras_serializable("ecg_moco_tf")
+class GaussianSmoothing(EcgAugmentation):
+    """Blur along time with a Gaussian kernel, sigma drawn per sample in seconds.
+
+    Implemented in the frequency domain (the Gaussian's transfer function
+    exp(-2 pi^2 sigma^2 f^2)) on a zero-padded FFT, so the ends are treated like 'SAME' zero
+    padding, not wrapped around.
+    """
+
+    def __init__(self, min_sigma_s=0.002, max_sigma_s=0.010, **kwargs):
+        super().__init__(**kwargs)
+        self.min_sigma_s, self.max_sigma_s = min_sigma_s, max_sigma_s
+
+    def transform(self, x, seed):
+        t = tf.shape(x)[2]
+        half = int(round(4 * self.max_sigma_s * self.fs)) + 1       # kernel half-width
+        n = tf.cast(tf.math.ceil((t + half) / 512) * 512, tf.int32)  # FFT-friendly, no wrap
+        sigma = _uniform(tf.shape(x)[:1], seed, self.min_sigma_s, self.max_sigma_s + 1e-12)
+        f = tf.cast(tf.range(n // 2 + 1), tf.float32) * (self.fs / tf.cast(n, tf.float32))
+        gain = tf.exp(-2.0 * (3.14159265 * f[None] * sigma[:, None]) ** 2)  # Gaussian in Hz
+        spec = tf.signal.rfft(x, fft_length=n[None]) * tf.cast(gain[:, None, :], tf.complex64)
+        return tf.signal.irfft(spec, fft_length=n[None])[..., :t]
+
+    def get_config(self):
+        return {**super().get_config(), "min_sigma_s": self.min_sigma_s,
+                "max_sigma_s": self.max_sigma_s}
+
+
+@keras.saving.register_keras_serializable("ecg_moco_tf")
+class RandomErasing(EcgAugmentation):
+    """Zero a random time span of length drawn from [``min_seconds``, ``max_seconds``].
+
+    With chance ``per_lead_probability`` the span is erased in one random lead only, otherwise
+    in all leads.
+    """
+
+    def __init__(self, max_seconds=0.5, min_seconds=0.0, per_lead_probability=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.max_seconds, self.min_seconds = max_seconds, min_seconds
+        self.per_lead_probability = per_lead_probability
+
+    def transform(self, x, seed):
+        b, leads, t = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+        s1, s2, s3, s4 = _seeds(seed, 4)
+        length = tf.round(_uniform([b], s1, self.min_seconds, self.max_seconds + 1e-12) * self.fs)
+        start = tf.floor(_uniform([b], s2, 0.0, 1.0) * (tf.cast(t, tf.float32) - length + 1))
+        pos = tf.cast(tf.range(t), tf.float32)[None]
+        in_span = (pos >= start[:, None]) & (pos < (start + length)[:, None])      # (B, T)
+        lead = tf.random.stateless_uniform([b], s3, 0, leads, dtype=tf.int32)
+        one_lead = tf.one_hot(lead, leads, on_value=True, off_value=False)        # (B, L)
+        per_lead = _uniform([b], s4, 0.0, 1.0) < self.per_lead_probability
+        lead_sel = one_lead | ~per_lead[:, None]
+        erase = in_span[:, None, :] & lead_sel[:, :, None]
+        return tf.where(erase, tf.zeros_like(x), x)
+
+    def get_config(self):
+        return {**super().get_config(), "max_seconds": self.max_seconds,
+                "min_seconds": self.min_seconds,
+                "per_lead_probability": self.per_lead_probability}
+
+
+@keras.saving.register_keras_serializable("ecg_moco_tf")
+class TimeResize(EcgAugmentation):
+    """Stretch time by a factor s drawn from [``min_scale``, ``max_scale``]: y(t) = x(t / s).
+
+    s > 1 slows the ECG (fewer beats in the window; the end is cropped), s < 1 speeds it up
+    (zero-padded at the end). Linear interpolation; output length unchanged.
+    """
+
+    def __init__(self, min_scale=0.8, max_scale=1.2, **kwargs):
+        super().__init__(**kwargs)
+        self.min_scale, self.max_scale = min_scale, max_scale
+
+    def transform(self, x, seed):
+        b, t = tf.shape(x)[0], tf.shape(x)[2]
+        scale = _uniform([b], seed, self.min_scale, self.max_scale + 1e-12)
+        src = tf.cast(tf.range(t), tf.float32)[None] / scale[:, None]              # (B, T)
+        lo = tf.floor(src)
+        frac = (src - lo)[:, None, :]
+        last = tf.cast(t - 1, tf.float32)
+        i0 = tf.cast(tf.minimum(lo, last), tf.int32)
+        i1 = tf.cast(tf.minimum(lo + 1, last), tf.int32)
+        xt = tf.transpose(x, [0, 2, 1])                 # (B, T, L): gather whole time rows
+        x0 = tf.gather(xt, i0, axis=1, batch_dims=1)
+        x1 = tf.gather(xt, i1, axis=1, batch_dims=1)
+        y = tf.transpose(x0 + (x1 - x0) * tf.transpose(frac, [0, 2, 1]), [0, 2, 1])
+        return tf.where((src <= last)[:, None, :], y, tf.zeros_like(y))
+
+    def get_config(self):
+        return {**super().get_config(), "min_scale": self.min_scale, "max_scale": self.max_scale}
+
+
+@keras.saving.register_keras_serializable("ecg_moco_tf")
+class BaselineShift(EcgAugmentation):
+    """Add a per-lead constant offset and a slow sinusoidal baseline wander.
+
+    Offset per lead in [-``max_offset_mv``, ``max_offset_mv``]; wander amplitude per lead in
+    [0, ``max_wander_mv``] at one frequency per sample in [``min_hz``, ``max_hz``].
+    """
+
+    def __init__(self, max_offset_mv=0.3, max_wander_mv=0.3, min_hz=0.05, max_hz=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.max_offset_mv, self.max_wander_mv = max_offset_mv, max_wander_mv
+        self.min_hz, self.max_hz = min_hz, max_hz
+
+    def transform(self, x, seed):
+        b, leads, t = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+        s1, s2, s3, s4 = _seeds(seed, 4)
+        offset = _uniform([b, leads, 1], s1, -self.max_offset_mv, self.max_offset_mv + 1e-12)
+        amp = _uniform([b, leads, 1], s2, 0.0, self.max_wander_mv + 1e-12)
+        hz = _uniform([b, 1, 1], s3, self.min_hz, self.max_hz + 1e-12)
+        phase = _uniform([b, 1, 1], s4, 0.0, 6.283185307)
+        time = tf.cast(tf.range(t), tf.float32)[None, None] / self.fs
+        return x + offset + amp * tf.sin(6.283185307 * hz * time + phase)
+
+    def get_config(self):
+        return {**super().get_config(), "max_offset_mv": self.max_offset_mv,
+                "max_wander_mv": self.max_wander_mv, "min_hz": self.min_hz,
+                "max_hz": self.max_hz}
+
+
+@keras.saving.register_keras_serializable("ecg_moco_tf")
+class LeadMasking(EcgAugmentation):
+    """Zero whole leads, each with ``lead_probability`` (beyond the paper; off by default)."""
+
+    def __init__(self, lead_probability=0.2, **kwargs):
+        super().__init__(**kwargs)
+        self.lead_probability = lead_probability
+
+    def transform(self, x, seed):
+        keep = tf.random.stateless_uniform(tf.shape(x)[:2], seed) >= self.lead_probability
+        return x * tf.cast(keep, x.dtype)[:, :, None]
+
+    def get_config(self):
+        return {**super().get_config(), "lead_probability": self.lead_probability}
+
+
+@keras.saving.register_keras_serializable("ecg_moco_tf")
+class PowerlineNoise(EcgAugmentation):
+    """Add mains interference: a ``mains_hz`` sine, amplitude in [0, ``max_amplitude_mv``]."""
+
+    def __init__(self, mains_hz=50.0, max_amplitude_mv=0.05, **kwargs):
+        super().__init__(**kwargs)
+        self.mains_hz, self.max_amplitude_mv = mains_hz, max_amplitude_mv
+
+    def transform(self, x, seed):
+        b, leads, t = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+        s1, s2 = _seeds(seed, 2)
+        amp = _uniform([b, leads, 1], s1, 0.0, self.max_amplitude_mv + 1e-12)
+        phase = _uniform([b, 1, 1], s2, 0.0, 6.283185307)
+        time = tf.cast(tf.range(t), tf.float32)[None, None] / self.fs
+        return x + amp * tf.sin(6.283185307 * self.mains_hz * time + phase)
+
+    def get_config(self):
+        return {**super().get_config(), "mains_hz": self.mains_hz,
+                "max_amplitude_mv": self.max_amplitude_mv}
+
+
+@keras.saving.register_keras_serializable("ecg_moco_tf")
+class MuscleNoise(EcgAugmentation):
+    """Add high-frequency (EMG-like) noise: first difference of white noise, std in [0, max]."""
+
+    def __init__(self, max_std_mv=0.05, **kwargs):
+        super().__init__(**kwargs)
+        self.max_std_mv = max_std_mv
+
+    def transform(self, x, seed):
+        s1, s2 = _seeds(seed, 2)
+        std = _uniform(tf.shape(x)[:1], s1, 0.0, self.max_std_mv + 1e-12)
+        shape = tf.concat([tf.shape(x)[:2], tf.shape(x)[2:] + 1], 0)
+        w = tf.random.stateless_normal(shape, s2)
+        hp = (w[..., 1:] - w[..., :-1]) * 0.70710678       # unit variance, high-pass
+        return x + std[:, None, None] * hp
+
+    def get_config(self):
+        return {**super().get_config(), "max_std_mv": self.max_std_mv}
+
+
+PAPER_TRANSFORMS = (GaussianNoise, GaussianSmoothing, RandomErasing, TimeResize, BaselineShift)
+EXTRA_TRANSFORMS = (LeadMasking, PowerlineNoise, MuscleNoise)
+
+
+@keras.saving.register_keras_serializable("ecg_moco_tf")
+class RandomAugment(keras.layers.Layer):
+    """Compose transforms; each fires per sample with its own probability (a random subset).
+
+    Args:
+        transforms: list of :class:`EcgAugmentation` layers, applied in order.
+        seed: seed of the SeedGenerator used when called as a layer.
+
+    Example:
+        >>> aug = RandomAugment.default(seed=0)
+        >>> view = aug.apply(batch, seed=[0, 7])       # stateless, for tf.data
+        >>> model = keras.Sequential([aug, encoder])  # or as a layer (training=True only)
+    """
+
+    def __init__(self, transforms, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.transforms = [t if isinstance(t, keras.layers.Layer)
+                           else keras.saving.deserialize_keras_object(t) for t in transforms]
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    @classmethod
+    def default(cls, probability=0.5, extras=False, fs=FS, seed=None):
+        """The paper's five transforms (plus the three extras if ``extras``)."""
+        kinds = PAPER_TRANSFORMS + (EXTRA_TRANSFORMS if extras else ())
+        return cls([k(probability=probability, fs=fs) for k in kinds], seed=seed)
+
+    def build(self, input_shape):
+        for t in self.transforms:
+            t.build(input_shape)
+        self.built = True
+
+    def apply(self, x, seed):
+        x = tf.convert_to_tensor(x, tf.float32)
+        for t, s in zip(self.transforms, _seeds(seed, max(1, len(self.transforms)))):
+            x = t.apply(x, s)
+        return x
+
+    def call(self, x, training=True):
+        if not training:
+            return x
+        return self.apply(x, tf.cast(self.seed_generator.next(), tf.int64))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed,
+                "transforms": [keras.saving.serialize_keras_object(t) for t in self.transforms]}
+
+
+def build_augmenter(names=None, probability=0.5, fs=FS, seed=None, **overrides):
+    """Build a RandomAugment from transform class names (default: the paper's five).
+
+    ``overrides`` maps a class name to a dict of constructor arguments, e.g.
+    ``build_augmenter(GaussianNoise={"max_std_mv": 0.1})``.
+    """
+    registry = {k.__name__: k for k in PAPER_TRANSFORMS + EXTRA_TRANSFORMS}
+    names = list(names) if names else [k.__name__ for k in PAPER_TRANSFORMS]
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise ValueError(f"unknown augmentation(s) {unknown}; choose from {sorted(registry)}")
+    return RandomAugment([registry[n](**{"probability": probability, "fs": fs,
+                                         **overrides.get(n, {})}) for n in names], seed=seed)

@@ -1,0 +1,190 @@
+"""tf.data input pipelines: from a manifest (records read in parallel) or from TFRecord shards.
+
+Elements before batching are dicts ``{"signal": (12, 5000) float32 mV, "label": float32 (NaN if
+unknown), "record": string, "index": int64}``. Two finishing steps turn them into what Keras
+wants:
+
+- :func:`supervised` -> ``(signal, label)`` batches for classification;
+- :func:`two_view` -> ``(query_view, key_view)`` batches for MoCo, each view an independent
+  draw of the augmentations (stateless seeds from ``seed``, the epoch and the batch index, so
+  the same seed gives the same views).
+
+Memory does not grow with the data set: a manifest pipeline keeps only the (small) table of
+paths and streams records through ``num_parallel_calls`` readers; a TFRecord pipeline streams
+shards. Shuffling is seeded (indices are shuffled, not signals, for manifests; a bounded
+``shuffle_buffer`` for TFRecords). ``cache`` (a path, or "" for memory) stores decoded records
+after the first epoch; use it only when the data fit.
+"""
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from .manifest import _row_hints, record_path
+from .records import NUM_SAMPLES, ReadOptions, RecordError, read_record
+
+AUTOTUNE = tf.data.AUTOTUNE
+_SPEC = {"signal": tf.TensorSpec([12, NUM_SAMPLES], tf.float32),
+         "label": tf.TensorSpec([], tf.float32), "record": tf.TensorSpec([], tf.string),
+         "index": tf.TensorSpec([], tf.int64)}
+
+
+def _labels(df):
+    import pandas as pd
+
+    return pd.to_numeric(df["label"], errors="coerce").astype(float).fillna(np.nan).to_numpy(
+        np.float32)
+
+
+def manifest_dataset(df, shuffle=False, seed=0, options=ReadOptions(), num_parallel_calls=2):
+    """Stream the records of a manifest (rows in order, or shuffled per epoch with ``seed``).
+
+    A record that cannot be read stops the pipeline with an error naming it: run
+    ``ecg-moco validate`` first, or ``ecg-moco convert`` (which reports and skips bad records).
+    """
+    paths = [record_path(df, row) for _, row in df.iterrows()]
+    hints = [_row_hints(row) for _, row in df.iterrows()]
+    names = df["record"].astype(str).tolist()
+    labels = _labels(df)
+
+    def read(i):
+        i = int(i)
+        fs, leads = hints[i]
+        try:
+            return read_record(paths[i], fs=fs, leads=leads, options=options, record=names[i])
+        except RecordError as e:
+            raise ValueError(str(e)) from e     # tf.data shows the message and the record
+
+    ds = tf.data.Dataset.range(len(df))
+    if shuffle:
+        ds = ds.shuffle(len(df), seed=seed, reshuffle_each_iteration=True)
+
+    def load(i):
+        x = tf.numpy_function(read, [i], tf.float32, stateful=False)
+        x.set_shape([12, options.num_samples])
+        return {"signal": x, "label": tf.gather(labels, i), "record": tf.gather(names, i),
+                "index": i}
+
+    return ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+
+
+# ---------------------------------------------------------------------------------- TFRecords
+def _example(signal, label, record, index):
+    d = np.clip(np.rint(signal * 1000), -32767, 32767).astype("<i2")     # 1 uV, as WFDB fmt 16
+    feat = {
+        "signal": tf.train.Feature(bytes_list=tf.train.BytesList(value=[d.tobytes()])),
+        "label": tf.train.Feature(float_list=tf.train.FloatList(value=[label])),
+        "record": tf.train.Feature(bytes_list=tf.train.BytesList(value=[record.encode()])),
+        "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feat)).SerializeToString()
+
+
+def write_tfrecords(df, out_dir, shard_size=1024, options=ReadOptions(), on_error="raise",
+                    progress=True):
+    """Convert a manifest to sharded TFRecords (``<split>-00000-of-000NN.tfrecord``).
+
+    Signals are stored as int16 microvolts (lossless for WFDB format 16). Records are grouped by
+    the manifest's ``split`` (``all`` when empty). Bad records are collected: ``on_error='raise'``
+    raises after listing them, ``'skip'`` leaves them out; both return the problems table.
+    """
+    import pandas as pd
+
+    os.makedirs(out_dir, exist_ok=True)
+    labels = _labels(df)
+    split = df["split"].fillna("all") if "split" in df else pd.Series("all", index=df.index)
+    problems, written = [], {}
+    bar = tqdm(total=len(df), desc="converting", unit="ecg", disable=not progress)
+    for name, part in df.groupby(split.to_numpy(), sort=True):
+        rows = np.where(split.to_numpy() == name)[0]
+        n_shards = max(1, int(np.ceil(len(rows) / shard_size)))
+        for s in range(n_shards):
+            path = os.path.join(out_dir, f"{name}-{s:05d}-of-{n_shards:05d}.tfrecord")
+            with tf.io.TFRecordWriter(path) as w:
+                for i in rows[s * shard_size:(s + 1) * shard_size]:
+                    row = df.iloc[i]
+                    fs, leads = _row_hints(row)
+                    try:
+                        x = read_record(record_path(df, row), fs=fs, leads=leads,
+                                        options=options, record=row["record"])
+                    except RecordError as e:
+                        problems.append({"record": e.record, "problem": e.problem})
+                    else:
+                        w.write(_example(x, float(labels[i]), str(row["record"]), int(i)))
+                        written[name] = written.get(name, 0) + 1
+                    bar.update(1)
+    bar.close()
+    problems = pd.DataFrame(problems, columns=["record", "problem"])
+    if len(problems) and on_error == "raise":
+        raise RecordError(f"{len(problems)} of {len(df)} records", "could not be converted:\n  "
+                          + "\n  ".join(f"{r}: {p}" for r, p in problems.values),
+                          "fix them or use --on_error=skip")
+    return written, problems
+
+
+def tfrecord_dataset(pattern, shuffle=False, seed=0, shuffle_buffer=2048, num_samples=NUM_SAMPLES):
+    """Stream TFRecord shards written by :func:`write_tfrecords` (a glob or a list of files)."""
+    files = sorted(glob.glob(pattern)) if isinstance(pattern, str) else list(pattern)
+    if not files:
+        raise FileNotFoundError(f"no TFRecord files match {pattern}")
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
+                       num_parallel_calls=AUTOTUNE, deterministic=True)
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed)
+    spec = {"signal": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.float32),
+            "record": tf.io.FixedLenFeature([], tf.string),
+            "index": tf.io.FixedLenFeature([], tf.int64)}
+
+    def parse(ex):
+        f = tf.io.parse_single_example(ex, spec)
+        x = tf.cast(tf.io.decode_raw(f["signal"], tf.int16), tf.float32) / 1000.0
+        f["signal"] = tf.reshape(x, [12, num_samples])
+        return f
+
+    return ds.map(parse, num_parallel_calls=AUTOTUNE)
+
+
+# ------------------------------------------------------------------------------ finishing
+def _finish(ds, batch_size, cache, drop_remainder):
+    if cache is not None:
+        ds = ds.cache(cache)
+    return ds.batch(batch_size, drop_remainder=drop_remainder)
+
+
+def supervised(ds, batch_size=32, augmenter=None, seed=0, cache=None, drop_remainder=False,
+               with_ids=False):
+    """``(signal, label)`` batches (label float32, shape (B,)); optional augmentation."""
+    ds = _finish(ds, batch_size, cache, drop_remainder)
+    if augmenter is not None:
+        ds = _with_batch_seeds(ds, seed).map(
+            lambda s, b: {**b, "signal": augmenter.apply(b["signal"], s)},
+            num_parallel_calls=AUTOTUNE)
+    if with_ids:
+        return ds.prefetch(AUTOTUNE)
+    return ds.map(lambda b: (b["signal"], b["label"])).prefetch(AUTOTUNE)
+
+
+def _with_batch_seeds(ds, seed):
+    """Pair each batch with a (2,) int64 seed, fixed by ``seed`` but new in every epoch."""
+    rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip(rand, ds).enumerate().map(
+        lambda i, rb: (tf.stack([rb[0], i]), rb[1]))
+
+
+def two_view(ds, augmenter, batch_size=64, seed=0, cache=None, drop_remainder=True):
+    """``(query_view, key_view)`` batches for MoCo: two independent augmentations per ECG."""
+    ds = _finish(ds, batch_size, cache, drop_remainder)
+
+    def views(s, b):
+        sq, sk = tf.unstack(tf.random.experimental.stateless_split(s, 2))
+        return augmenter.apply(b["signal"], sq), augmenter.apply(b["signal"], sk)
+
+    return _with_batch_seeds(ds, seed).map(views, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)

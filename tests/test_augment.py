@@ -1,0 +1,118 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ecg_moco_tf import augment as A
+
+ALL = A.PAPER_TRANSFORMS + A.EXTRA_TRANSFORMS
+SEED = np.array([3, 4])
+
+
+@pytest.fixture(scope="module")
+def x():
+    t = np.arange(5000) / 500
+    base = np.sin(2 * np.pi * 1.0 * t) + 0.3 * np.sin(2 * np.pi * 7 * t)
+    return tf.constant(np.stack([base * (1 + 0.1 * i) for i in range(8 * 12)]).reshape(
+        8, 12, 5000).astype(np.float32))
+
+
+@pytest.mark.parametrize("kind", ALL)
+def test_shape_dtype_and_identity_at_probability_zero(kind, x):
+    y = kind(probability=1.0).apply(x, SEED)
+    assert y.shape == x.shape and y.dtype == tf.float32
+    assert not np.allclose(y, x)
+    np.testing.assert_array_equal(kind(probability=0.0).apply(x, SEED), x)
+
+
+@pytest.mark.parametrize("kind, zero", [
+    (A.GaussianNoise, {"max_std_mv": 0.0}),
+    (A.GaussianSmoothing, {"min_sigma_s": 0.0, "max_sigma_s": 0.0}),
+    (A.RandomErasing, {"max_seconds": 0.0}),
+    (A.TimeResize, {"min_scale": 1.0, "max_scale": 1.0}),
+    (A.BaselineShift, {"max_offset_mv": 0.0, "max_wander_mv": 0.0}),
+    (A.LeadMasking, {"lead_probability": 0.0}),
+    (A.PowerlineNoise, {"max_amplitude_mv": 0.0}),
+    (A.MuscleNoise, {"max_std_mv": 0.0}),
+])
+def test_identity_at_strength_zero(kind, zero, x):
+    np.testing.assert_allclose(kind(probability=1.0, **zero).apply(x, SEED), x, atol=1e-4)
+
+
+def test_noise_std_is_the_documented_amount(x):
+    y = A.GaussianNoise(probability=1.0, min_std_mv=0.1, max_std_mv=0.1).apply(x, SEED)
+    assert np.std(y - x) == pytest.approx(0.1, rel=0.02)
+    y = A.GaussianNoise(probability=1.0, max_std_mv=0.2).apply(x, SEED)
+    per_sample = np.std(y - x, axis=(1, 2))
+    assert per_sample.max() <= 0.2 * 1.02 and len(np.unique(per_sample.round(4))) == len(x)
+
+
+def test_muscle_noise_std(x):
+    y = A.MuscleNoise(probability=1.0, max_std_mv=0.1).apply(x, SEED)
+    assert (np.std(y - x, axis=(1, 2)) <= 0.1 * 1.03).all()
+
+
+def test_erasing_span_length_and_leads(x):
+    y = A.RandomErasing(probability=1.0, min_seconds=0.2, max_seconds=0.2,
+                        per_lead_probability=0.0).apply(x, SEED).numpy()
+    zero = (y == 0) & (x.numpy() != 0)
+    assert (zero.sum(axis=2) == 100).all()                          # 0.2 s at 500 Hz, all leads
+    y = A.RandomErasing(probability=1.0, min_seconds=0.2, max_seconds=0.2,
+                        per_lead_probability=1.0).apply(x, SEED).numpy()
+    zero = (y == 0) & (x.numpy() != 0)
+    assert ((zero.sum(axis=2) > 0).sum(axis=1) == 1).all()          # exactly one lead each
+
+
+def test_resize_scale_factor(x):
+    y = A.TimeResize(probability=1.0, min_scale=1.25, max_scale=1.25).apply(x, SEED).numpy()
+    t = np.arange(4000)
+    src = t / 1.25                                                  # y(t) = x(t / s)
+    expect = np.interp(src, np.arange(5000), x.numpy()[0, 0])
+    np.testing.assert_allclose(y[0, 0, :4000], expect, atol=1e-4)
+    z = A.TimeResize(probability=1.0, min_scale=0.8, max_scale=0.8).apply(x, SEED).numpy()
+    assert (z[..., 4000:] == 0).all()                               # sped up: padded end
+
+
+def test_smoothing_kernel_width():
+    imp = np.zeros((1, 12, 5000), np.float32)
+    imp[:, :, 2500] = 1.0
+    y = A.GaussianSmoothing(probability=1.0, min_sigma_s=0.01, max_sigma_s=0.01).apply(
+        imp, SEED).numpy()[0, 0]
+    k = np.arange(5000) - 2500
+    assert y.sum() == pytest.approx(1.0, abs=1e-3)
+    assert np.sqrt((y * k ** 2).sum() / y.sum()) == pytest.approx(5.0, rel=0.03)   # 10 ms
+
+
+def test_baseline_offset_range(x):
+    y = A.BaselineShift(probability=1.0, max_offset_mv=0.3, max_wander_mv=0.0).apply(
+        x, SEED).numpy()
+    d = y - x.numpy()
+    assert np.allclose(d, d[..., :1], atol=1e-5) and np.abs(d).max() <= 0.3 + 1e-5
+
+
+def test_seed_determinism_and_probability_subset(x):
+    aug = A.RandomAugment.default(seed=0)
+    np.testing.assert_array_equal(aug.apply(x, SEED), aug.apply(x, SEED))
+    assert not np.allclose(aug.apply(x, SEED), aug.apply(x, SEED + 1))
+    t = A.GaussianNoise(probability=0.5)
+    changed = np.any(t.apply(tf.tile(x, [8, 1, 1]), SEED).numpy() != np.tile(x, [8, 1, 1]),
+                     axis=(1, 2))
+    assert 0 < changed.sum() < len(changed)                         # a random subset
+
+
+def test_keras_layers_training_flag_and_serialization(tmp_path, x):
+    aug = A.build_augmenter(["GaussianNoise", "TimeResize"], probability=1.0, seed=1,
+                            GaussianNoise={"max_std_mv": 0.3})
+    np.testing.assert_array_equal(aug(x, training=False), x)
+    assert not np.allclose(aug(x, training=True), x)
+    model = keras.Sequential([keras.Input((12, 5000)), aug, keras.layers.Flatten(),
+                              keras.layers.Dense(1)])
+    model.save(tmp_path / "m.keras")
+    back = keras.saving.load_model(tmp_path / "m.keras")
+    inner = back.layers[0]
+    assert isinstance(inner, A.RandomAugment)
+    assert inner.transforms[0].max_std_mv == 0.3
+    np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        A.build_augmenter(["Nope"])
