@@ -13,6 +13,7 @@ COMMANDS = {
     "ptbxl": "Build a manifest (with splits from strat_fold) from a PTB-XL folder.",
     "convert": "Convert a manifest's records to sharded TFRecords for large data sets.",
     "augment-preview": "Draw one lead under each augmentation to a PNG (paper Figure 1).",
+    "pretrain": "MoCo pretraining of the encoder on train1/valid1.",
 }
 
 

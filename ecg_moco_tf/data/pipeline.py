@@ -13,7 +13,7 @@ Memory does not grow with the data set: a manifest pipeline keeps only the (smal
 paths and streams records through ``num_parallel_calls`` readers; a TFRecord pipeline streams
 shards. Shuffling is seeded (indices are shuffled, not signals, for manifests; a bounded
 ``shuffle_buffer`` for TFRecords). ``cache`` (a path, or "" for memory) stores decoded records
-after the first epoch; use it only when the data fit.
+after the first epoch (see :func:`manifest_dataset`); use it only when the data fit.
 """
 from __future__ import annotations
 
@@ -40,8 +40,13 @@ def _labels(df):
         np.float32)
 
 
-def manifest_dataset(df, shuffle=False, seed=0, options=ReadOptions(), num_parallel_calls=2):
+def manifest_dataset(df, shuffle=False, seed=0, options=ReadOptions(), num_parallel_calls=2,
+                     cache=None):
     """Stream the records of a manifest (rows in order, or shuffled per epoch with ``seed``).
+
+    ``cache`` ("" = memory, or a file path) keeps decoded records after the first epoch; the
+    shuffle then happens after the cache (a shuffle buffer of the whole set), so every epoch
+    still gets a new order.
 
     A record that cannot be read stops the pipeline with an error naming it: run
     ``ecg-moco validate`` first, or ``ecg-moco convert`` (which reports and skips bad records).
@@ -60,7 +65,7 @@ def manifest_dataset(df, shuffle=False, seed=0, options=ReadOptions(), num_paral
             raise ValueError(str(e)) from e     # tf.data shows the message and the record
 
     ds = tf.data.Dataset.range(len(df))
-    if shuffle:
+    if shuffle and cache is None:
         ds = ds.shuffle(len(df), seed=seed, reshuffle_each_iteration=True)
 
     def load(i):
@@ -69,7 +74,12 @@ def manifest_dataset(df, shuffle=False, seed=0, options=ReadOptions(), num_paral
         return {"signal": x, "label": tf.gather(labels, i), "record": tf.gather(names, i),
                 "index": i}
 
-    return ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    if cache is not None:
+        ds = ds.cache(cache)
+        if shuffle:
+            ds = ds.shuffle(len(df), seed=seed, reshuffle_each_iteration=True)
+    return ds
 
 
 # ---------------------------------------------------------------------------------- TFRecords
@@ -153,16 +163,10 @@ def tfrecord_dataset(pattern, shuffle=False, seed=0, shuffle_buffer=2048, num_sa
 
 
 # ------------------------------------------------------------------------------ finishing
-def _finish(ds, batch_size, cache, drop_remainder):
-    if cache is not None:
-        ds = ds.cache(cache)
-    return ds.batch(batch_size, drop_remainder=drop_remainder)
-
-
-def supervised(ds, batch_size=32, augmenter=None, seed=0, cache=None, drop_remainder=False,
+def supervised(ds, batch_size=32, augmenter=None, seed=0, drop_remainder=False,
                with_ids=False):
     """``(signal, label)`` batches (label float32, shape (B,)); optional augmentation."""
-    ds = _finish(ds, batch_size, cache, drop_remainder)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if augmenter is not None:
         ds = _with_batch_seeds(ds, seed).map(
             lambda s, b: {**b, "signal": augmenter.apply(b["signal"], s)},
@@ -179,9 +183,9 @@ def _with_batch_seeds(ds, seed):
         lambda i, rb: (tf.stack([rb[0], i]), rb[1]))
 
 
-def two_view(ds, augmenter, batch_size=64, seed=0, cache=None, drop_remainder=True):
+def two_view(ds, augmenter, batch_size=64, seed=0, drop_remainder=True):
     """``(query_view, key_view)`` batches for MoCo: two independent augmentations per ECG."""
-    ds = _finish(ds, batch_size, cache, drop_remainder)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     def views(s, b):
         sq, sk = tf.unstack(tf.random.experimental.stateless_split(s, 2))

@@ -1,0 +1,91 @@
+"""The paper's ECG encoder (App. B, after Attia et al. 2019) as a Keras functional model.
+
+Input: raw millivolts, (batch, 12, 5000). Inside the model, in order:
+
+1. ``normalization``: per-lead mean/variance of the *data set* (a Normalization layer adapted on
+   training data with :func:`adapt_normalization`; amplitude stays diagnostic, no per-ECG
+   z-scoring), then a reshape to the (12, 5000, 1) image;
+2. six temporal blocks ``temporal_{i}``: Conv2D with a 1 x K kernel (time, within each lead),
+   batch norm, ReLU, max-pool 1 x P along time;
+3. one spatial block ``spatial``: Conv2D with a 12 x 1 kernel (across leads), BN, ReLU;
+4. flatten and one dense layer ``features`` to the feature vector (128-d by default).
+
+Default sizes follow a common reading of Attia 2019: kernels (5, 5, 5, 3, 3, 3), filters
+(16, 16, 32, 32, 64, 64), pools (2, 2, 4, 2, 2, 4), 128 spatial filters.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+KERNELS = (5, 5, 5, 3, 3, 3)
+FILTERS = (16, 16, 32, 32, 64, 64)
+POOLS = (2, 2, 4, 2, 2, 4)
+
+
+def build_encoder(kernel_sizes=KERNELS, filters=FILTERS, pools=POOLS, spatial_filters=128,
+                  feature_dim=128, num_leads=12, num_samples=5000, feature_activation=None,
+                  name="ecg_encoder"):
+    """Build the encoder.
+
+    Args:
+        kernel_sizes, filters, pools: per temporal block (same length).
+        spatial_filters: filters of the 12 x 1 spatial convolution.
+        feature_dim: size of the output feature vector.
+        num_leads, num_samples: input shape (leads x samples).
+        feature_activation: activation of the final dense layer (None = linear).
+
+    Example:
+        >>> enc = build_encoder(feature_dim=64)
+        >>> enc(np.zeros((2, 12, 5000), "float32")).shape
+        TensorShape([2, 64])
+    """
+    if not (len(kernel_sizes) == len(filters) == len(pools)):
+        raise ValueError("kernel_sizes, filters and pools need one entry per temporal block")
+    inp = keras.Input((num_leads, num_samples), name="ecg_mv")
+    x = keras.layers.Normalization(axis=1, name="normalization")(inp)
+    x = keras.layers.Reshape((num_leads, num_samples, 1), name="to_image")(x)
+    for i, (k, f, p) in enumerate(zip(kernel_sizes, filters, pools), start=1):
+        x = keras.layers.Conv2D(f, (1, k), padding="same", use_bias=False,
+                                name=f"temporal_{i}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"temporal_{i}_bn")(x)
+        x = keras.layers.ReLU(name=f"temporal_{i}_relu")(x)
+        x = keras.layers.MaxPooling2D((1, p), name=f"temporal_{i}_pool")(x)
+    x = keras.layers.Conv2D(spatial_filters, (num_leads, 1), padding="valid", use_bias=False,
+                            name="spatial_conv")(x)
+    x = keras.layers.BatchNormalization(name="spatial_bn")(x)
+    x = keras.layers.ReLU(name="spatial_relu")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    out = keras.layers.Dense(feature_dim, activation=feature_activation, name="features")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def adapt_normalization(encoder, data):
+    """Fit the encoder's per-lead Normalization on training ECGs (array or tf.data of batches).
+
+    ``data`` may yield signals, or (signal, ...) tuples (only the first element is used).
+    """
+    import tensorflow as tf
+
+    layer = encoder.get_layer("normalization")
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if isinstance(spec, tuple):
+            data = data.map(lambda *e: e[0])
+        elif isinstance(spec, dict):
+            data = data.map(lambda e: e["signal"])
+    layer.adapt(data)
+    return encoder
+
+
+def encoder_flops(encoder):
+    """Multiply-adds x 2 of one forward pass of one ECG (convolutions and dense layers)."""
+    flops = 0
+    for layer in encoder.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            out = layer.output.shape
+            kh, kw = layer.kernel_size
+            flops += 2 * int(np.prod(out[1:])) * kh * kw * layer.input.shape[-1]
+        elif isinstance(layer, keras.layers.Dense):
+            flops += 2 * layer.input.shape[-1] * layer.units
+    return flops

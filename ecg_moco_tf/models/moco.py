@@ -1,0 +1,207 @@
+"""MoCo (v1/v2) as a ``keras.Model`` whose ``train_step`` lets plain ``model.fit`` pretrain.
+
+Data: batches of ``(query_view, key_view)``, two augmentations of the same ECGs (see
+``data.pipeline.two_view``). One training step:
+
+1. keys: the key encoder (+ key head) on the key views, L2-normalized, outside the
+   GradientTape (no gradient can reach it);
+2. queries: the query encoder (+ head) on the query views inside the tape; InfoNCE against
+   the positive key (column 0) and the K queued keys;
+3. the optimizer updates the query side only (``model.trainable_variables`` is the query
+   encoder and head: every key variable is marked non-trainable);
+4. momentum update: every key weight <- m * key + (1 - m) * query (after the optimizer step,
+   equivalent to the reference implementation's update before the next key computation);
+5. enqueue the keys (all-gathered across replicas under ``tf.distribute``).
+
+Pitfalls handled (see DESIGN.md): the key network starts as an exact weight copy of the query
+network (``clone_model`` copies structure only); the key network is kept out of the optimizer
+by marking its *variables* non-trainable, not ``layer.trainable=False`` (which in Keras 3 puts
+BatchNormalization in inference mode); queue and pointer are model weights, so ``save``,
+``save_weights`` and ``BackupAndRestore`` keep them; queue width = projection output width;
+``model.encoder`` is the query (online) encoder, the one to evaluate and fine-tune.
+
+BatchNorm statistics policy: both encoders normalize with batch statistics while training. The
+key encoder's moving statistics are *not* changed by its own forward pass (they are restored
+after it); like every other key weight they follow the EMA of the query's, so
+``key = m * key + (1 - m) * query`` holds exactly for every weight after each step.
+
+Shuffle-BN substitute on one device: with ``shuffle_bn_splits=g`` (> 1) the key batch is
+randomly permuted and split into ``g`` groups, each normalized by its own batch statistics,
+then un-permuted, so a query and its key never share BN statistics (the "cheating" that
+shuffle-BN prevents across GPUs). The batch size must be divisible by ``g``.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from .heads import projection_head
+from .losses import info_nce
+from .momentum import momentum_update
+from .queue import KeyQueue
+
+
+def _clone(model):
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())           # clone_model does not copy weights
+    for v in clone.weights:
+        v.trainable = False                          # out of the optimizer, BN stays in train mode
+    return clone
+
+
+@keras.saving.register_keras_serializable("ecg_moco_tf")
+class MoCo(keras.Model):
+    """Momentum Contrast around any Keras encoder mapping ECG batches to feature vectors.
+
+    Args:
+        encoder: a built Keras model (the query encoder), e.g. ``build_encoder()``.
+        version: 2 adds an MLP projection head (MoCo v2); 1 uses the features directly.
+        projection_dim: width of the contrastive space and of the queue.
+        hidden_dim: hidden width of the v2 head (default: the encoder's feature width).
+        queue_size: number of negative keys K.
+        momentum: EMA coefficient m of the key network.
+        temperature: InfoNCE temperature.
+        symmetric: also contrast key-view queries with query-view keys (2x compute).
+        shuffle_bn_splits: single-device shuffle-BN substitute (1 = off).
+        seed: seed of the initial queue and of shuffle-BN permutations.
+
+    Example:
+        >>> moco = MoCo(build_encoder(), queue_size=1024)
+        >>> moco.compile(optimizer=keras.optimizers.Adam(1e-3))
+        >>> moco.fit(two_view_dataset, epochs=10)
+        >>> moco.encoder.save("encoder.keras")
+    """
+
+    def __init__(self, encoder, version=2, projection_dim=128, hidden_dim=None,
+                 queue_size=4096, momentum=0.999, temperature=0.2, symmetric=False,
+                 shuffle_bn_splits=1, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if version not in (1, 2):
+            raise ValueError("version must be 1 or 2")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError("momentum must be in [0, 1]")
+        self.version, self.projection_dim = version, projection_dim
+        feat = encoder.output.shape[-1]
+        self.hidden_dim = hidden_dim or feat
+        self.queue_size, self.momentum, self.temperature = queue_size, momentum, temperature
+        self.symmetric, self.shuffle_bn_splits, self.seed = symmetric, shuffle_bn_splits, seed
+        self.encoder = encoder
+        self.head = projection_head(feat, self.hidden_dim if version == 2 else 0,
+                                    projection_dim if version == 2 else feat,
+                                    name="query_head")
+        self.key_encoder = _clone(encoder)
+        self.key_head = _clone(self.head)
+        self.queue = KeyQueue(queue_size, self.head.output.shape[-1], seed=seed, name="queue")
+        self._seed_gen = keras.random.SeedGenerator(seed)
+        names = ("loss", "accuracy", "pos_cosine", "neg_cosine", "feature_std")
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
+        self.built = True
+
+    # ----------------------------------------------------------------------- forward parts
+    def call(self, inputs, training=False):
+        """Query-encoder features (what downstream tasks use)."""
+        return self.encoder(inputs, training=training)
+
+    def _query(self, x, training):
+        return tf.math.l2_normalize(self.head(self.encoder(x, training=training),
+                                              training=training), axis=1)
+
+    def _keys(self, x, training=True):
+        """Keys of the key network in train-mode BN, moving statistics left untouched."""
+        if not training:
+            return tf.math.l2_normalize(self.key_head(self.key_encoder(x, training=False)), 1)
+        stats = [v for v in self.key_encoder.weights + self.key_head.weights
+                 if "moving" in v.path]
+        saved = [tf.identity(v) for v in stats]
+        g = self.shuffle_bn_splits
+        if g > 1:
+            seed = tf.cast(self._seed_gen.next(), tf.int32)
+            perm = tf.argsort(tf.random.stateless_uniform(tf.shape(x)[:1], seed))
+            parts = tf.split(tf.gather(x, perm), g)
+            feats = tf.concat([self.key_encoder(p, training=True) for p in parts], 0)
+            feats = tf.gather(feats, tf.argsort(perm))
+        else:
+            feats = self.key_encoder(x, training=True)
+        k = tf.math.l2_normalize(self.key_head(feats, training=True), axis=1)
+        with tf.control_dependencies([k]):
+            for v, s in zip(stats, saved):
+                v.assign(s)
+        return tf.stop_gradient(k)
+
+    def _contrast(self, q, k):
+        loss, logits = info_nce(q, k, self.queue.keys, self.temperature)
+        return loss, logits
+
+    def _update_metrics(self, loss, logits, q, k):
+        acc = tf.cast(tf.equal(tf.argmax(logits, axis=1), 0), tf.float32)
+        std = tf.reduce_mean(tf.math.reduce_std(q, axis=0))
+        values = {"loss": tf.reduce_mean(loss), "accuracy": tf.reduce_mean(acc),
+                  "pos_cosine": tf.reduce_mean(tf.reduce_sum(q * k, 1)),
+                  "neg_cosine": tf.reduce_mean(tf.matmul(q, self.queue.keys, transpose_b=True)),
+                  "feature_std": std}
+        for name, v in values.items():
+            self.trackers[name].update_state(v)
+        return {name: t.result() for name, t in self.trackers.items()}
+
+    # ----------------------------------------------------------------------------- steps
+    def _views(self, data):
+        """(query_view, key_view) from ``(q, k)`` (what fit passes as x, y), ``x=(q, k)`` or a
+        dict with 'query' and 'key'."""
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if isinstance(x, dict):
+            return x["query"], x["key"]
+        if y is None:
+            return x[0], x[1]
+        return x, y
+
+    def train_step(self, data):
+        xq, xk = self._views(data)
+        k = self._keys(xk)
+        k2 = self._keys(xq) if self.symmetric else None
+        ctx = tf.distribute.get_replica_context()
+        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        with tf.GradientTape() as tape:
+            q = self._query(xq, training=True)
+            loss, logits = self._contrast(q, k)
+            if self.symmetric:
+                q2 = self._query(xk, training=True)
+                loss = 0.5 * (loss + self._contrast(q2, k2)[0])
+            # mean over the global batch: gradients are summed across replicas
+            scaled = tf.reduce_mean(loss) / replicas
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        momentum_update(self.key_encoder.weights + self.key_head.weights,
+                        self.encoder.weights + self.head.weights, self.momentum)
+        metrics = self._update_metrics(loss, logits, q, k)
+        new = tf.concat([k, k2], 0) if self.symmetric else k
+        if replicas > 1:
+            new = ctx.all_gather(new, axis=0)
+        self.queue.enqueue(new)
+        return metrics
+
+    def test_step(self, data):
+        xq, xk = self._views(data)
+        k = self._keys(xk, training=False)
+        q = self._query(xq, training=False)
+        loss, logits = self._contrast(q, k)
+        return self._update_metrics(loss, logits, q, k)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def get_config(self):
+        return {**super().get_config(),
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "version": self.version, "projection_dim": self.projection_dim,
+                "hidden_dim": self.hidden_dim, "queue_size": self.queue_size,
+                "momentum": self.momentum, "temperature": self.temperature,
+                "symmetric": self.symmetric, "shuffle_bn_splits": self.shuffle_bn_splits,
+                "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)

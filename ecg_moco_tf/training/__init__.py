@@ -1,0 +1,1 @@
+"""Training: MoCo pretraining, fine-tuning, the paper's experiments."""

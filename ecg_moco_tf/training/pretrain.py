@@ -1,0 +1,111 @@
+"""MoCo pretraining on the unlabelled pool (train1 / valid1).
+
+``pretrain`` adapts the encoder's normalization on train1, fits MoCo with Adam, validates on
+valid1 every epoch and saves the query encoder with the lowest validation loss. Logs: CSV
+(``pretrain_log.csv``) and TensorBoard (``tensorboard/``). ``BackupAndRestore``
+(``backup/``) lets a killed run resume at its last finished epoch, with its queue, pointer,
+key encoder and optimizer state.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import asdict, dataclass
+
+import keras
+
+from ..augment import build_augmenter
+from ..data import pipeline
+from ..models.encoder import adapt_normalization, build_encoder
+from ..models.moco import MoCo
+from .callbacks import SaveBest, StopOnNaN
+
+
+@dataclass
+class PretrainConfig:
+    """Pretraining settings (each is a flag of ``ecg-moco pretrain``)."""
+
+    epochs: int = 50
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    queue_size: int = 4096
+    momentum: float = 0.999
+    temperature: float = 0.2
+    version: int = 2
+    symmetric: bool = False
+    shuffle_bn_splits: int = 2
+    augmentations: tuple = ()          # empty: the paper's five
+    augment_probability: float = 0.5
+    cache: bool = True                 # keep decoded ECGs in memory (small data sets)
+    seed: int = 0
+    verbose: int = 2
+
+
+def check_queue_size(queue_size, num_train, batch_size):
+    """Refuse a queue at least as large as the data (an ECG would be its own negative), warn
+    above half of it."""
+    if batch_size > num_train:
+        raise ValueError(f"batch_size {batch_size} is larger than the {num_train} pretraining "
+                         "ECGs; lower --batch_size")
+    if queue_size >= num_train:
+        raise ValueError(
+            f"queue_size K={queue_size} >= {num_train} pretraining ECGs: the queue would hold "
+            f"earlier keys of the same ECGs as negatives. Use K <= {num_train // 2} "
+            "(--queue_size), or more pretraining data.")
+    if queue_size > num_train // 2:
+        warnings.warn(f"queue_size K={queue_size} is more than half of the {num_train} "
+                      "pretraining ECGs; some negatives will be older keys of the same ECG.")
+
+
+def _datasets(train_df, valid_df, cfg):
+    aug = build_augmenter(cfg.augmentations or None, probability=cfg.augment_probability,
+                          seed=cfg.seed)
+    cache = "" if cfg.cache else None
+    train = pipeline.manifest_dataset(train_df, shuffle=True, seed=cfg.seed, cache=cache)
+    valid = pipeline.manifest_dataset(valid_df, cache=cache)
+    return (train, pipeline.two_view(train, aug, cfg.batch_size, seed=cfg.seed),
+            pipeline.two_view(valid, aug, cfg.batch_size, seed=cfg.seed + 1))
+
+
+def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
+             extra_callbacks=()):
+    """Pretrain ``encoder`` (default: the paper's) with MoCo; returns (moco, history dict).
+
+    The best query encoder is saved to ``<out_dir>/encoder.keras``, the final MoCo model to
+    ``<out_dir>/moco.keras``.
+    """
+    check_queue_size(cfg.queue_size, len(train_df), cfg.batch_size)
+    if len(valid_df) < cfg.batch_size:
+        raise ValueError(f"valid1 has {len(valid_df)} ECGs, fewer than one batch of "
+                         f"{cfg.batch_size}; lower --batch_size")
+    keras.utils.set_random_seed(cfg.seed)
+    os.makedirs(out_dir, exist_ok=True)
+    encoder = encoder or build_encoder()
+    raw_train, train, valid = _datasets(train_df, valid_df, cfg)
+    adapt_normalization(encoder, raw_train.batch(cfg.batch_size))
+    moco = MoCo(encoder, version=cfg.version, queue_size=cfg.queue_size,
+                momentum=cfg.momentum, temperature=cfg.temperature, symmetric=cfg.symmetric,
+                shuffle_bn_splits=cfg.shuffle_bn_splits, seed=cfg.seed)
+    moco.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+    nan = StopOnNaN("Lower --learning_rate, raise --temperature, or check the input with "
+                    "`ecg-moco validate`.")
+    log = os.path.join(out_dir, "pretrain_log.csv")
+    best = SaveBest(os.path.join(out_dir, "encoder.keras"), lambda: moco.encoder, log_csv=log)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup")),
+        keras.callbacks.CSVLogger(log, append=True),
+        keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard")),
+        nan, best, *extra_callbacks,
+    ]
+    hist = moco.fit(train, validation_data=valid, epochs=cfg.epochs, callbacks=callbacks,
+                    verbose=cfg.verbose, shuffle=False)     # the pipeline shuffles (seeded)
+    nan.check()
+    moco.save(os.path.join(out_dir, "moco.keras"))
+    if best.best_epoch is None:          # resumed after the last epoch: keep the final encoder
+        moco.encoder.save(best.path)
+    with open(os.path.join(out_dir, "pretrain_config.json"), "w") as f:
+        import json
+
+        json.dump({**asdict(cfg), "best_epoch": best.best_epoch, "best_val_loss": best.best},
+                  f, indent=1, default=str)
+    return moco, hist.history

@@ -1,0 +1,104 @@
+import os
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from ecg_moco_tf.models import MoCo, build_encoder
+from tests.models.conftest import SMALL
+
+
+def _moco(enc, **kw):
+    m = MoCo(enc, **{"queue_size": 16, "momentum": 0.9, "seed": 0, "shuffle_bn_splits": 1, **kw})
+    m.compile(optimizer=keras.optimizers.Adam(1e-2))
+    return m
+
+
+def _vals(vs):
+    return [v.numpy().copy() for v in vs]
+
+
+def test_key_encoder_starts_as_exact_copy_and_stays_out_of_optimizer(small_encoder):
+    m = _moco(small_encoder)
+    for a, b in zip(m.encoder.weights + m.head.weights, m.key_encoder.weights + m.key_head.weights):
+        assert a is not b
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    ids = {id(v) for v in m.trainable_variables}
+    assert not ids & {id(v) for v in m.key_encoder.weights + m.key_head.weights}
+    assert ids == {id(v) for v in m.encoder.trainable_variables + m.head.trainable_variables}
+    # BN layers of the key encoder stay trainable (=> batch statistics in training mode)
+    assert all(layer.trainable for layer in m.key_encoder.layers)
+
+
+def test_one_step_ema_every_weight_and_queue(small_encoder, views):
+    xq, xk = views
+    m = _moco(small_encoder)
+    old_key = _vals(m.key_encoder.weights + m.key_head.weights)
+    old_query = _vals(m.encoder.weights + m.head.weights)
+    expected_keys = m._keys(tf.constant(xk)).numpy()
+    m.train_on_batch((xq, xk))
+    new_query = _vals(m.encoder.weights + m.head.weights)
+    new_key = _vals(m.key_encoder.weights + m.key_head.weights)
+    changed = [not np.allclose(a, b) for a, b in zip(old_query, new_query)]
+    assert sum(changed) > len(changed) // 2                        # the query side learned
+    for ok, nq, nk in zip(old_key, new_query, new_key):
+        np.testing.assert_allclose(nk, 0.9 * ok + 0.1 * nq, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m.queue.keys.numpy()[:8], expected_keys, atol=1e-5)
+    assert int(m.queue.pointer.numpy()) == 8
+
+
+def test_gradients_reach_only_the_query_side(small_encoder, views):
+    xq, xk = views
+    m = _moco(small_encoder, momentum=1.0)
+    before = _vals(m.key_encoder.weights + m.key_head.weights)
+    queue_vars = [m.queue.keys]
+    with tf.GradientTape(persistent=True) as tape:
+        k = m._keys(tf.constant(xk))
+        q = m._query(tf.constant(xq), training=True)
+        loss = tf.reduce_mean(m._contrast(q, k)[0])
+    key_grads = tape.gradient(loss, m.key_encoder.trainable_weights + m.key_encoder.weights
+                              + queue_vars)
+    assert all(g is None for g in key_grads)
+    q_grads = tape.gradient(loss, m.trainable_variables)
+    assert all(g is not None for g in q_grads)
+    m.train_on_batch((xq, xk))
+    for a, b in zip(before, _vals(m.key_encoder.weights + m.key_head.weights)):
+        np.testing.assert_array_equal(a, b)                         # m=1: key frozen
+    assert len(m.optimizer.variables) < 2 * len(m.trainable_variables) + 5
+
+
+def test_shuffle_bn_and_symmetric_and_v1(small_encoder, views):
+    xq, xk = views
+    for kw in ({"shuffle_bn_splits": 2}, {"symmetric": True}, {"version": 1}):
+        m = _moco(build_encoder(**SMALL), **kw)
+        logs = m.train_on_batch((xq, xk), return_dict=True)
+        assert np.isfinite(logs["loss"]) and 0 <= logs["accuracy"] <= 1
+    assert m.queue.keys.shape == (16, 16)                            # v1: feature width
+
+
+def test_save_load_roundtrip(small_encoder, views, tmp_path):
+    xq, xk = views
+    m = _moco(small_encoder)
+    m.train_on_batch((xq, xk))
+    m.save(tmp_path / "moco.keras")
+    back = keras.saving.load_model(tmp_path / "moco.keras")
+    assert isinstance(back, MoCo) and back.queue_size == 16 and back.momentum == 0.9
+    np.testing.assert_array_equal(back.queue.keys.numpy(), m.queue.keys.numpy())
+    assert int(back.queue.pointer.numpy()) == 8
+    for a, b in zip(back.key_encoder.weights, m.key_encoder.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_allclose(back.predict(xq, verbose=0), m.predict(xq, verbose=0), atol=1e-6)
+    m.encoder.save(tmp_path / "enc.keras")
+    enc = keras.saving.load_model(tmp_path / "enc.keras")
+    np.testing.assert_allclose(enc.predict(xq, verbose=0), m.encoder.predict(xq, verbose=0),
+                               atol=1e-6)
+
+
+def test_metrics_reported(small_encoder, views):
+    m = _moco(small_encoder)
+    logs = m.train_on_batch(views, return_dict=True)
+    assert set(logs) >= {"loss", "accuracy", "pos_cosine", "neg_cosine", "feature_std"}
+    ev = m.test_on_batch(views, return_dict=True)
+    assert np.isfinite(ev["loss"])
