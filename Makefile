@@ -16,8 +16,7 @@ $(STAMP): pyproject.toml setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ecg-moco synth --out=$(DEMO_OUT)/cohort --num_patients=400 --seed=0
-	$(BIN)/ecg-moco validate --manifest=$(DEMO_OUT)/cohort/manifest.csv
+	$(BIN)/ecg-moco reproduce --flagfile=flags/demo.flags --out=$(DEMO_OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --durations=15

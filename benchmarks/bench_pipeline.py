@@ -6,6 +6,7 @@
 - stream_peak_rss_mb: peak RSS of a process that streams a whole epoch from a manifest of
   1x and 10x the demo cohort (measured in fresh subprocesses).
 """
+import ecg_moco_tf  # noqa: F401  (first: enables oneDNN before TensorFlow loads)
 import json
 import os
 import resource

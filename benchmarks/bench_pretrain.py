@@ -4,6 +4,7 @@ Each configuration runs in a fresh subprocess (peak memory = its VmHWM). FLOPs p
 train step are counted analytically: query forward + backward (~3x forward) + key forward
 = 4x the forward FLOPs of encoder and head. Prints one JSON object.
 """
+import ecg_moco_tf  # noqa: F401  (first: enables oneDNN before TensorFlow loads)
 import json
 import os
 import subprocess

@@ -1,11 +1,12 @@
 import os
 
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")   # before TensorFlow loads (see ecg_moco_tf)
+
 import numpy as np
 import pytest
 
 SHARED_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                                            "data"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def shared(sub):

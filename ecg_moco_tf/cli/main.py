@@ -14,6 +14,8 @@ COMMANDS = {
     "convert": "Convert a manifest's records to sharded TFRecords for large data sets.",
     "augment-preview": "Draw one lead under each augmentation to a PNG (paper Figure 1).",
     "pretrain": "MoCo pretraining of the encoder on train1/valid1.",
+    "finetune": "Fine-tune one experiment (LR sweep, lowest validation loss) and test it.",
+    "reproduce": "The main job: pretrain, the paper's three experiments, report (make demo).",
 }
 
 

@@ -112,11 +112,13 @@ class LoadResult:
         columns=["record", "problem"]))
 
 
-def load_records(df, on_error="raise", options=ReadOptions(), progress=True):
+def load_records(df, on_error="raise", options=ReadOptions(), progress=True,
+                 keep_signals=True):
     """Read every record of a manifest into memory (small sets; use the pipeline for large ones).
 
     ``on_error='raise'`` reads everything, then raises one RecordError listing all problems;
     ``'skip'`` returns the good records and a problems table (never drops silently).
+    ``keep_signals=False`` only checks the records (memory stays flat; ``signals`` is empty).
     """
     if on_error not in ("raise", "skip"):
         raise ValueError("on_error must be 'raise' or 'skip'")
@@ -124,7 +126,9 @@ def load_records(df, on_error="raise", options=ReadOptions(), progress=True):
     for i, (_, row) in enumerate(tqdm(df.iterrows(), total=len(df), desc="reading ECGs",
                                       disable=not progress, unit="ecg")):
         try:
-            signals.append(read_row(df, row, options))
+            x = read_row(df, row, options)
+            if keep_signals:
+                signals.append(x)
             keep.append(i)
         except RecordError as e:
             problems.append({"record": e.record, "problem": e.problem + (

@@ -1,0 +1,153 @@
+"""The main job: data -> splits -> MoCo pretraining -> the paper's three experiments ->
+Table 2 with 95 % CIs and DeLong p-values, a Markdown report and figures.
+
+Data: the built-in synthetic cohort (default), --manifest (any manifest; splits are assigned
+if its 'split' column is empty), or --ptbxl_root with --ptbxl_label (official strat_fold:
+--ptbxl_pretrain_folds pretrain, fold 9 valid2, fold 10 test, the rest train2).
+Examples:
+  ecg-moco reproduce --flagfile=flags/demo.flags                      # what `make demo` runs
+  ecg-moco reproduce --flagfile=flags/reproduce_paper_scale.flags     # 37,103 synthetic ECGs
+  ecg-moco reproduce --ptbxl_root=../shared/data/ptbxl-subset --ptbxl_label=MI --out=runs/ptbxl
+"""
+import os
+import sys
+
+from absl import flags
+
+from ecg_moco_tf.cli import common
+
+FLAGS = flags.FLAGS
+common.define_encoder_flags(__name__)
+flags.DEFINE_string("out", "runs/reproduce", "Output folder (report.md, results.json, ...).")
+flags.DEFINE_string("manifest", None, "Use this manifest instead of the synthetic cohort.")
+flags.DEFINE_string("ptbxl_root", None, "Use a PTB-XL folder instead of the synthetic cohort.")
+flags.DEFINE_string("ptbxl_label", "MI", "PTB-XL superclass or SCP code to predict.")
+flags.DEFINE_list("ptbxl_pretrain_folds", ["1", "2", "3", "4", "5"],
+                  "PTB-XL strat_folds used for pretraining (train1/valid1).")
+flags.DEFINE_integer("num_patients", 1000, "Synthetic cohort: number of patients.")
+flags.DEFINE_float("prevalence", 0.10, "Synthetic cohort: share of LVSD patients.")
+flags.DEFINE_integer("seed", 0, "Seed for data, splits, training and bootstrap.")
+flags.DEFINE_enum("on_error", "skip", ["skip", "raise"],
+                  "Unreadable records: leave out with a report, or stop.")
+flags.DEFINE_string("pretrained_encoder", None, "Skip pretraining and use this encoder.")
+flags.DEFINE_integer("pretrain_epochs", 50, "MoCo epochs.")
+flags.DEFINE_integer("pretrain_batch_size", 64, "MoCo batch size.")
+flags.DEFINE_float("pretrain_learning_rate", 1e-3, "MoCo Adam learning rate.")
+flags.DEFINE_integer("queue_size", 4096, "MoCo queue size K.")
+flags.DEFINE_float("moco_momentum", 0.999, "MoCo key-encoder momentum.")
+flags.DEFINE_float("temperature", 0.2, "InfoNCE temperature.")
+flags.DEFINE_list("experiments", ["proposed", "baseline_unpretrained", "baseline_full_labels"],
+                  "Experiments to run (paper Table 3).")
+flags.DEFINE_list("learning_rates", ["1e-4", "3e-5", "1e-5"], "Fine-tuning LR sweep.")
+flags.DEFINE_integer("epochs", 50, "Fine-tuning epochs (early stopping on valid loss).")
+flags.DEFINE_integer("batch_size", 32, "Fine-tuning batch size.")
+flags.DEFINE_integer("patience", 5, "Early-stopping patience (epochs).")
+flags.DEFINE_integer("hidden_units", 64, "Width of the classifier's hidden dense layer.")
+flags.DEFINE_enum("class_weight", "none", ["none", "balanced"], "Class weighting of the loss.")
+flags.DEFINE_bool("cache", True, "Keep decoded ECGs in memory (turn off for large data).")
+flags.DEFINE_integer("n_boot", 2000, "Bootstrap resamples for the AUC CIs.")
+flags.DEFINE_bool("label_efficiency", False, "Also run the label-efficiency study.")
+flags.DEFINE_list("le_fractions", ["0.01", "0.05", "0.1", "0.28", "0.5", "1.0"],
+                  "Label-efficiency fractions of train2.")
+flags.DEFINE_list("le_seeds", ["0", "1", "2"], "Label-efficiency seeds.")
+
+
+def _data(out):
+    from ecg_moco_tf.data import assign_splits, manifest, ptbxl, synthetic
+
+    if FLAGS.manifest:
+        df = manifest.read_manifest(FLAGS.manifest)
+        src = f"manifest {FLAGS.manifest}"
+    elif FLAGS.ptbxl_root:
+        df = ptbxl.folds_to_splits(ptbxl.ptbxl_manifest(FLAGS.ptbxl_root, FLAGS.ptbxl_label),
+                                   pretrain_folds=[int(f) for f in FLAGS.ptbxl_pretrain_folds])
+        src = f"PTB-XL {FLAGS.ptbxl_root}, label {FLAGS.ptbxl_label}"
+    else:
+        cfg = synthetic.CohortConfig(num_patients=FLAGS.num_patients,
+                                     prevalence=FLAGS.prevalence, seed=FLAGS.seed)
+        cohort = os.path.join(out, "cohort")
+        df = synthetic.write_cohort(cohort, cfg)
+        df = manifest.read_manifest(manifest.write_manifest(df, os.path.join(cohort,
+                                                                             "manifest.csv")))
+        src = f"synthetic cohort, {FLAGS.num_patients} patients, seed {FLAGS.seed}"
+    if df["split"].isna().all():
+        df = assign_splits(df, seed=FLAGS.seed)
+    return df, src
+
+
+def main(argv):
+    del argv
+    from dataclasses import asdict
+
+    from ecg_moco_tf.data import load_records, split_summary
+    from ecg_moco_tf.evaluation.plots import plot_calibration, plot_roc
+    from ecg_moco_tf.evaluation.report import LABELS, table2, write_report
+    from ecg_moco_tf.training import experiments as X
+    from ecg_moco_tf.training.finetune import FinetuneConfig
+    from ecg_moco_tf.training.pretrain import PretrainConfig, pretrain
+
+    out = FLAGS.out
+    os.makedirs(out, exist_ok=True)
+    verbose = 1 if sys.stdout.isatty() else 2
+    enc_kwargs = dict(kernel_sizes=[int(k) for k in FLAGS.kernel_sizes],
+                      filters=[int(f) for f in FLAGS.filters], pools=[int(p) for p in FLAGS.pools],
+                      spatial_filters=FLAGS.spatial_filters, feature_dim=FLAGS.feature_dim)
+    X.stage("1/5 data")
+    df, source = _data(out)
+    checked = load_records(df, on_error=FLAGS.on_error, keep_signals=False)
+    notes = [f"data: {source}; {len(df)} ECGs, {df['patient_id'].nunique()} patients"]
+    if len(checked.problems):
+        checked.problems.to_csv(os.path.join(out, "problems.csv"), index=False)
+        notes.append(f"{len(checked.problems)} unreadable records left out, listed in "
+                     "problems.csv")
+        print(checked.problems.to_string(index=False))
+    df = checked.manifest
+    df.to_csv(os.path.join(out, "manifest_with_splits.csv"), index=False)
+    splits_table = split_summary(df)
+    print(splits_table.to_string())
+
+    ft = FinetuneConfig(learning_rates=tuple(float(x) for x in FLAGS.learning_rates),
+                        epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
+                        patience=FLAGS.patience, hidden_units=FLAGS.hidden_units,
+                        class_weight=FLAGS.class_weight, cache=FLAGS.cache, seed=FLAGS.seed,
+                        verbose=verbose)
+    pt = PretrainConfig(epochs=FLAGS.pretrain_epochs, batch_size=FLAGS.pretrain_batch_size,
+                        learning_rate=FLAGS.pretrain_learning_rate, queue_size=FLAGS.queue_size,
+                        momentum=FLAGS.moco_momentum, temperature=FLAGS.temperature,
+                        cache=FLAGS.cache, seed=FLAGS.seed, verbose=verbose)
+    encoder_path = FLAGS.pretrained_encoder
+    needs_encoder = "proposed" in FLAGS.experiments or FLAGS.label_efficiency
+    if needs_encoder and not encoder_path:
+        X.stage("2/5 MoCo pretraining on train1/valid1 (labels unused)")
+        view = X.experiment_view(df, "proposed")
+        from ecg_moco_tf.models import build_encoder
+
+        pretrain(view["pretrain_train"], view["pretrain_valid"], os.path.join(out, "pretrain"),
+                 pt, encoder=build_encoder(**enc_kwargs))
+        encoder_path = os.path.join(out, "pretrain", "encoder.keras")
+        notes.append(f"pretrained encoder: {encoder_path}")
+    preds, sweeps = {}, {}
+    for i, name in enumerate(FLAGS.experiments):
+        X.stage(f"3/5 experiment {i + 1}/{len(FLAGS.experiments)}: {name}")
+        preds[name], sweeps[name] = X.run_experiment(df, name, out, ft, encoder_path, enc_kwargs)
+    X.stage("4/5 evaluation (patient bootstrap, DeLong)")
+    summary, tests = X.summarize(preds, n_boot=FLAGS.n_boot, seed=FLAGS.seed)
+    figures = {
+        "roc": plot_roc({LABELS[n]: (p["label"].astype(int), p["probability"], summary[n])
+                         for n, p in preds.items()}, os.path.join(out, "roc.png")),
+        "calibration": plot_calibration({LABELS[n]: s for n, s in summary.items()},
+                                        os.path.join(out, "calibration.png")),
+    }
+    settings = {**X.experiments_settings(ft, pt), "encoder": enc_kwargs, "source": source}
+    if FLAGS.label_efficiency:
+        X.stage("5/5 label efficiency")
+        X.label_efficiency(df, encoder_path, out, [float(f) for f in FLAGS.le_fractions],
+                           [int(s) for s in FLAGS.le_seeds], ft, enc_kwargs)
+        figures["label_efficiency"] = os.path.join(out, "label_efficiency.png")
+    X.save_results(out, summary, tests, sweeps, settings)
+    path = write_report(out, splits_table, summary, tests, sweeps, figures,
+                        {k: v for k, v in settings.items() if k != "experiments"}, notes)
+    X.stage("done")
+    print(table2(summary, tests))
+    print(f"\nreport: {path}")
+

@@ -1,0 +1,3 @@
+"""Evaluation: AUC with patient-level bootstrap CIs, DeLong's test, operating points, plots."""
+from .metrics import (bootstrap_auc_ci, delong_test, evaluate, threshold_at_sensitivity,
+                      threshold_metrics, youden_threshold)

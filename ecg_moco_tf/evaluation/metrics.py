@@ -1,0 +1,136 @@
+"""Metrics a clinical ML paper reports, with the uncertainty the paper could not show.
+
+- AUC (scikit-learn) with a 95 % bootstrap CI that resamples *patients* (all ECGs of a drawn
+  patient come along), since ECGs of one patient are not independent;
+- DeLong's test for the difference of two correlated AUCs on the same test ECGs (fast
+  algorithm of Sun & Xu, IEEE SPL 2014);
+- sensitivity / specificity / PPV / NPV at the Youden threshold and at a chosen sensitivity;
+- Brier score and a calibration curve.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
+
+
+def _check(y, p):
+    y, p = np.asarray(y).astype(int).ravel(), np.asarray(p, float).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"labels {y.shape} and scores {p.shape} differ in length")
+    if len(np.unique(y)) != 2:
+        raise ValueError("AUC needs both classes in the test set")
+    return y, p
+
+
+def bootstrap_auc_ci(y, p, groups=None, n_boot=2000, alpha=0.05, seed=0):
+    """Percentile bootstrap CI of the AUC, resampling ``groups`` (patients) with replacement.
+
+    ``groups=None`` resamples single ECGs. Resamples holding one class only are redrawn.
+    Returns (low, high).
+    """
+    y, p = _check(y, p)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    uniq, inv = np.unique(groups, return_inverse=True)
+    members = np.split(np.argsort(inv, kind="stable"), np.cumsum(np.bincount(inv))[:-1])
+    rng = np.random.default_rng(seed)
+    aucs = []
+    while len(aucs) < n_boot:
+        draw = rng.integers(0, len(uniq), len(uniq))
+        idx = np.concatenate([members[g] for g in draw])
+        if y[idx].min() == y[idx].max():
+            continue
+        aucs.append(roc_auc_score(y[idx], p[idx]))
+    lo, hi = np.percentile(aucs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
+
+
+def _midrank(x):
+    order = np.argsort(x, kind="mergesort")
+    z = x[order]
+    n = len(x)
+    t = np.zeros(n)
+    i = 0
+    while i < n:
+        j = i
+        while j < n and z[j] == z[i]:
+            j += 1
+        t[i:j] = 0.5 * (i + j - 1) + 1
+        i = j
+    out = np.empty(n)
+    out[order] = t
+    return out
+
+
+def delong_test(y, p1, p2):
+    """DeLong's test of AUC(p1) == AUC(p2) on the same ECGs (two-sided).
+
+    Returns a dict with auc1, auc2, difference, its standard error, z and p_value.
+    """
+    y, p1 = _check(y, p1)
+    _, p2 = _check(y, p2)
+    pos, neg = y == 1, y == 0
+    m, n = pos.sum(), neg.sum()
+    aucs, v10, v01 = [], [], []
+    for p in (p1, p2):
+        tx, ty, tz = _midrank(p[pos]), _midrank(p[neg]), _midrank(np.concatenate([p[pos],
+                                                                                  p[neg]]))
+        aucs.append(tz[:m].sum() / (m * n) - (m + 1) / (2 * n))
+        v10.append((tz[:m] - tx) / n)
+        v01.append(1 - (tz[m:] - ty) / m)
+    s10, s01 = np.cov(np.array(v10)), np.cov(np.array(v01))
+    cov = s10 / m + s01 / n
+    var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+    diff = aucs[0] - aucs[1]
+    se = float(np.sqrt(max(var, 0.0)))
+    z = diff / se if se > 0 else 0.0
+    return {"auc1": float(aucs[0]), "auc2": float(aucs[1]), "difference": float(diff),
+            "se": se, "z": float(z), "p_value": float(2 * stats.norm.sf(abs(z)))}
+
+
+def youden_threshold(y, p):
+    """Threshold maximizing sensitivity + specificity - 1."""
+    y, p = _check(y, p)
+    fpr, tpr, thr = roc_curve(y, p)
+    return float(thr[1 + np.argmax((tpr - fpr)[1:])])      # thr[0] is +inf (nothing positive)
+
+
+def threshold_at_sensitivity(y, p, sensitivity=0.9):
+    """Highest threshold whose sensitivity reaches ``sensitivity``."""
+    y, p = _check(y, p)
+    fpr, tpr, thr = roc_curve(y, p)
+    return float(thr[np.argmax(tpr >= sensitivity)])
+
+
+def threshold_metrics(y, p, threshold):
+    """Sensitivity, specificity, PPV, NPV of the decision ``p >= threshold``."""
+    y, p = _check(y, p)
+    pred = p >= threshold
+    tp, fp = int((pred & (y == 1)).sum()), int((pred & (y == 0)).sum())
+    fn, tn = int((~pred & (y == 1)).sum()), int((~pred & (y == 0)).sum())
+
+    def ratio(a, b):
+        return a / (a + b) if a + b else float("nan")
+
+    return {"threshold": float(threshold), "sensitivity": ratio(tp, fn),
+            "specificity": ratio(tn, fp), "ppv": ratio(tp, fp), "npv": ratio(tn, fn),
+            "tp": tp, "fp": fp, "tn": tn, "fn": fn}
+
+
+def evaluate(y, p, groups=None, sensitivity=0.9, n_boot=2000, seed=0, calibration_bins=10):
+    """Everything above for one model's test predictions, as a JSON-friendly dict."""
+    y, p = _check(y, p)
+    lo, hi = bootstrap_auc_ci(y, p, groups, n_boot=n_boot, seed=seed)
+    frac_pos, mean_pred = calibration_curve(y, p, n_bins=calibration_bins, strategy="quantile")
+    return {
+        "n_ecgs": int(len(y)), "n_positive": int(y.sum()),
+        "n_patients": int(len(np.unique(groups))) if groups is not None else int(len(y)),
+        "auc": float(roc_auc_score(y, p)), "auc_ci_low": lo, "auc_ci_high": hi,
+        "brier": float(brier_score_loss(y, p)),
+        "youden": threshold_metrics(y, p, youden_threshold(y, p)),
+        f"at_sensitivity_{sensitivity:g}": threshold_metrics(
+            y, p, threshold_at_sensitivity(y, p, sensitivity)),
+        "calibration": {"mean_predicted": mean_pred.tolist(), "fraction_positive":
+                        frac_pos.tolist()},
+    }

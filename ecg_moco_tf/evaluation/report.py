@@ -1,0 +1,54 @@
+"""Markdown report of a reproduction: Table 1 (splits), Table 2 (AUCs with CIs), DeLong tests,
+operating points, learning-rate sweeps and figures."""
+import os
+
+LABELS = {"baseline_unpretrained": "Baseline (unpretrained)",
+          "baseline_full_labels": "Baseline (full labels)", "proposed": "Proposed"}
+
+
+def _f(x, nd=4):
+    return "n/a" if x is None or x != x else f"{x:.{nd}f}"
+
+
+def table2(summary, tests):
+    """Markdown Table 2: test AUC [95 % patient-bootstrap CI] and DeLong p vs proposed."""
+    lines = ["| model | test AUC | 95 % CI (patient bootstrap) | DeLong p vs proposed | "
+             "test ECGs (patients, positives) |", "|---|---|---|---|---|"]
+    for name in ("baseline_unpretrained", "baseline_full_labels", "proposed"):
+        if name not in summary:
+            continue
+        s = summary[name]
+        t = tests.get(f"proposed_vs_{name}")
+        lines.append(f"| {LABELS[name]} | {_f(s['auc'])} | [{_f(s['auc_ci_low'])}, "
+                     f"{_f(s['auc_ci_high'])}] | {_f(t['p_value'], 3) if t else '-'} | "
+                     f"{s['n_ecgs']} ({s['n_patients']}, {s['n_positive']}) |")
+    return "\n".join(lines)
+
+
+def write_report(out_dir, split_table, summary, tests, sweeps, figures, settings, notes=()):
+    """Write ``report.md``; returns its path."""
+    op_key = next(k for k in next(iter(summary.values())) if k.startswith("at_sensitivity"))
+    lines = ["# ecg-moco-tf reproduction report", ""]
+    lines += [f"- {n}" for n in notes] + [""]
+    lines += ["## Data splits (paper Table 1)", "", split_table.to_markdown(), ""]
+    lines += ["## Test AUC (paper Table 2)", "", table2(summary, tests), ""]
+    lines += ["DeLong: two-sided test of equal AUCs on the same test ECGs.", ""]
+    lines += ["## Operating points", "",
+              "| model | threshold rule | threshold | sensitivity | specificity | PPV | NPV | "
+              "Brier |", "|---|---|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        for rule, key in (("Youden", "youden"), (op_key.replace("at_", "").replace("_", " "),
+                                                  op_key)):
+            m = s[key]
+            lines.append(f"| {LABELS.get(name, name)} | {rule} | {_f(m['threshold'], 3)} | "
+                         f"{_f(m['sensitivity'], 3)} | {_f(m['specificity'], 3)} | "
+                         f"{_f(m['ppv'], 3)} | {_f(m['npv'], 3)} | {_f(s['brier'], 3)} |")
+    lines += ["", "## Learning-rate sweeps (lowest validation loss kept)", ""]
+    for name, sw in sweeps.items():
+        lines += [f"**{LABELS.get(name, name)}**", "", sw.to_markdown(index=False), ""]
+    lines += ["## Figures", ""] + [f"![{k}]({os.path.basename(v)})" for k, v in figures.items()]
+    lines += ["", "## Settings", "", "```", str(settings), "```", ""]
+    path = os.path.join(out_dir, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    return path

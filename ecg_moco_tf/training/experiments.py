@@ -1,0 +1,131 @@
+"""The paper's protocol (Table 3) on any manifest, plus label efficiency.
+
+- ``proposed``: MoCo on train1/valid1, then fine-tune on train2/valid2;
+- ``baseline_unpretrained``: supervised on train2/valid2 from random weights (never sees a
+  pretrained weight);
+- ``baseline_full_labels``: supervised on train1+train2 / valid1+valid2 from random weights.
+
+All are tested on ``test``. Results: per-ECG test predictions, each model's metrics with
+patient-level bootstrap CIs, and DeLong p-values of proposed vs each baseline.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, replace
+
+import keras
+import numpy as np
+import pandas as pd
+
+from ..data.splits import EXPERIMENTS, experiment_view
+from ..evaluation import delong_test, evaluate
+from .finetune import FinetuneConfig, finetune, predict
+
+
+def stage(msg, t0=[None]):  # noqa: B006  (module-level clock for elapsed time)
+    """Print a visible stage header with the elapsed time."""
+    t0[0] = t0[0] or time.time()
+    print(f"\n=== [{time.time() - t0[0]:7.0f} s] {msg}", flush=True)
+
+
+def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_path=None,
+                   encoder_kwargs=None):
+    """Fine-tune and test one experiment; returns (test predictions, sweep table).
+
+    ``encoder_path`` (the pretrained encoder) is used by ``proposed`` only.
+    """
+    view = experiment_view(df, name)
+    if name == "proposed":
+        if encoder_path is None:
+            raise ValueError("the proposed experiment needs a pretrained encoder")
+        encoder = keras.saving.load_model(encoder_path)
+    else:
+        encoder = None                      # random init: baselines never see pretraining
+    res = finetune(view["train"], view["valid"], encoder, finetune_cfg,
+                   out_dir=os.path.join(out_dir, name), encoder_kwargs=encoder_kwargs)
+    pred = predict(res.model, view["test"])
+    pred.to_csv(os.path.join(out_dir, name, "test_predictions.csv"), index=False)
+    return pred, res.sweep
+
+
+def summarize(predictions, n_boot=2000, seed=0, sensitivity=0.9):
+    """Metrics per experiment and DeLong tests of proposed vs the baselines."""
+    summary = {name: evaluate(p["label"].astype(int), p["probability"], p["patient_id"],
+                              sensitivity=sensitivity, n_boot=n_boot, seed=seed)
+               for name, p in predictions.items()}
+    tests = {}
+    if "proposed" in predictions:
+        ref = predictions["proposed"]
+        for name, p in predictions.items():
+            if name == "proposed":
+                continue
+            if list(p["record"]) != list(ref["record"]):
+                raise ValueError("DeLong needs both models scored on the same test ECGs")
+            tests[f"proposed_vs_{name}"] = delong_test(ref["label"].astype(int),
+                                                       ref["probability"], p["probability"])
+    return summary, tests
+
+
+def subsample_patients(df, fraction, seed):
+    """Patient-level, label-stratified subsample of a labelled manifest (>= 1 patient/class)."""
+    if fraction >= 1:
+        return df
+    plab = df.groupby("patient_id")["label"].max().astype(int)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for _, ids in plab.groupby(plab):
+        ids = np.sort(ids.index.to_numpy())
+        k = max(1, int(round(fraction * len(ids))))
+        keep.extend(rng.choice(ids, k, replace=False))
+    return df[df["patient_id"].isin(keep)]
+
+
+def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28, 0.5, 1.0),
+                     seeds=(0, 1, 2), finetune_cfg=FinetuneConfig(), encoder_kwargs=None):
+    """Test AUC vs share of train2 labels, pretrained vs from scratch, over seeds.
+
+    valid2 and test stay whole. Writes ``label_efficiency.csv`` and ``label_efficiency.png``.
+    """
+    from ..evaluation.plots import plot_label_efficiency
+    from sklearn.metrics import roc_auc_score
+
+    view = experiment_view(df, "proposed")
+    rows = []
+    for frac in fractions:
+        for seed in seeds:
+            train = subsample_patients(view["train"], frac, seed)
+            for init in ("pretrained", "scratch"):
+                stage(f"label efficiency: {frac:.0%} of labels ({len(train)} ECGs), seed {seed}"
+                      f", {init}")
+                enc = keras.saving.load_model(encoder_path) if init == "pretrained" else None
+                cfg = replace(finetune_cfg, seed=seed)
+                res = finetune(train, view["valid"], enc, cfg, encoder_kwargs=encoder_kwargs)
+                pred = predict(res.model, view["test"])
+                rows.append({"fraction": frac, "seed": seed, "init": init,
+                             "n_train_ecgs": len(train),
+                             "n_train_positive": int(train["label"].sum()),
+                             "auc": roc_auc_score(pred["label"].astype(int),
+                                                  pred["probability"])})
+    table = pd.DataFrame(rows)
+    os.makedirs(out_dir, exist_ok=True)
+    table.to_csv(os.path.join(out_dir, "label_efficiency.csv"), index=False)
+    plot_label_efficiency(table, os.path.join(out_dir, "label_efficiency.png"))
+    return table
+
+
+def save_results(out_dir, summary, tests, sweeps, settings):
+    """Write results.json (every number the report shows)."""
+    out = {"summary": summary, "delong": tests,
+           "sweeps": {k: v.to_dict(orient="records") for k, v in sweeps.items()},
+           "settings": settings}
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(out, f, indent=1, default=str)
+    return out
+
+
+def experiments_settings(finetune_cfg, pretrain_cfg=None):
+    return {"finetune": asdict(finetune_cfg),
+            "pretrain": asdict(pretrain_cfg) if pretrain_cfg is not None else None,
+            "experiments": list(EXPERIMENTS)}

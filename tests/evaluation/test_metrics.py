@@ -1,0 +1,99 @@
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from ecg_moco_tf.evaluation import (bootstrap_auc_ci, delong_test, evaluate,
+                                    threshold_at_sensitivity, threshold_metrics,
+                                    youden_threshold)
+
+
+def _data(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(int)
+    p1 = y * 1.0 + rng.normal(0, 1, n)
+    p2 = y * 0.6 + rng.normal(0, 1, n) + 0.3 * p1
+    return y, p1, p2
+
+
+def test_auc_matches_sklearn_and_hand_computation():
+    y = np.array([0, 0, 1, 1, 0, 1])
+    p = np.array([0.1, 0.4, 0.35, 0.8, 0.35, 0.9])
+    pos, neg = p[y == 1], p[y == 0]
+    hand = np.mean([1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg])
+    s = evaluate(y, p, n_boot=200)
+    assert s["auc"] == pytest.approx(hand) == pytest.approx(roc_auc_score(y, p))
+
+
+def test_ci_contains_auc_and_is_seeded():
+    y, p1, _ = _data()
+    lo, hi = bootstrap_auc_ci(y, p1, n_boot=500, seed=1)
+    assert lo < roc_auc_score(y, p1) < hi and hi - lo < 0.3
+    assert (lo, hi) == bootstrap_auc_ci(y, p1, n_boot=500, seed=1)
+
+
+def test_patient_level_bootstrap_is_wider_than_ecg_level():
+    rng = np.random.default_rng(0)
+    n_pat, per = 40, 15
+    yp = (np.arange(n_pat) % 3 == 0).astype(int)
+    sp = yp * 0.8 + rng.normal(0, 1, n_pat)                       # patient-level score
+    groups = np.repeat(np.arange(n_pat), per)
+    y = np.repeat(yp, per)
+    p = np.repeat(sp, per) + rng.normal(0, 0.05, n_pat * per)     # ECGs of a patient alike
+    lo_p, hi_p = bootstrap_auc_ci(y, p, groups, n_boot=800, seed=0)
+    lo_e, hi_e = bootstrap_auc_ci(y, p, None, n_boot=800, seed=0)
+    assert (hi_p - lo_p) > 2 * (hi_e - lo_e)
+    assert evaluate(y, 1 / (1 + np.exp(-p)), groups, n_boot=200)["n_patients"] == n_pat
+
+
+def _delong_brute(y, p1, p2):
+    pos, neg = np.where(y == 1)[0], np.where(y == 0)[0]
+
+    def psi(a, b):
+        return 1.0 if a > b else 0.5 if a == b else 0.0
+
+    v10, v01, aucs = [], [], []
+    for p in (p1, p2):
+        m = np.array([[psi(p[i], p[j]) for j in neg] for i in pos])
+        aucs.append(m.mean())
+        v10.append(m.mean(axis=1))
+        v01.append(m.mean(axis=0))
+    s10, s01 = np.cov(v10), np.cov(v01)
+    var = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / len(pos) + (
+        s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / len(neg)
+    z = (aucs[0] - aucs[1]) / np.sqrt(var)
+    return aucs, np.sqrt(var), 2 * stats.norm.sf(abs(z))
+
+
+def test_delong_matches_brute_force():
+    y, p1, p2 = _data(120, seed=3)
+    p2 = np.round(p2, 1)                                            # ties exercise midranks
+    r = delong_test(y, p1, p2)
+    aucs, se, pval = _delong_brute(y, p1, p2)
+    assert r["auc1"] == pytest.approx(aucs[0], abs=1e-6)
+    assert r["auc2"] == pytest.approx(aucs[1], abs=1e-6)
+    assert r["se"] == pytest.approx(se, abs=1e-6)
+    assert r["p_value"] == pytest.approx(pval, abs=1e-6)
+    same = delong_test(y, p1, p1)
+    assert same["difference"] == 0 and same["p_value"] == 1.0
+
+
+def test_threshold_metrics_hand_computed():
+    y = np.array([1, 1, 1, 0, 0, 0, 0])
+    p = np.array([0.9, 0.6, 0.2, 0.7, 0.3, 0.1, 0.05])
+    m = threshold_metrics(y, p, 0.5)
+    assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (2, 1, 3, 1)
+    assert m["sensitivity"] == pytest.approx(2 / 3) and m["specificity"] == pytest.approx(0.75)
+    assert m["ppv"] == pytest.approx(2 / 3) and m["npv"] == pytest.approx(0.75)
+    t = threshold_at_sensitivity(y, p, 1.0)
+    assert threshold_metrics(y, p, t)["sensitivity"] == 1.0 and t == pytest.approx(0.2)
+    assert youden_threshold(y, p) in p
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="both classes"):
+        evaluate([1, 1, 1], [0.2, 0.3, 0.4])
+    with pytest.raises(ValueError, match="differ in length"):
+        evaluate([0, 1], [0.2, 0.3, 0.4])
