@@ -3,8 +3,6 @@
 Example: ecg-moco ptbxl --root=../shared/data/ptbxl-subset --label=MI --out=runs/ptbxl.csv
 Folds in --pretrain_folds become train1/valid1, fold 9 valid2, fold 10 test, the rest train2.
 """
-import os
-
 from absl import flags
 
 from ecg_moco_tf.data import manifest, ptbxl, splits
@@ -22,9 +20,6 @@ def main(argv):
     df = ptbxl.ptbxl_manifest(FLAGS.root, label=FLAGS.label)
     df = ptbxl.folds_to_splits(df, pretrain_folds=[int(f) for f in FLAGS.pretrain_folds])
     splits.check_patient_disjoint(df)
-    out = os.path.abspath(FLAGS.out)
-    rel = os.path.relpath(os.path.abspath(FLAGS.root), os.path.dirname(out))
-    df["record"] = [os.path.join(rel, r) for r in df["record"]]
-    manifest.write_manifest(df, out)
+    out = manifest.write_manifest(df, FLAGS.out)       # record paths made relative to --out
     print(splits.split_summary(df).to_string())
     print(f"wrote {out}")

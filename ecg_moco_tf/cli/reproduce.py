@@ -79,7 +79,7 @@ def main(argv):
     del argv
     from dataclasses import asdict
 
-    from ecg_moco_tf.data import load_records, split_summary
+    from ecg_moco_tf.data import load_records, split_summary, write_manifest
     from ecg_moco_tf.evaluation.plots import plot_calibration, plot_roc
     from ecg_moco_tf.evaluation.report import LABELS, table2, write_report
     from ecg_moco_tf.training import experiments as X
@@ -102,7 +102,7 @@ def main(argv):
                      "problems.csv")
         print(checked.problems.to_string(index=False))
     df = checked.manifest
-    df.to_csv(os.path.join(out, "manifest_with_splits.csv"), index=False)
+    write_manifest(df, os.path.join(out, "manifest_with_splits.csv"))
     splits_table = split_summary(df)
     print(splits_table.to_string())
 
@@ -130,24 +130,26 @@ def main(argv):
     for i, name in enumerate(FLAGS.experiments):
         X.stage(f"3/5 experiment {i + 1}/{len(FLAGS.experiments)}: {name}")
         preds[name], sweeps[name] = X.run_experiment(df, name, out, ft, encoder_path, enc_kwargs)
-    X.stage("4/5 evaluation (patient bootstrap, DeLong)")
-    summary, tests = X.summarize(preds, n_boot=FLAGS.n_boot, seed=FLAGS.seed)
-    figures = {
-        "roc": plot_roc({LABELS[n]: (p["label"].astype(int), p["probability"], summary[n])
-                         for n, p in preds.items()}, os.path.join(out, "roc.png")),
-        "calibration": plot_calibration({LABELS[n]: s for n, s in summary.items()},
-                                        os.path.join(out, "calibration.png")),
-    }
     settings = {**X.experiments_settings(ft, pt), "encoder": enc_kwargs, "source": source}
+    summary, tests, figures = {}, {}, {}
+    if preds:
+        X.stage("4/5 evaluation (patient bootstrap, DeLong)")
+        summary, tests = X.summarize(preds, n_boot=FLAGS.n_boot, seed=FLAGS.seed)
+        figures["roc"] = plot_roc({LABELS[n]: (p["label"].astype(int), p["probability"],
+                                               summary[n]) for n, p in preds.items()},
+                                  os.path.join(out, "roc.png"))
+        figures["calibration"] = plot_calibration({LABELS[n]: s for n, s in summary.items()},
+                                                  os.path.join(out, "calibration.png"))
     if FLAGS.label_efficiency:
         X.stage("5/5 label efficiency")
-        X.label_efficiency(df, encoder_path, out, [float(f) for f in FLAGS.le_fractions],
-                           [int(s) for s in FLAGS.le_seeds], ft, enc_kwargs)
+        table = X.label_efficiency(df, encoder_path, out, [float(f) for f in FLAGS.le_fractions],
+                                   [int(s) for s in FLAGS.le_seeds], ft, enc_kwargs)
         figures["label_efficiency"] = os.path.join(out, "label_efficiency.png")
+        print(table.groupby(["fraction", "init"])["auc"].agg(["mean", "std", "count"]))
     X.save_results(out, summary, tests, sweeps, settings)
-    path = write_report(out, splits_table, summary, tests, sweeps, figures,
-                        {k: v for k, v in settings.items() if k != "experiments"}, notes)
-    X.stage("done")
-    print(table2(summary, tests))
-    print(f"\nreport: {path}")
-
+    if summary:
+        path = write_report(out, splits_table, summary, tests, sweeps, figures,
+                            {k: v for k, v in settings.items() if k != "experiments"}, notes)
+        X.stage("done")
+        print(table2(summary, tests))
+        print(f"\nreport: {path}")

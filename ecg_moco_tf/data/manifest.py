@@ -40,9 +40,21 @@ def read_manifest(path):
 
 
 def write_manifest(df, path):
-    """Write a manifest as CSV or Parquet (by extension)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """Write a manifest as CSV or Parquet (by extension).
+
+    Paths in ``record`` (and ``mask``) are relative to the manifest's folder: when the manifest
+    was read from another folder (``df.attrs['root']``) they are rewritten to stay valid.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
     out = df.copy()
+    root = df.attrs.get("root")
+    if root and os.path.abspath(root) != folder:
+        for col in ("record", "mask"):
+            if col in out:
+                out[col] = [os.path.relpath(os.path.join(root, str(v)), folder)
+                            if isinstance(v, str) and v and not os.path.isabs(v) else v
+                            for v in out[col]]
     out.attrs = {}
     if str(path).endswith(".parquet"):
         out.to_parquet(path, index=False)

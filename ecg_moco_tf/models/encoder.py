@@ -64,18 +64,30 @@ def adapt_normalization(encoder, data):
     """Fit the encoder's per-lead Normalization on training ECGs (array or tf.data of batches).
 
     ``data`` may yield signals, or (signal, ...) tuples (only the first element is used).
+    Encoders without a layer named ``normalization`` are returned unchanged.
     """
     import tensorflow as tf
 
+    names = [layer.name for layer in encoder.layers]
+    if "normalization" not in names:
+        return encoder                     # a custom encoder without data-set normalization
     layer = encoder.get_layer("normalization")
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec
         if isinstance(spec, tuple):
-            data = data.map(lambda *e: e[0])
+            data = data.map(_first)
         elif isinstance(spec, dict):
-            data = data.map(lambda e: e["signal"])
+            data = data.map(_signal)
     layer.adapt(data)
     return encoder
+
+
+def _first(*element):
+    return element[0]
+
+
+def _signal(element):
+    return element["signal"]
 
 
 def encoder_flops(encoder):

@@ -65,3 +65,15 @@ def test_bulk_loader_collects_problems_and_never_drops_silently(tmp_path, rng):
     assert res.signals.shape == (2, 12, 5000)
     assert sorted(res.problems["record"]) == ["flat", "missing"]
     assert len(res.manifest) + len(res.problems) == len(df)
+
+
+def test_write_manifest_elsewhere_keeps_paths_valid(tmp_path, rng):
+    (tmp_path / "data").mkdir()
+    write_wfdb(str(tmp_path / "data" / "r1"), rng.standard_normal((12, 5000)))
+    df = check_manifest(pd.DataFrame({"record": ["r1"], "patient_id": ["p"], "label": [1],
+                                      "mask": ["m/r1.npy"]}))
+    df.attrs["root"] = str(tmp_path / "data")
+    manifest.write_manifest(df, str(tmp_path / "runs" / "x" / "m.csv"))
+    back = manifest.read_manifest(str(tmp_path / "runs" / "x" / "m.csv"))
+    assert back["record"][0] == "../../data/r1" and back["mask"][0] == "../../data/m/r1.npy"
+    assert load_records(back, progress=False).signals.shape == (1, 12, 5000)
