@@ -1,0 +1,193 @@
+"""Export a trained classifier to SavedModel and TFLite, with a parity check and a model card.
+
+Serving input (every format): raw millivolts, float32, shape (batch, 12, 5000) = leads x
+samples, leads in the order I, II, III, aVR, aVL, aVF, V1-V6, 500 Hz, 10 s; the data-set
+normalization is inside the model. Outputs: ``probability`` (batch, 1) and, from the SavedModel,
+``embedding`` (batch, feature_dim), the encoder's feature vector.
+
+Formats written to ``<out>/``:
+
+- ``savedmodel/``: TF SavedModel, signature ``serving_default`` (also ``serve``);
+- ``model_float32.tflite``, ``model_float16.tflite`` (float16 weights),
+  ``model_dynamic_int8.tflite`` (int8 weights, float activations),
+  ``model_int8.tflite`` (full-integer kernels calibrated on a representative set of training
+  ECGs; input and output stay float32 for the caller);
+- ``model_card.json``: input spec, preprocessing, training data summary, test metrics, parity
+  figures, versions.
+
+Parity (run at every export): each format vs the Keras model on held-out ECGs, max absolute
+probability difference and AUC change; a format beyond its tolerance makes the export fail.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+
+import numpy as np
+
+FORMATS = ("savedmodel", "float32", "float16", "dynamic_int8", "int8")
+TOLERANCE = {"savedmodel": 1e-4, "float32": 1e-4, "float16": 0.02, "dynamic_int8": 0.1,
+             "int8": 0.2}
+
+
+class ParityError(RuntimeError):
+    """An exported format disagrees with the Keras model beyond its tolerance."""
+
+
+def _serving_model(model):
+    import keras
+
+    names = [layer.name for layer in model.layers]
+    outputs = {"probability": model.output}
+    if "features" in names:
+        outputs["embedding"] = model.get_layer("features").output
+    return keras.Model(model.input, outputs)
+
+
+def export_savedmodel(model, path):
+    """Write a SavedModel whose ``serving_default`` takes ``ecg_mv`` (batch, 12, 5000)."""
+    import keras
+    import tensorflow as tf
+
+    serving = _serving_model(model)
+    shape = [None, *model.input.shape[1:]]
+    archive = keras.export.ExportArchive()
+    archive.track(serving)
+    fn = tf.function(lambda ecg_mv: serving(ecg_mv, training=False))
+    archive.add_endpoint("serve", fn, [tf.TensorSpec(shape, tf.float32, name="ecg_mv")])
+    archive.write_out(path, verbose=False)
+    return path
+
+
+def export_tflite(savedmodel_path, out_path, kind, representative=None):
+    """Convert the SavedModel's ``serve`` signature to TFLite of ``kind`` (see FORMATS)."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_saved_model(savedmodel_path, signature_keys=["serve"])
+    if kind == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif kind == "dynamic_int8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif kind == "int8":
+        if representative is None:
+            raise ValueError("full-integer int8 needs representative ECGs")
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([x[None].astype(np.float32)]
+                                               for x in representative)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    elif kind != "float32":
+        raise ValueError(f"unknown TFLite kind '{kind}'; choose from {FORMATS[1:]}")
+    with open(out_path, "wb") as f:
+        f.write(conv.convert())
+    return out_path
+
+
+class Predictor:
+    """Probabilities from a ``.keras`` model, a SavedModel folder or a ``.tflite`` file.
+
+    Example:
+        >>> Predictor("saved_models/lvsd/model_int8.tflite")(signals)   # (n, 12, 5000) -> (n,)
+    """
+
+    def __init__(self, path, num_threads=None):
+        self.path = path
+        if path.endswith(".tflite"):
+            from ai_edge_litert.interpreter import Interpreter   # LiteRT (ex tf.lite runtime)
+
+            self.kind = "tflite"
+            self.interp = Interpreter(model_path=path, num_threads=num_threads)
+            self.runner = self.interp.get_signature_runner("serve")
+            self.output = "probability"
+        elif os.path.isdir(path):
+            import tensorflow as tf
+
+            self.kind = "savedmodel"
+            self.fn = tf.saved_model.load(path).signatures["serving_default"]
+        elif path.endswith(".keras"):
+            import keras
+
+            self.kind = "keras"
+            self.model = keras.saving.load_model(path)
+        else:
+            raise ValueError(f"{path}: not a .keras file, SavedModel folder or .tflite file")
+
+    def __call__(self, signals, batch_size=32):
+        x = np.asarray(signals, np.float32)
+        if self.kind == "keras":
+            return self.model.predict(x, batch_size=batch_size, verbose=0).ravel()
+        out = []
+        for i in range(0, len(x), batch_size if self.kind == "savedmodel" else 1):
+            chunk = x[i:i + (batch_size if self.kind == "savedmodel" else 1)]
+            if self.kind == "savedmodel":
+                out.append(self.fn(ecg_mv=chunk)["probability"].numpy().ravel())
+            else:
+                out.append(np.asarray(self.runner(ecg_mv=chunk)[self.output]).ravel())
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def parity(reference, candidate, labels=None):
+    """Max |p_ref - p| and the AUC change (if both classes are in ``labels``)."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {"max_abs_diff": float(np.max(np.abs(reference - candidate)))}
+    if labels is not None and len(np.unique(labels)) == 2:
+        out["auc_change"] = float(roc_auc_score(labels, candidate) - roc_auc_score(labels,
+                                                                                  reference))
+    return out
+
+
+def export_all(model, out_dir, heldout, heldout_labels=None, representative=None,
+               formats=FORMATS, tolerance=None, card_extra=None):
+    """Export ``model`` (a Keras classifier) to every format, check parity, write the card.
+
+    ``heldout``: ECGs (n, 12, 5000) for the parity check; ``representative``: training ECGs for
+    int8 calibration (default: ``heldout``). Raises :class:`ParityError` listing every format
+    beyond its tolerance (after writing everything, so the files can be inspected).
+    """
+    import tensorflow as tf
+
+    tol = {**TOLERANCE, **(tolerance or {})}
+    os.makedirs(out_dir, exist_ok=True)
+    sm = export_savedmodel(model, os.path.join(out_dir, "savedmodel"))
+    ref = model.predict(np.asarray(heldout, np.float32), verbose=0).ravel()
+    paths = {"savedmodel": sm}
+    for kind in formats:
+        if kind != "savedmodel":
+            paths[kind] = export_tflite(sm, os.path.join(out_dir, f"model_{kind}.tflite"), kind,
+                                        representative if representative is not None
+                                        else heldout)
+    report, failures = {}, []
+    for kind, path in paths.items():
+        p = Predictor(path)(heldout)
+        size = (sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path)
+                    for f in fs) if os.path.isdir(path) else os.path.getsize(path))
+        report[kind] = {"path": os.path.relpath(path, out_dir), "bytes": size,
+                        **parity(ref, p, heldout_labels), "tolerance": tol[kind]}
+        if report[kind]["max_abs_diff"] > tol[kind]:
+            failures.append(f"{kind}: max |diff| {report[kind]['max_abs_diff']:.4g} > "
+                            f"{tol[kind]}")
+    import keras
+
+    card = {
+        "input": {"name": "ecg_mv", "dtype": "float32", "shape": [None, *model.input.shape[1:]],
+                  "layout": "batch x leads x samples", "leads": ["I", "II", "III", "aVR", "aVL",
+                                                                 "aVF", "V1", "V2", "V3", "V4",
+                                                                 "V5", "V6"],
+                  "sampling_rate_hz": 500, "units": "mV"},
+        "preprocessing": "read_record(): leads reordered by name, resampled to 500 Hz, central "
+                         "10 s or zero-padded; per-lead data-set normalization is inside the "
+                         "model (no per-ECG scaling)",
+        "outputs": {"probability": "P(positive), sigmoid", "embedding": "encoder features "
+                    "(SavedModel only)"},
+        "parity": {"heldout_ecgs": int(len(heldout)), "formats": report},
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                     "python": platform.python_version()},
+        **(card_extra or {}),
+    }
+    with open(os.path.join(out_dir, "model_card.json"), "w") as f:
+        json.dump(card, f, indent=1, default=str)
+    if failures:
+        raise ParityError("export parity check failed:\n  " + "\n  ".join(failures))
+    return card

@@ -1,0 +1,100 @@
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from ecg_moco_tf.augment import RandomAugment
+from ecg_moco_tf.data.records import write_wfdb
+from ecg_moco_tf.export import FORMATS, ParityError, Predictor, export_all
+from ecg_moco_tf.models import build_encoder
+from ecg_moco_tf.models.classifier import build_classifier
+from tests.training.test_pretrain import TINY
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    clf = build_classifier(build_encoder(**TINY), hidden_units=8)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((12, 12, 5000)) * 0.3).astype("float32")
+    y = np.arange(12) % 2
+    out = tmp_path_factory.mktemp("export")
+    card = export_all(clf, str(out), x, y, card_extra={"note": "test"})
+    clf.save(out / "clf.keras")
+    return clf, x, out, card
+
+
+def test_every_format_reloads_and_matches(exported):
+    clf, x, out, card = exported
+    ref = clf.predict(x, verbose=0).ravel()
+    paths = {"keras": out / "clf.keras", "savedmodel": out / "savedmodel",
+             **{k: out / f"model_{k}.tflite" for k in FORMATS[1:]}}
+    for kind, path in paths.items():
+        p = Predictor(str(path))(x)
+        assert p.shape == (12,)
+        tol = {"float16": 0.02, "dynamic_int8": 0.1, "int8": 0.2}.get(kind, 1e-4)
+        assert np.abs(p - ref).max() <= tol, kind
+        assert card["parity"]["formats"].get(kind, {"max_abs_diff": 0})["max_abs_diff"] <= tol
+    assert card["note"] == "test" and card["input"]["shape"] == [None, 12, 5000]
+
+
+def test_signatures_names_and_shapes(exported):
+    _, x, out, _ = exported
+    sig = tf.saved_model.load(str(out / "savedmodel")).signatures["serving_default"]
+    spec = sig.structured_input_signature[1]["ecg_mv"]
+    assert spec.shape.as_list() == [None, 12, 5000] and spec.dtype == tf.float32
+    res = sig(ecg_mv=x[:3])
+    assert res["probability"].shape == (3, 1) and res["embedding"].shape == (3, 16)
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(out / "model_int8.tflite")).get_signature_runner("serve")
+    assert list(runner.get_input_details()) == ["ecg_mv"]
+    assert runner.get_input_details()["ecg_mv"]["dtype"] == np.float32      # float I/O
+    assert set(runner.get_output_details()) == {"probability", "embedding"}
+
+
+def test_parity_failure_is_loud(exported, tmp_path):
+    clf, x, _, _ = exported
+    with pytest.raises(ParityError, match="float16"):
+        export_all(clf, str(tmp_path), x, formats=("savedmodel", "float16"),
+                   tolerance={"float16": -1.0})
+
+
+def test_augmentation_layer_in_front_of_a_classifier(exported):
+    clf, x, _, _ = exported
+    inp = keras.Input((12, 5000))
+    model = keras.Model(inp, clf(RandomAugment.default(probability=1.0, seed=0)(inp)))
+    np.testing.assert_allclose(model.predict(x, verbose=0), clf.predict(x, verbose=0),
+                               atol=1e-6)                              # inference: no-op
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(model(x, training=True))
+    assert all(g is not None for g in tape.gradient(loss, model.trainable_variables))
+
+
+def test_predict_cli_reports_corrupt_record(exported, tmp_path):
+    _, x, out, _ = exported
+    d = tmp_path / "ecgs"
+    d.mkdir()
+    for i in range(3):
+        write_wfdb(str(d / f"ok{i}"), x[i])
+    write_wfdb(str(d / "broken"), x[3])
+    with open(d / "broken.dat", "r+b") as f:
+        f.truncate(100)
+    csv = tmp_path / "p.csv"
+    r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "predict",
+                        f"--model={out / 'model_float32.tflite'}", f"--input={d}",
+                        f"--out={csv}"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr[-2000:]
+    df = pd.read_csv(csv)
+    assert len(df) == 4
+    good = df[df["error"].isna()]
+    assert sorted(good["record"]) == ["ok0", "ok1", "ok2"]
+    assert good["probability"].between(0, 1).all()
+    bad = df[df["record"] == "broken"].iloc[0]
+    assert np.isnan(bad["probability"]) and "corrupt or truncated" in bad["error"]
+    assert "broken" in r.stdout
