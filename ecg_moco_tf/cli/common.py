@@ -17,11 +17,15 @@ def define_encoder_flags(module_name):
     flags.DEFINE_integer("feature_dim", 128, "Encoder output (feature) size.", **m)
 
 
+def encoder_kwargs():
+    """``build_encoder`` arguments from the encoder flags."""
+    return dict(kernel_sizes=[int(k) for k in FLAGS.kernel_sizes],
+                filters=[int(f) for f in FLAGS.filters], pools=[int(p) for p in FLAGS.pools],
+                spatial_filters=FLAGS.spatial_filters, feature_dim=FLAGS.feature_dim)
+
+
 def encoder_from_flags():
-    return enc.build_encoder(kernel_sizes=[int(k) for k in FLAGS.kernel_sizes],
-                             filters=[int(f) for f in FLAGS.filters],
-                             pools=[int(p) for p in FLAGS.pools],
-                             spatial_filters=FLAGS.spatial_filters, feature_dim=FLAGS.feature_dim)
+    return enc.build_encoder(**encoder_kwargs())
 
 
 def define_manifest_flag(module_name, required=True):

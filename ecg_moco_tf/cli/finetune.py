@@ -52,9 +52,7 @@ def main(argv):
                          dropout=FLAGS.dropout, freeze_encoder=FLAGS.freeze_encoder,
                          class_weight=FLAGS.class_weight, augment=FLAGS.augment,
                          cache=FLAGS.cache, seed=FLAGS.seed)
-    enc_kwargs = dict(kernel_sizes=[int(k) for k in FLAGS.kernel_sizes],
-                      filters=[int(f) for f in FLAGS.filters], pools=[int(p) for p in FLAGS.pools],
-                      spatial_filters=FLAGS.spatial_filters, feature_dim=FLAGS.feature_dim)
+    enc_kwargs = common.encoder_kwargs()
     res = finetune(view["train"], view["valid"], encoder, cfg, FLAGS.out, enc_kwargs)
     pred = predict(res.model, view["test"])
     pred.to_csv(os.path.join(FLAGS.out, "test_predictions.csv"), index=False)

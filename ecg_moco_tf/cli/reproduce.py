@@ -89,9 +89,7 @@ def main(argv):
     out = FLAGS.out
     os.makedirs(out, exist_ok=True)
     verbose = 1 if sys.stdout.isatty() else 2
-    enc_kwargs = dict(kernel_sizes=[int(k) for k in FLAGS.kernel_sizes],
-                      filters=[int(f) for f in FLAGS.filters], pools=[int(p) for p in FLAGS.pools],
-                      spatial_filters=FLAGS.spatial_filters, feature_dim=FLAGS.feature_dim)
+    enc_kwargs = common.encoder_kwargs()
     X.stage("1/5 data")
     df, source = _data(out)
     checked = load_records(df, on_error=FLAGS.on_error, keep_signals=False)
