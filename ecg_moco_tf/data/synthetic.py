@@ -230,15 +230,15 @@ class _NoiseBank:
     def eight(self, ecg, rng):
         """Electrode noise (RA, LA, LL, V1-V6) seen in leads I, II, V1-V6 (n, 8, T)."""
         n, e, t, k = len(ecg), len(ELECTRODES), self.t.size, len(self.freqs)
-        start = rng.integers(0, self.emg.size - t, n * e)
-        noise = np.lib.stride_tricks.sliding_window_view(self.emg, t)[start].reshape(n, e, t)
-        noise *= ecg["emg_mv"].to_numpy(np.float32)[:, None, None]
         wander = ecg["wander_mv"].to_numpy()[:, None, None] / np.sqrt(self.freqs / 0.05) / 4
         mains = ecg["mains_mv"].to_numpy()[:, None, None] * rng.uniform(0, 1, (n, e, 1))
         wander = np.broadcast_to(wander, (n, e, k))
         scale = np.concatenate([wander, mains, wander, mains], axis=-1)
         coef = (rng.standard_normal((n, e, 2 * (k + 1))) * scale).astype(np.float32)
-        noise += (coef.reshape(n * e, -1) @ self.basis).reshape(n, e, t)
+        noise = (coef.reshape(n * e, -1) @ self.basis).reshape(n, e, t)
+        emg = ecg["emg_mv"].to_numpy(np.float32)
+        for i, s in enumerate(rng.integers(0, self.emg.size - e * t, n)):   # one slice per ECG
+            noise[i] += self.emg[s:s + e * t].reshape(e, t) * emg[i]
         ra, la, ll = noise[:, 0], noise[:, 1], noise[:, 2]
         noise[:, 3:] -= ((ra + la + ll) / 3)[:, None]     # chest electrodes minus WCT
         noise[:, 1] -= ra                                  # I = LA - RA
