@@ -1,11 +1,32 @@
-"""ecg-moco-tf: MoCo pretraining of a 12-lead ECG encoder, fine-tuning for LVSD, Grad-CAM, export."""
+"""ecg-moco-tf: MoCo pretraining of a 12-lead ECG encoder, fine-tuning for LVSD, Grad-CAM, export.
+
+The data layer is imported eagerly (no TensorFlow); model, training and export names load
+TensorFlow on first use (``ecg_moco_tf.MoCo`` etc.).
+"""
+import importlib
 import os
 
 # TensorFlow turns oneDNN kernels on by default only on some Intel CPUs; on others (AMD EPYC
 # here) they double convolution throughput. Takes effect if TensorFlow is not imported yet.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from .data import (LEADS, ManifestError, RecordError, SplitLeakageError, assign_splits,
-                   experiment_view, load_records, read_manifest, read_record)
+
+from .data import (LEADS, ManifestError, RecordError, SplitLeakageError,  # noqa: E402
+                   assign_splits, experiment_view, load_records, read_manifest, read_record)
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "build_encoder": "models.encoder", "MoCo": "models.moco", "KeyQueue": "models.queue",
+    "build_classifier": "models.classifier", "RandomAugment": "augment",
+    "build_augmenter": "augment", "pretrain": "training.pretrain",
+    "PretrainConfig": "training.pretrain", "finetune": "training.finetune",
+    "FinetuneConfig": "training.finetune", "evaluate": "evaluation.metrics",
+    "delong_test": "evaluation.metrics", "export_all": "export", "Predictor": "export",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'ecg_moco_tf' has no attribute '{name}'")
