@@ -50,10 +50,12 @@ def plot_label_efficiency(table, path):
         sem = g.std(ddof=1).fillna(0) / np.sqrt(n)
         half = sem * np.array([_t95(k) for k in n])
         ax.plot(mean.index * 100, mean, marker="o", label=init)
-        ax.fill_between(mean.index * 100, mean - half, mean + half, alpha=0.2)
+        ax.fill_between(mean.index * 100, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1),
+                        alpha=0.2)
     ax.set_xscale("log")
-    ax.set(xlabel="% of downstream training labels", ylabel="test AUC",
-           title="Label efficiency (mean, 95% CI over seeds)")
+    seeds = table.groupby(["fraction", "init"]).size().min()
+    ax.set(xlabel="% of downstream training labels", ylabel="test AUC", ylim=(0, 1),
+           title=f"Label efficiency (mean, t-based 95% CI over {seeds} seeds)")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
