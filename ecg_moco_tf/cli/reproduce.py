@@ -46,6 +46,8 @@ flags.DEFINE_integer("hidden_units", 64, "Width of the classifier's hidden dense
 flags.DEFINE_enum("class_weight", "none", ["none", "balanced"], "Class weighting of the loss.")
 flags.DEFINE_bool("cache", True, "Keep decoded ECGs in memory (turn off for large data).")
 flags.DEFINE_integer("n_boot", 2000, "Bootstrap resamples for the AUC CIs.")
+flags.DEFINE_string("export_dir", "", "Export the proposed classifier here (SavedModel, TFLite, "
+                    "model card); empty: no export.")
 flags.DEFINE_bool("label_efficiency", False, "Also run the label-efficiency study.")
 flags.DEFINE_list("le_fractions", ["0.01", "0.05", "0.1", "0.28", "0.5", "1.0"],
                   "Label-efficiency fractions of train2.")
@@ -144,6 +146,16 @@ def main(argv):
                                    [int(s) for s in FLAGS.le_seeds], ft, enc_kwargs)
         figures["label_efficiency"] = os.path.join(out, "label_efficiency.png")
         print(table.groupby(["fraction", "init"])["auc"].agg(["mean", "std", "count"]))
+    if FLAGS.export_dir and "proposed" in preds:
+        X.stage(f"export of the proposed classifier to {FLAGS.export_dir}")
+        from ecg_moco_tf.export import ParityError
+
+        try:
+            _export(df, os.path.join(out, "proposed", "classifier.keras"), summary["proposed"])
+            notes.append(f"exported models: {FLAGS.export_dir} (see model_card.json)")
+        except ParityError as e:                 # report the failure, keep the results
+            print(e)
+            notes.append(f"EXPORT FAILED its parity check ({FLAGS.export_dir}): {e}")
     X.save_results(out, summary, tests, sweeps, settings)
     if summary:
         path = write_report(out, splits_table, summary, tests, sweeps, figures,
@@ -151,3 +163,23 @@ def main(argv):
         X.stage("done")
         print(table2(summary, tests))
         print(f"\nreport: {path}")
+
+
+def _export(df, model_path, test_summary, max_ecgs=100):
+    import keras
+
+    from ecg_moco_tf.data import load_records, split_summary
+    from ecg_moco_tf.export import export_all
+
+    held = load_records(df[df["split"] == "test"].head(max_ecgs), progress=False)
+    cal = load_records(df[df["split"] == "train2"].head(max_ecgs), progress=False)
+    card = export_all(keras.saving.load_model(model_path), FLAGS.export_dir, held.signals,
+                      held.manifest["label"].astype(int).to_numpy(), cal.signals,
+                      card_extra={"source_model": model_path,
+                                  "training_data": split_summary(df).reset_index().to_dict(
+                                      orient="records"),
+                                  "test_metrics": {k: test_summary[k] for k in (
+                                      "n_ecgs", "n_patients", "n_positive", "auc", "auc_ci_low",
+                                      "auc_ci_high", "brier")}})
+    for kind, r in card["parity"]["formats"].items():
+        print(f"{kind:13s} {r['bytes'] / 1e3:9.1f} kB  max|diff| {r['max_abs_diff']:.2e}")

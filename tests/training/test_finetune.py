@@ -80,7 +80,7 @@ def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
             "--pretrain_batch_size=8", "--queue_size=16", "--moco_momentum=0.9",
             "--learning_rates=1e-3", "--epochs=1", "--batch_size=8", "--n_boot=200",
             "--kernel_sizes=5,3", "--filters=4,8", "--pools=8,8", "--spatial_filters=8",
-            "--feature_dim=16", "--hidden_units=8"]
+            "--feature_dim=16", "--hidden_units=8", f"--export_dir={tmp_path / 'export'}"]
     r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "reproduce", *args],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -95,3 +95,6 @@ def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
     assert f"{p:.3f}" in report
     assert (out / "roc.png").stat().st_size > 10_000
     assert re.search(r"\| train1\s+\|", report) and "Table 2" in report
+    card = json.loads((tmp_path / "export" / "model_card.json").read_text())
+    assert card["test_metrics"]["auc"] == res["summary"]["proposed"]["auc"]
+    assert (tmp_path / "export" / "model_int8.tflite").exists()
