@@ -42,6 +42,9 @@ def main(argv):
                          augmentations=tuple(FLAGS.augmentations),
                          augment_probability=FLAGS.augment_probability, cache=FLAGS.cache,
                          seed=FLAGS.seed)
+    import keras
+
+    keras.utils.set_random_seed(FLAGS.seed)               # seeds the encoder's initial weights
     pretrain(view["pretrain_train"], view["pretrain_valid"], FLAGS.out, cfg,
              encoder=common.encoder_from_flags())
     print(f"best encoder: {FLAGS.out}/encoder.keras")

@@ -120,8 +120,11 @@ def main(argv):
     if needs_encoder and not encoder_path:
         X.stage("2/5 MoCo pretraining on train1/valid1 (labels unused)")
         view = X.experiment_view(df, "proposed")
+        import keras
+
         from ecg_moco_tf.models import build_encoder
 
+        keras.utils.set_random_seed(FLAGS.seed)           # seeds the encoder's initial weights
         pretrain(view["pretrain_train"], view["pretrain_valid"], os.path.join(out, "pretrain"),
                  pt, encoder=build_encoder(**enc_kwargs))
         encoder_path = os.path.join(out, "pretrain", "encoder.keras")

@@ -71,6 +71,10 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
              extra_callbacks=()):
     """Pretrain ``encoder`` (default: the paper's) with MoCo; returns (moco, history dict).
 
+    Reproducibility: everything after the call is seeded by ``cfg.seed``; a caller-built
+    ``encoder`` has the initial weights of its own construction, so seed before building it
+    (``keras.utils.set_random_seed``) for identical runs.
+
     The best query encoder is saved to ``<out_dir>/encoder.keras``, the final MoCo model to
     ``<out_dir>/moco.keras``.
     """
@@ -80,7 +84,7 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
                          f"{cfg.batch_size}; lower --batch_size")
     keras.utils.set_random_seed(cfg.seed)
     os.makedirs(out_dir, exist_ok=True)
-    encoder = encoder or build_encoder()
+    encoder = encoder or build_encoder()              # built after seeding: reproducible
     raw_train, train, valid = _datasets(train_df, valid_df, cfg)
     adapt_normalization(encoder, raw_train.batch(cfg.batch_size))
     moco = MoCo(encoder, version=cfg.version, queue_size=cfg.queue_size,

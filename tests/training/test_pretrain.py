@@ -105,3 +105,15 @@ def test_pretraining_learns_and_beats_random_encoder_in_linear_probe(tmp_path):
                               method="predict_proba")[:, 1]
         aucs[name] = roc_auc_score(y, p)
     assert aucs["pretrained"] > aucs["random"] + 0.03, aucs
+
+
+def test_same_seed_same_pretrained_encoder(small_cohort, tmp_path):
+    view = experiment_view(small_cohort, "proposed")
+    cfg = PretrainConfig(epochs=1, batch_size=8, queue_size=16, momentum=0.9, verbose=0)
+    weights = []
+    for run in ("a", "b"):
+        keras.utils.set_random_seed(0)                 # seeds the encoder's initial weights
+        moco, _ = pretrain(view["pretrain_train"], view["pretrain_valid"], str(tmp_path / run),
+                           cfg, encoder=build_encoder(**TINY))
+        weights.append(np.concatenate([w.ravel() for w in moco.encoder.get_weights()]))
+    np.testing.assert_array_equal(weights[0], weights[1])
