@@ -36,8 +36,7 @@ _SPEC = {"signal": tf.TensorSpec([12, NUM_SAMPLES], tf.float32),
 def _labels(df):
     import pandas as pd
 
-    return pd.to_numeric(df["label"], errors="coerce").astype(float).fillna(np.nan).to_numpy(
-        np.float32)
+    return pd.to_numeric(df["label"], errors="coerce").to_numpy(np.float32, na_value=np.nan)
 
 
 def manifest_dataset(df, shuffle=False, seed=0, options=ReadOptions(), num_parallel_calls=2,
@@ -51,8 +50,9 @@ def manifest_dataset(df, shuffle=False, seed=0, options=ReadOptions(), num_paral
     A record that cannot be read stops the pipeline with an error naming it: run
     ``ecg-moco validate`` first, or ``ecg-moco convert`` (which reports and skips bad records).
     """
-    paths = [record_path(df, row) for _, row in df.iterrows()]
-    hints = [_row_hints(row) for _, row in df.iterrows()]
+    rows = [row for _, row in df.iterrows()]
+    paths = [record_path(df, row) for row in rows]
+    hints = [_row_hints(row) for row in rows]
     names = df["record"].astype(str).tolist()
     labels = _labels(df)
 
