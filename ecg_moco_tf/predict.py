@@ -13,34 +13,39 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .data.manifest import read_manifest, read_row
-from .data.records import ReadOptions, RecordError, read_record
+from .data.manifest import check_manifest, read_manifest, read_row
+from .data.records import ReadOptions, RecordError
 from .export import Predictor
 
 RECORD_PATTERNS = ("*.hea", "*.npz", "*.h5", "*.hdf5")
 
 
-def _sources(path):
-    """(display name, reader) pairs for a file, folder or manifest."""
+def record_table(path):
+    """A manifest for a file, folder or manifest path (record paths relative to
+    ``attrs['root']``; records outside a manifest are unlabelled, patient_id = record name)."""
+    if path.endswith((".csv", ".parquet")):
+        return read_manifest(path)
     if os.path.isdir(path):
         files = sorted({f for pat in RECORD_PATTERNS
                         for f in glob.glob(os.path.join(path, "**", pat), recursive=True)})
         if not files:
             raise FileNotFoundError(f"no records ({', '.join(RECORD_PATTERNS)}) under {path}")
-        out = []
-        for f in files:
-            f = f[:-4] if f.endswith(".hea") else f               # WFDB: the record name
-            name = os.path.relpath(f, path)
-            out.append((name, lambda f=f, name=name, o=None: read_record(f, options=o,
-                                                                         record=name)))
-        return out
-    if path.endswith((".csv", ".parquet")):
-        df = read_manifest(path)
-        return [(row["record"], (lambda row=row, o=None: read_row(df, row, o)))
-                for _, row in df.iterrows()]
-    if not os.path.exists(path) and not os.path.exists(path + ".hea"):
+        root = path
+    elif os.path.exists(path) or os.path.exists(path + ".hea"):
+        root, files = os.path.dirname(os.path.abspath(path)), [os.path.abspath(path)]
+    else:
         raise FileNotFoundError(f"{path} not found")
-    return [(path, lambda o=None: read_record(path, options=o))]
+    names = [os.path.relpath(f[:-4] if f.endswith(".hea") else f, root) for f in files]
+    df = pd.DataFrame({"record": names, "patient_id": names})
+    df.attrs["root"] = os.path.abspath(root)
+    return check_manifest(df, source=path)
+
+
+def _sources(path):
+    """(display name, reader) pairs for a file, folder or manifest."""
+    df = record_table(path)
+    return [(row["record"], (lambda row=row, o=None: read_row(df, row, o)))
+            for _, row in df.iterrows()]
 
 
 def predict_records(model_path, input_path, threshold=0.5, batch_size=32,

@@ -16,6 +16,7 @@ COMMANDS = {
     "pretrain": "MoCo pretraining of the encoder on train1/valid1.",
     "finetune": "Fine-tune one experiment (LR sweep, lowest validation loss) and test it.",
     "reproduce": "The main job: pretrain, the paper's three experiments, report (make demo).",
+    "explain": "Grad-CAM maps, 12-lead figures, lead x wave attribution, faithfulness.",
     "export": "Export a classifier to SavedModel and TFLite with parity checks and a card.",
     "predict": "Score records (file, folder or manifest) with a .keras/SavedModel/.tflite.",
 }

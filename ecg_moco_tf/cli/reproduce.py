@@ -48,6 +48,9 @@ flags.DEFINE_bool("cache", True, "Keep decoded ECGs in memory (turn off for larg
 flags.DEFINE_integer("n_boot", 2000, "Bootstrap resamples for the AUC CIs.")
 flags.DEFINE_string("export_dir", "", "Export the proposed classifier here (SavedModel, TFLite, "
                     "model card); empty: no export.")
+flags.DEFINE_bool("explain", True, "Grad-CAM of the proposed classifier and of the pretrained "
+                  "encoder on the test ECGs (figures, lead x wave attribution, faithfulness).")
+flags.DEFINE_list("explain_methods", ["gradcam"], "Any of gradcam, gradcam++, scorecam.")
 flags.DEFINE_bool("label_efficiency", False, "Also run the label-efficiency study.")
 flags.DEFINE_list("le_fractions", ["0.01", "0.05", "0.1", "0.28", "0.5", "1.0"],
                   "Label-efficiency fractions of train2.")
@@ -159,13 +162,59 @@ def main(argv):
         except ParityError as e:                 # report the failure, keep the results
             print(e)
             notes.append(f"EXPORT FAILED its parity check ({FLAGS.export_dir}): {e}")
+    explained = []
+    if FLAGS.explain and "proposed" in preds:
+        X.stage("explain: Grad-CAM of the proposed classifier and the pretrained encoder (test)")
+        try:
+            explained = _explain(df, out, encoder_path)
+        except Exception as e:                   # report the failure, keep the results
+            print(f"explain failed: {type(e).__name__}: {e}")
+            notes.append(f"EXPLAIN FAILED: {type(e).__name__}: {e}")
     X.save_results(out, summary, tests, sweeps, settings)
     if summary:
         path = write_report(out, splits_table, summary, tests, sweeps, figures,
-                            {k: v for k, v in settings.items() if k != "experiments"}, notes)
+                            {k: v for k, v in settings.items() if k != "experiments"}, notes,
+                            explained)
         X.stage("done")
         print(table2(summary, tests))
         print(f"\nreport: {path}")
+
+
+def _explain(df, out, encoder_path):
+    """Explain the proposed classifier and (paper Figure 2) the pretrained encoder on the test
+    split; the encoder's class prototypes come from train2. Returns report lines."""
+    import keras
+
+    from ecg_moco_tf.explain.cohort import explain_cohort
+
+    def part(split):
+        view = df[df["split"] == split].reset_index(drop=True)
+        view.attrs = dict(df.attrs)
+        return view
+
+    lines = ["## Explanations (Grad-CAM on the test ECGs)", ""]
+    for name, path, ref in (("classifier", os.path.join(out, "proposed", "classifier.keras"),
+                             None), ("encoder", encoder_path, part("train2"))):
+        res = explain_cohort(keras.saving.load_model(path), part("test"),
+                             os.path.join(out, "explain", name),
+                             methods=FLAGS.explain_methods, reference=ref, formats=("png",),
+                             seed=FLAGS.seed)
+        what = ("proposed classifier, score = class logit" if name == "classifier" else
+                "pretrained encoder (paper Figure 2), score = cosine to the class prototype")
+        lines += [f"**{what}**: [summary](explain/{name}/summary.md)", ""]
+        for method, r in res["methods"].items():
+            f = r.get("faithfulness")
+            if f:
+                lines.append(f"- {method}: energy in the ground-truth mask "
+                             f"{f['energy_in_mask']:.3f} (random maps "
+                             f"{f['energy_in_mask_random']:.3f}), pointing game "
+                             f"{f['pointing_game']:.3f} (random {f['pointing_game_random']:.3f}),"
+                             f" deletion AUC {f['deletion_area']:.3f} (random "
+                             f"{f['deletion_area_random']:.3f}); {f['n_ecgs']} positives")
+            lines.append(f"- ![{name} {method} attribution](explain/{name}/"
+                         f"{method.replace('+', 'p')}/attribution.png)")
+        lines.append("")
+    return lines
 
 
 def _export(df, model_path, test_summary, max_ecgs=100):

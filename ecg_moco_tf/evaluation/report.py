@@ -25,8 +25,10 @@ def table2(summary, tests):
     return "\n".join(lines)
 
 
-def write_report(out_dir, split_table, summary, tests, sweeps, figures, settings, notes=()):
-    """Write ``report.md``; returns its path."""
+def write_report(out_dir, split_table, summary, tests, sweeps, figures, settings, notes=(),
+                 extra=()):
+    """Write ``report.md`` (``extra``: more Markdown lines before the settings); returns its
+    path."""
     op_key = next(k for k in next(iter(summary.values())) if k.startswith("at_sensitivity"))
     lines = ["# ecg-moco-tf reproduction report", ""]
     lines += [f"- {n}" for n in notes] + [""]
@@ -47,6 +49,7 @@ def write_report(out_dir, split_table, summary, tests, sweeps, figures, settings
     for name, sw in sweeps.items():
         lines += [f"**{LABELS.get(name, name)}**", "", sw.to_markdown(index=False), ""]
     lines += ["## Figures", ""] + [f"![{k}]({os.path.basename(v)})" for k, v in figures.items()]
+    lines += [""] + list(extra)
     lines += ["", "## Settings", "", "```", str(settings), "```", ""]
     path = os.path.join(out_dir, "report.md")
     with open(path, "w") as f:
