@@ -20,7 +20,7 @@ flags.DEFINE_string("records", None, "Manifest (.csv/.parquet), folder of record
                     required=True)
 flags.DEFINE_string("out", "explain", "Output folder.")
 flags.DEFINE_list("methods", ["gradcam"], "Any of gradcam, gradcam++, scorecam, layercam "
-                  "(layercam localises best on this architecture; see explain/gradcam.py).")
+                  "(which to trust: see explain/gradcam.py and the faithfulness scores).")
 flags.DEFINE_string("layer", None, "Target layer name (default: the last temporal block, "
                     "temporal_6_relu for the default encoder: the deepest layer with one row per "
                     "lead).")

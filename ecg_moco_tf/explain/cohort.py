@@ -144,6 +144,17 @@ def explain_cohort(model, df, out_dir, methods=("gradcam",), layer=None,
     results = {"records": int(len(df)), "explained": int(len(x)), "left_out": len(problems),
                "model": "classifier" if classifier else "encoder", "layer": layer,
                "target": target, "methods": {}}
+    with_codes = [j for j, i in enumerate(mask_idx) if ok[i]]
+    if with_codes:     # where the phenotype really is, in the same lead x wave terms
+        idx = mask_idx[with_codes]
+        truth = attr.cohort_table(attr.per_ecg_table(
+            records[idx], np.full(len(idx), "ground-truth mask"),
+            np.stack([attr.wave_shares(masks[j], codes[i]) for j, i in zip(with_codes, idx)]),
+            np.stack([attr.time_fractions(codes[i]) for i in idx])))
+        truth.to_csv(os.path.join(out_dir, "mask_attribution.csv"), index=False)
+        attr.plot_attribution(truth, os.path.join(out_dir, "mask_attribution"), formats,
+                              title="ground-truth phenotype mask: lead x wave")
+        results["mask_attribution"] = truth
     for method in methods:
         d = os.path.join(out_dir, method.replace("+", "p"))
         os.makedirs(d, exist_ok=True)
@@ -221,6 +232,11 @@ def _write_summary(results, out_dir):
                          f"{s['deletion_area']:.3f} | {s['deletion_area_random']:.3f} |")
         lines += ["", "Deletion AUC: mean explained score over 0-50 % erased; lower = the map "
                   "points at what the model uses.", ""]
+    if "mask_attribution" in results:
+        lines += ["## Where the ground-truth mask lies (reference for the tables below), %", "",
+                  "![mask](mask_attribution.png)", "",
+                  (attr.pivot(results["mask_attribution"], "ground-truth mask") * 100).round(1)
+                  .to_markdown(), ""]
     for m, r in results["methods"].items():
         if "attribution" not in r:
             continue
@@ -233,7 +249,8 @@ def _write_summary(results, out_dir):
                       ""]
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write("\n".join(lines))
-    serial = {**results, "methods": {m: {k: v for k, v in r.items() if k != "attribution"}
-                                     for m, r in results["methods"].items()}}
+    serial = {k: v for k, v in results.items() if k not in ("mask_attribution", "methods")}
+    serial["methods"] = {m: {k: v for k, v in r.items() if k != "attribution"}
+                         for m, r in results["methods"].items()}
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(serial, f, indent=1, default=str)

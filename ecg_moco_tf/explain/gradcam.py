@@ -4,11 +4,12 @@ Which method: Grad-CAM (the paper's) weights each channel of the target layer by
 *averaged over all positions*, which assumes a head that treats every position alike (global
 average pooling). The paper's encoder ends in flatten + dense, a head with a separate weight
 per lead and time step, and there Grad-CAM can miss: on a tiny model trained to react to a
-bump in one lead only, Grad-CAM found the bump in 3 of 4 training seeds, Grad-CAM++ in about
-half of the ECGs, while LayerCAM (positive gradient x activation, element-wise; Jiang et al.,
-IEEE TIP 2021) and Score-CAM found it in every ECG of every seed (tests/test_explain.py).
-Prefer ``layercam`` when localisation matters; ``gradcam`` stays the default for comparison
-with the paper.
+bump in lead V2 at a random time, Grad-CAM found the bump in every ECG for 3 training seeds and
+in none for the 4th, Grad-CAM++ in 38-69 % of the ECGs, while LayerCAM (positive gradient x
+activation, element-wise; Jiang et al., IEEE TIP 2021) and Score-CAM found it in every ECG of
+every seed (benchmarks/bench_explain.py, tests/test_explain.py). On the demo model the
+picture is mixed (README, Explainability): compare methods with the faithfulness scores
+(:mod:`.faithfulness`) before trusting one. ``gradcam`` stays the default, as in the paper.
 
 Two kinds of model are explained:
 

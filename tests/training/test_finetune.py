@@ -98,3 +98,9 @@ def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
     card = json.loads((tmp_path / "export" / "model_card.json").read_text())
     assert card["test_metrics"]["auc"] == res["summary"]["proposed"]["auc"]
     assert (tmp_path / "export" / "model_int8.tflite").exists()
+    for name in ("classifier", "encoder"):                     # explain stage (Grad-CAM)
+        faith = json.loads((out / "explain" / name / "gradcam" / "faithfulness.json").read_text())
+        positives = pd.read_csv(out / "proposed" / "test_predictions.csv")["label"].sum()
+        assert faith["n_ecgs"] == positives and 0 <= faith["energy_in_mask"] <= 1
+        assert f"{faith['energy_in_mask']:.3f}" in report
+        assert (out / "explain" / name / "gradcam" / "attribution.png").stat().st_size > 20_000
