@@ -35,3 +35,12 @@ def test_synth_then_validate_with_flagfile(tmp_path):
              f"--report={tmp_path}/problems.csv")
     assert r.returncode == 1 and df["record"][0] in r.stdout
     assert len(pd.read_csv(tmp_path / "problems.csv")) == 1
+
+
+def test_deterministic_switch_turns_onednn_off():
+    code = "import os, ecg_moco_tf; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
+    for flag, expect in (("1", "0"), ("", "1")):
+        env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+        env["ECG_MOCO_DETERMINISTIC"] = flag
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert r.stdout.strip() == expect, r.stderr
