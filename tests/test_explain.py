@@ -268,3 +268,11 @@ def test_explain_cli_on_a_cohort_with_masks(bump_model, small_cohort, tmp_path):
                         "--model=saved_models/model.tflite", f"--records={tmp_path / 'm.csv'}"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and ".keras" in r.stderr
+
+
+def test_unknown_method_is_refused_before_any_work(tmp_path):
+    from ecg_moco_tf.explain.cohort import explain_cohort
+
+    with pytest.raises(ValueError, match="layercam"):
+        explain_cohort(None, pd.DataFrame(), str(tmp_path / "x"), methods=("gradcamm",))
+    assert not (tmp_path / "x").exists()

@@ -30,7 +30,7 @@ from . import attribution as attr  # noqa: E402
 from .ecgplot import plot_ecg  # noqa: E402
 from .faithfulness import (FRACTIONS, energy_in_mask, faithfulness,  # noqa: E402
                            pointing_game)
-from .gradcam import (class_prototypes, explained_scores,  # noqa: E402
+from .gradcam import (METHODS, class_prototypes, explained_scores,  # noqa: E402
                       gradcam, is_classifier, resolve_layer, resolve_targets,
                       score_model)
 
@@ -112,6 +112,9 @@ def explain_cohort(model, df, out_dir, methods=("gradcam",), layer=None,
         n_plots: 12-lead figures per group (most confident first).
     Returns the results dict also written to ``results.json``.
     """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     os.makedirs(out_dir, exist_ok=True)
     loaded = load_records(df, on_error="skip", progress=progress)
     x, rows = loaded.signals, loaded.manifest
