@@ -1,4 +1,4 @@
-"""Grad-CAM / Grad-CAM++ / Score-CAM of a classifier or an encoder on a set of ECGs.
+"""Grad-CAM / Grad-CAM++ / Score-CAM / LayerCAM of a classifier or an encoder on a set of ECGs.
 
 Example: ecg-moco explain --model=runs/demo/proposed/classifier.keras \\
              --records=runs/demo/manifest_with_splits.csv --split=test --out=runs/explain
@@ -57,6 +57,16 @@ def load_keras_model(path):
 
 def main(argv):
     del argv
+    import sys
+
+    try:
+        return _run()
+    except (FileNotFoundError, ValueError) as e:     # bad usage: say what, no traceback
+        print(f"ecg-moco explain: {e}", file=sys.stderr)
+        return 2
+
+
+def _run():
     from ecg_moco_tf.explain.cohort import explain_cohort
     from ecg_moco_tf.predict import record_table
 

@@ -133,6 +133,10 @@ def explain_cohort(model, df, out_dir, methods=("gradcam",), layer=None,
         ref_x = x if reference is None else load_records(reference, progress=progress).signals
         ref_y = pd.to_numeric(ref["label"], errors="coerce").to_numpy(float)
         keep = ~np.isnan(ref_y)
+        if not ((ref_y[keep] == 0).any() and (ref_y[keep] == 1).any()):
+            raise ValueError("explaining an encoder needs labelled ECGs of both classes for the "
+                             "class prototypes: give labels in the records' manifest or a "
+                             "labelled reference manifest (--reference)")
         prototypes = class_prototypes(model, ref_x[keep], ref_y[keep].astype(int))
     if target == "auto":
         target = "label" if not np.isnan(labels).any() else "predicted"
