@@ -193,33 +193,31 @@ def gradcam(model, signals, method="gradcam", layer=None, targets=None,
     layer = resolve_layer(model, layer)
     signals = np.asarray(signals, np.float32)
     targets = np.ones(len(signals), int) if targets is None else np.asarray(targets, int)
-    scorer = score_model(model, prototypes)
     if method == "scorecam":
-        channel_scorer = score_model(_with_channel_axis(model), prototypes)
-        channel_scorer.predict = functools.partial(channel_scorer.predict, verbose=0)
-    # Gradient methods: z_c - z_other: +-logit for a classifier (columns [0, logit]), 2 x the
-    # centred cosine for an encoder (its two columns are opposite).
+        scorer = score_model(_with_channel_axis(model), prototypes)
+        scorer.predict = functools.partial(scorer.predict, verbose=0)
+    else:
+        scorer = score_model(model, prototypes)
+    explainer = METHODS[method](scorer)
+    kwargs = dict(penultimate_layer=layer, seek_penultimate_conv_layer=False, expand_cam=False,
+                  normalize_cam=False)
     cams = []
     for lo in tqdm(range(0, len(signals), batch_size), desc=f"{method} maps", unit="batch",
                    disable=not progress):
         x, c = signals[lo:lo + batch_size], targets[lo:lo + batch_size]
         idx = np.stack([np.arange(len(c)), c], 1)
-        other = np.stack([np.arange(len(c)), 1 - c], 1)
-
-        def score(out, idx=idx, other=other):
-            return tf.gather_nd(out, idx) - tf.gather_nd(out, other)
-
-        kwargs = dict(penultimate_layer=layer, seek_penultimate_conv_layer=False,
-                      expand_cam=False, normalize_cam=False)
         if method == "scorecam":
             # tf-keras-vis applies softmax before the score: softmax([0, logit]) = [1 - p, p].
             with warnings.catch_warnings():   # Keras: list of one input for a 1-input model
                 warnings.simplefilter("ignore", UserWarning)
-                cam = Scorecam(channel_scorer)(lambda out, idx=idx: tf.gather_nd(out, idx),
-                                               x[..., None], max_N=max_n, batch_size=64,
-                                               **kwargs)
+                cam = explainer(lambda out, idx=idx: tf.gather_nd(out, idx), x[..., None],
+                                max_N=max_n, batch_size=64, **kwargs)
         else:
-            cam = METHODS[method](scorer)(score, x, **kwargs)
+            # z_c - z_other: +-logit for a classifier (columns [0, logit]), 2 x the centred
+            # cosine for an encoder (its two columns are opposite).
+            other = np.stack([np.arange(len(c)), 1 - c], 1)
+            cam = explainer(lambda out, idx=idx, other=other: tf.gather_nd(out, idx)
+                            - tf.gather_nd(out, other), x, **kwargs)
         cam = np.asarray(cam, np.float32)
         cams.append(cam.reshape(len(x), -1, cam.shape[-1]))
     cam = np.maximum(np.concatenate(cams), 0)
