@@ -9,8 +9,8 @@ import os
 # TensorFlow turns oneDNN kernels on by default only on some Intel CPUs; on others (AMD EPYC
 # here) they double convolution throughput. Takes effect if TensorFlow is not imported yet.
 # Their multi-threaded convolutions do not sum in a fixed order, so two MoCo runs with the same
-# seed drift apart (benchmarks/bench_determinism.py); ECG_MOCO_DETERMINISTIC=1 keeps oneDNN off
-# for bit-identical runs, at about half the convolution speed.
+# seed drift apart (benchmarks/bench_determinism.py); ECG_MOCO_DETERMINISTIC=1 keeps oneDNN off:
+# bit-identical runs on an otherwise idle machine, at 1.6x the MoCo time (README).
 if os.environ.get("ECG_MOCO_DETERMINISTIC") == "1":
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
