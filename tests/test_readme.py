@@ -1,8 +1,16 @@
-"""The README's Python API example runs as written (in a temporary folder)."""
+"""The README's Python API examples run as written (in a temporary folder)."""
 import os
 import re
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+
+
+def _run_example(heading, folder, monkeypatch):
+    """Execute the first ```python block after ``heading`` inside ``folder``."""
+    text = open(README).read()
+    code = re.search(r"```python\n(.*?)```", text[text.index(heading):], re.S).group(1)
+    monkeypatch.chdir(folder)
+    exec(compile(code, "README.md", "exec"), {})
 
 
 def test_readme_starts_with_the_two_commands():
@@ -11,21 +19,12 @@ def test_readme_starts_with_the_two_commands():
 
 
 def test_readme_api_example_runs(tmp_path, monkeypatch, capsys):
-    text = open(README).read()
-    section = text[text.index("### Python API"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    _run_example("### Python API: pretrain", tmp_path, monkeypatch)
     assert os.path.exists(tmp_path / "runs" / "api" / "pre" / "encoder.keras")
-    out = capsys.readouterr().out
-    assert "(None, 64)" in out
+    assert "(None, 64)" in capsys.readouterr().out
 
 
 def test_readme_explain_example_runs(tmp_path, monkeypatch, capsys):
-    text = open(README).read()
-    section = text[text.index("### Python API: explain"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    _run_example("### Python API: explain", tmp_path, monkeypatch)
     assert (tmp_path / "ecg0.png").stat().st_size > 50_000 and (tmp_path / "ecg0.svg").exists()
     assert "'QRS'" in capsys.readouterr().out
