@@ -50,7 +50,7 @@ flags.DEFINE_string("export_dir", "", "Export the proposed classifier here (Save
                     "model card); empty: no export.")
 flags.DEFINE_bool("explain", True, "Grad-CAM of the proposed classifier and of the pretrained "
                   "encoder on the test ECGs (figures, lead x wave attribution, faithfulness).")
-flags.DEFINE_list("explain_methods", ["gradcam"], "Any of gradcam, gradcam++, scorecam.")
+flags.DEFINE_list("explain_methods", ["gradcam"], "Any of gradcam, gradcam++, scorecam, layercam.")
 flags.DEFINE_bool("label_efficiency", False, "Also run the label-efficiency study.")
 flags.DEFINE_list("le_fractions", ["0.01", "0.05", "0.1", "0.28", "0.5", "1.0"],
                   "Label-efficiency fractions of train2.")
