@@ -8,9 +8,9 @@ at the start of every row. Layouts:
 - ``"12"``: one full-length row per lead.
 
 The drawing is in millimetres of paper, so the file size is fixed by the layout:
-:func:`figure_size_mm` (260 x 130 mm for 4x3, 260 x 274 mm for 12 rows at 10 s) and
-``dpi`` (PNG pixels = mm / 25.4 * dpi, rounded down). The heat map is drawn per lead behind the trace,
-transparent at 0 and red at 1, so the grid stays readable.
+:func:`figure_size_mm` (260 x 134 mm for 4x3, 260 x 278 mm for 12 rows at 10 s) and
+``dpi`` (PNG pixels = mm / 25.4 * dpi, rounded down). The heat map is drawn per lead behind
+the trace, transparent at 0 and red at 1, so the grid stays readable.
 """
 import os
 

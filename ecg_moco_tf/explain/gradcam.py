@@ -26,8 +26,8 @@ Two kinds of model are explained:
   its class rather than the other". Score-CAM uses the softmax over the two cosines.
 
 Target layer: by name; default (:func:`resolve_layer`) the output of the last temporal block
-before its pooling, ``temporal_6_relu`` for the default encoder, shape (12 leads, 78 steps of 64 samples, 64 channels) for the default
-encoder. It is the deepest layer that still has one row per lead: the spatial block that
+before its pooling: ``temporal_6_relu``, shape (12 leads, 78 steps of 64 samples, 64 channels),
+for the default encoder. It is the deepest layer that still has one row per lead: the spatial block that
 follows mixes all 12 leads into one row, so a map taken there (``spatial_relu``) can say
 *when* but not *in which lead*; it is the same for all 12 leads.
 
