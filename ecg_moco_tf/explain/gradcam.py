@@ -27,9 +27,9 @@ Two kinds of model are explained:
 
 Target layer: by name; default (:func:`resolve_layer`) the output of the last temporal block
 before its pooling: ``temporal_6_relu``, shape (12 leads, 78 steps of 64 samples, 64 channels),
-for the default encoder. It is the deepest layer that still has one row per lead: the spatial block that
-follows mixes all 12 leads into one row, so a map taken there (``spatial_relu``) can say
-*when* but not *in which lead*; it is the same for all 12 leads.
+for the default encoder. It is the deepest layer that still has one row per lead: the spatial
+block that follows mixes all 12 leads into one row, so a map taken there (``spatial_relu``) can
+say *when* but not *in which lead*; it is the same for all 12 leads.
 
 Maps are taken at the layer's resolution, passed through ReLU (positive evidence only), then
 upsampled to 12 x 5000 by linear interpolation between the centres of the layer's time steps
