@@ -4,8 +4,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
-# 1: bit-identical demo runs (oneDNN off, ~1.6x slower MoCo); `make demo DETERMINISTIC=0` for speed.
-DETERMINISTIC ?= 1
 
 .PHONY: install demo test bench clean
 
@@ -18,8 +16,7 @@ $(STAMP): pyproject.toml setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	ECG_MOCO_DETERMINISTIC=$(DETERMINISTIC) $(BIN)/ecg-moco reproduce --flagfile=flags/demo.flags \
-		--out=$(DEMO_OUT)
+	$(BIN)/ecg-moco reproduce --flagfile=flags/demo.flags --out=$(DEMO_OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --durations=15
