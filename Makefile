@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ecg-moco reproduce --flagfile=flags/demo.flags --out=$(DEMO_OUT)
+	$(BIN)/ecg-moco reproduce --flagfile=flags/demo.flags --out=$(DEMO_OUT) --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --durations=15

@@ -139,12 +139,15 @@ def parity(reference, candidate, labels=None):
 
 
 def export_all(model, out_dir, heldout, heldout_labels=None, representative=None,
-               formats=FORMATS, tolerance=None, card_extra=None):
+               formats=FORMATS, tolerance=None, card_extra=None, heldout_groups=None):
     """Export ``model`` (a Keras classifier) to every format, check parity, write the card.
 
     ``heldout``: ECGs (n, 12, 5000) for the parity check; ``representative``: training ECGs for
-    int8 calibration (default: ``heldout``). Raises :class:`ParityError` listing every format
-    beyond its tolerance (after writing everything, so the files can be inspected).
+    int8 calibration (default: ``heldout``). With ``heldout_labels`` the card's
+    ``heldout_metrics`` (AUC with a bootstrap CI over ``heldout_groups``, e.g. patient ids) are
+    computed from the exported SavedModel's outputs, the artefact that ships, not from the
+    in-memory model. Raises :class:`ParityError` listing every format beyond its tolerance
+    (after writing everything, so the files can be inspected).
     """
     import tensorflow as tf
 
@@ -158,9 +161,9 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
             paths[kind] = export_tflite(sm, os.path.join(out_dir, f"model_{kind}.tflite"), kind,
                                         representative if representative is not None
                                         else heldout)
-    report, failures = {}, []
+    report, failures, outputs = {}, [], {}
     for kind, path in paths.items():
-        p = Predictor(path)(heldout)
+        p = outputs[kind] = Predictor(path)(heldout)
         size = (sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path)
                     for f in fs) if os.path.isdir(path) else os.path.getsize(path))
         report[kind] = {"path": os.path.relpath(path, out_dir), "bytes": size,
@@ -186,8 +189,62 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
                      "python": platform.python_version()},
         **(card_extra or {}),
     }
+    if heldout_labels is not None and len(np.unique(heldout_labels)) == 2:
+        from .evaluation import evaluate
+
+        m = evaluate(np.asarray(heldout_labels), outputs["savedmodel"], heldout_groups)
+        card["heldout_metrics"] = {"computed_from": "savedmodel", **{k: m[k] for k in (
+            "n_ecgs", "n_patients", "n_positive", "auc", "auc_ci_low", "auc_ci_high", "brier")}}
     with open(os.path.join(out_dir, "model_card.json"), "w") as f:
         json.dump(card, f, indent=1, default=str)
     if failures:
         raise ParityError("export parity check failed:\n  " + "\n  ".join(failures))
     return card
+
+
+def _sample(df, n, seed):
+    """All rows (``n`` <= 0 or >= len) or a seeded random sample of ``n`` rows, in order."""
+    return df if n <= 0 or n >= len(df) else df.sample(n, random_state=seed).sort_index()
+
+
+def export_from_manifest(model_path, df, out_dir, heldout_split="test",
+                         calibration_split="train2", max_heldout=0, max_calibration=200, seed=0,
+                         formats=FORMATS, tolerance=None, card_extra=None):
+    """:func:`export_all` for a classifier file and a manifest with splits.
+
+    Parity and the card's held-out metrics use every ECG of ``heldout_split`` (or a seeded
+    sample of ``max_heldout``); full-int8 calibration a seeded sample of ``max_calibration``
+    ECGs of ``calibration_split``. The card says which.
+    """
+    import keras
+
+    from .data import load_records, split_summary
+
+    parts = {}
+    for name, split, n in (("heldout", heldout_split, max_heldout),
+                           ("calibration", calibration_split, max_calibration)):
+        rows = df[df["split"] == split]
+        if not len(rows):
+            raise ValueError(f"the manifest has no '{split}' rows for the {name} ECGs; "
+                             f"choose another --{name}_split")
+        parts[name] = load_records(_sample(rows, n, seed), progress=False)
+        parts[name + "_selection"] = (
+            f"{len(parts[name].signals)} of {len(rows)} '{split}' ECGs"
+            + ("" if len(parts[name].signals) == len(rows) else f" (random sample, seed {seed})"))
+    held = parts["heldout"].manifest
+    extra = {"source_model": model_path,
+             "training_data": split_summary(df).reset_index().to_dict(orient="records"),
+             "heldout_ecgs": parts["heldout_selection"],
+             "calibration_ecgs": parts["calibration_selection"], **(card_extra or {})}
+    labels = _labels_or_none(held)
+    return export_all(keras.saving.load_model(model_path), out_dir, parts["heldout"].signals,
+                      labels, parts["calibration"].signals, formats, tolerance, extra,
+                      heldout_groups=held["patient_id"].to_numpy())
+
+
+def _labels_or_none(df):
+    """0/1 labels of a manifest as ints, or None when any is missing."""
+    import pandas as pd
+
+    y = pd.to_numeric(df["label"], errors="coerce") if "label" in df else None
+    return None if y is None or y.isna().any() else y.astype(int).to_numpy()

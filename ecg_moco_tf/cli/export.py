@@ -14,7 +14,11 @@ flags.DEFINE_string("manifest", None, "Manifest with splits (held-out and calibr
 flags.DEFINE_string("out", "saved_models/model", "Output folder.")
 flags.DEFINE_string("heldout_split", "test", "Split used for the parity check and the card.")
 flags.DEFINE_string("calibration_split", "train2", "Split whose ECGs calibrate full int8.")
-flags.DEFINE_integer("max_ecgs", 200, "At most this many ECGs per split (first rows).")
+flags.DEFINE_integer("max_ecgs", 0, "Held-out ECGs for parity and the card's metrics: 0 = all "
+                     "of --heldout_split, else a seeded random sample of this many.")
+flags.DEFINE_integer("max_calibration_ecgs", 200, "int8 calibration: a seeded random sample of "
+                     "this many --calibration_split ECGs.")
+flags.DEFINE_integer("seed", 0, "Seed of the samples above.")
 flags.DEFINE_list("formats", ["savedmodel", "float32", "float16", "dynamic_int8", "int8"],
                   "Formats to write.")
 flags.DEFINE_float("tol_float16", 0.02, "Max |probability difference| for float16.")
@@ -24,33 +28,25 @@ flags.DEFINE_float("tol_int8", 0.2, "Max |probability difference| for full int8.
 
 def main(argv):
     del argv
-    import keras
+    from ecg_moco_tf.data import read_manifest
+    from ecg_moco_tf.export import ParityError, export_from_manifest
 
-    from ecg_moco_tf.data import load_records, read_manifest, split_summary
-    from ecg_moco_tf.evaluation import evaluate
-    from ecg_moco_tf.export import ParityError, export_all
-
-    df = read_manifest(FLAGS.manifest)
-    held = load_records(df[df["split"] == FLAGS.heldout_split].head(FLAGS.max_ecgs))
-    cal = load_records(df[df["split"] == FLAGS.calibration_split].head(FLAGS.max_ecgs))
-    model = keras.saving.load_model(FLAGS.model)
-    y = held.manifest["label"].astype(int).to_numpy()
-    p = model.predict(held.signals, verbose=0).ravel()
-    m = evaluate(y, p, held.manifest["patient_id"])
-    extra = {"source_model": FLAGS.model,
-             "training_data": split_summary(df).reset_index().to_dict(orient="records"),
-             "heldout_metrics": {k: m[k] for k in ("n_ecgs", "n_patients", "n_positive", "auc",
-                                                   "auc_ci_low", "auc_ci_high", "brier")}}
     tol = {"float16": FLAGS.tol_float16, "dynamic_int8": FLAGS.tol_dynamic_int8,
            "int8": FLAGS.tol_int8}
     try:
-        card = export_all(model, FLAGS.out, held.signals, y, cal.signals, FLAGS.formats, tol,
-                          extra)
+        card = export_from_manifest(FLAGS.model, read_manifest(FLAGS.manifest), FLAGS.out,
+                                    FLAGS.heldout_split, FLAGS.calibration_split,
+                                    FLAGS.max_ecgs, FLAGS.max_calibration_ecgs, FLAGS.seed,
+                                    FLAGS.formats, tol)
     except ParityError as e:
         print(e)
         return 1
     for kind, r in card["parity"]["formats"].items():
         print(f"{kind:13s} {r['bytes'] / 1e3:9.1f} kB  max|diff| {r['max_abs_diff']:.2e}  "
               f"AUC change {r.get('auc_change', float('nan')):+.4f}")
+    m = card.get("heldout_metrics")
+    if m:
+        print(f"held-out AUC (SavedModel) {m['auc']:.4f} [{m['auc_ci_low']:.4f}, "
+              f"{m['auc_ci_high']:.4f}] on {card['heldout_ecgs']}")
     print(f"wrote {FLAGS.out} (model_card.json)")
     return 0

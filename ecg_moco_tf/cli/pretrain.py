@@ -3,8 +3,11 @@
 Example: ecg-moco pretrain --manifest=runs/demo/cohort/manifest.csv --out=runs/demo/pretrain \
              --flagfile=flags/pretrain.flags
 Writes encoder.keras (lowest valid1 loss), moco.keras, pretrain_log.csv, tensorboard/.
-Re-running the same command after an interruption resumes from backup/.
+Re-running the same command after an interruption resumes from backup/; a folder that holds
+a finished run is refused (exit code 2) unless --overwrite replaces it.
 """
+import sys
+
 from absl import flags
 
 from ecg_moco_tf.cli import common
@@ -26,13 +29,20 @@ flags.DEFINE_list("augmentations", [], "Transform class names; empty = the paper
 flags.DEFINE_float("augment_probability", 0.5, "Per-sample probability of each transform.")
 flags.DEFINE_bool("cache", True, "Keep decoded ECGs in memory (turn off for large data).")
 flags.DEFINE_integer("seed", 0, "Seed.")
+flags.DEFINE_bool("overwrite", False, "Replace a finished run in --out (default: refuse it; "
+                  "an unfinished run there is resumed).")
 
 
 def main(argv):
     del argv
     from ecg_moco_tf.data import experiment_view, read_manifest
-    from ecg_moco_tf.training.pretrain import PretrainConfig, pretrain
+    from ecg_moco_tf.training.pretrain import PretrainConfig, check_out_dir, pretrain
 
+    try:
+        check_out_dir(FLAGS.out, FLAGS.overwrite)         # before any work
+    except FileExistsError as e:
+        print(f"ecg-moco pretrain: {e}", file=sys.stderr)
+        return 2
     view = experiment_view(read_manifest(FLAGS.manifest), "proposed")
     cfg = PretrainConfig(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
                          learning_rate=FLAGS.learning_rate, queue_size=FLAGS.queue_size,
@@ -46,5 +56,5 @@ def main(argv):
 
     keras.utils.set_random_seed(FLAGS.seed)               # seeds the encoder's initial weights
     pretrain(view["pretrain_train"], view["pretrain_valid"], FLAGS.out, cfg,
-             encoder=common.encoder_from_flags())
+             encoder=common.encoder_from_flags(), overwrite=FLAGS.overwrite)
     print(f"best encoder: {FLAGS.out}/encoder.keras")

@@ -8,6 +8,8 @@ Examples:
   ecg-moco reproduce --flagfile=flags/demo.flags                      # what `make demo` runs
   ecg-moco reproduce --flagfile=flags/reproduce_paper_scale.flags     # 37,103 synthetic ECGs
   ecg-moco reproduce --ptbxl_root=../shared/data/ptbxl-subset --ptbxl_label=MI --out=runs/ptbxl
+An unfinished pretraining in <out>/pretrain is resumed; a finished one is refused (exit code 2)
+unless --overwrite (then it is pretrained again).
 """
 import os
 import sys
@@ -19,6 +21,8 @@ from ecg_moco_tf.cli import common
 FLAGS = flags.FLAGS
 common.define_encoder_flags(__name__)
 flags.DEFINE_string("out", "runs/reproduce", "Output folder (report.md, results.json, ...).")
+flags.DEFINE_bool("overwrite", False, "Pretrain again over a finished run in <out>/pretrain "
+                  "(default: refuse it; an unfinished one is resumed).")
 flags.DEFINE_string("manifest", None, "Use this manifest instead of the synthetic cohort.")
 flags.DEFINE_string("ptbxl_root", None, "Use a PTB-XL folder instead of the synthetic cohort.")
 flags.DEFINE_string("ptbxl_label", "MI", "PTB-XL superclass or SCP code to predict.")
@@ -89,9 +93,16 @@ def main(argv):
     from ecg_moco_tf.evaluation.report import LABELS, table2, write_report
     from ecg_moco_tf.training import experiments as X
     from ecg_moco_tf.training.finetune import FinetuneConfig
-    from ecg_moco_tf.training.pretrain import PretrainConfig, pretrain
+    from ecg_moco_tf.training.pretrain import PretrainConfig, check_out_dir, pretrain
 
     out = FLAGS.out
+    needs_encoder = "proposed" in FLAGS.experiments or FLAGS.label_efficiency
+    if needs_encoder and not FLAGS.pretrained_encoder:
+        try:
+            check_out_dir(os.path.join(out, "pretrain"), FLAGS.overwrite)   # before any work
+        except FileExistsError as e:
+            print(f"ecg-moco reproduce: {e}", file=sys.stderr)
+            return 2
     os.makedirs(out, exist_ok=True)
     verbose = 1 if sys.stdout.isatty() else 2
     enc_kwargs = common.encoder_kwargs()
@@ -119,7 +130,6 @@ def main(argv):
                         momentum=FLAGS.moco_momentum, temperature=FLAGS.temperature,
                         cache=FLAGS.cache, seed=FLAGS.seed, verbose=verbose)
     encoder_path = FLAGS.pretrained_encoder
-    needs_encoder = "proposed" in FLAGS.experiments or FLAGS.label_efficiency
     if needs_encoder and not encoder_path:
         X.stage("2/5 MoCo pretraining on train1/valid1 (labels unused)")
         view = X.experiment_view(df, "proposed")
@@ -129,7 +139,7 @@ def main(argv):
 
         keras.utils.set_random_seed(FLAGS.seed)           # seeds the encoder's initial weights
         pretrain(view["pretrain_train"], view["pretrain_valid"], os.path.join(out, "pretrain"),
-                 pt, encoder=build_encoder(**enc_kwargs))
+                 pt, encoder=build_encoder(**enc_kwargs), overwrite=FLAGS.overwrite)
         encoder_path = os.path.join(out, "pretrain", "encoder.keras")
         notes.append(f"pretrained encoder: {encoder_path}")
     preds, sweeps = {}, {}
@@ -157,7 +167,7 @@ def main(argv):
         from ecg_moco_tf.export import ParityError
 
         try:
-            _export(df, os.path.join(out, "proposed", "classifier.keras"), summary["proposed"])
+            _export(df, os.path.join(out, "proposed", "classifier.keras"))
             notes.append(f"exported models: {FLAGS.export_dir} (see model_card.json)")
         except ParityError as e:                 # report the failure, keep the results
             print(e)
@@ -217,21 +227,9 @@ def _explain(df, out, encoder_path):
     return lines
 
 
-def _export(df, model_path, test_summary, max_ecgs=100):
-    import keras
+def _export(df, model_path):
+    from ecg_moco_tf.export import export_from_manifest
 
-    from ecg_moco_tf.data import load_records, split_summary
-    from ecg_moco_tf.export import export_all
-
-    held = load_records(df[df["split"] == "test"].head(max_ecgs), progress=False)
-    cal = load_records(df[df["split"] == "train2"].head(max_ecgs), progress=False)
-    card = export_all(keras.saving.load_model(model_path), FLAGS.export_dir, held.signals,
-                      held.manifest["label"].astype(int).to_numpy(), cal.signals,
-                      card_extra={"source_model": model_path,
-                                  "training_data": split_summary(df).reset_index().to_dict(
-                                      orient="records"),
-                                  "test_metrics": {k: test_summary[k] for k in (
-                                      "n_ecgs", "n_patients", "n_positive", "auc", "auc_ci_low",
-                                      "auc_ci_high", "brier")}})
+    card = export_from_manifest(model_path, df, FLAGS.export_dir, seed=FLAGS.seed)
     for kind, r in card["parity"]["formats"].items():
         print(f"{kind:13s} {r['bytes'] / 1e3:9.1f} kB  max|diff| {r['max_abs_diff']:.2e}")

@@ -46,6 +46,8 @@ from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.layercam import Layercam
 from tf_keras_vis.scorecam import Scorecam
 
+from ..models.clone import CopyError
+
 METHODS = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "scorecam": Scorecam,
            "layercam": Layercam}
 TARGETS = ("label", "predicted", "positive", "negative")
@@ -99,7 +101,14 @@ def _with_channel_axis(model):
         copy = layer.__class__.from_config(layer.get_config())
         x = copy(x)
         copy.set_weights(layer.get_weights())
-    return keras.Model(inp, x, name=model.name)
+        if isinstance(copy, keras.layers.Normalization):
+            copy.finalize_state()                # its statistics are constants, not weights
+    chain = keras.Model(inp, x, name=model.name)
+    probe = np.random.default_rng(0).normal(0, 0.5, (2, *model.input.shape[1:])).astype("f4")
+    diff = np.max(np.abs(model(probe) - chain(probe[..., None])))
+    if diff > 1e-5:
+        raise CopyError(f"Score-CAM copy of '{model.name}' differs by {diff:.3g}")
+    return chain
 
 
 def score_model(model, prototypes=None):

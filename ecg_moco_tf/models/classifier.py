@@ -1,6 +1,8 @@
 """Downstream classifier: encoder + two dense layers + sigmoid (paper Sec. 2)."""
 import keras
 
+from .clone import copy_model
+
 
 def build_classifier(encoder, hidden_units=64, dropout=0.0, freeze_encoder=False,
                      name="classifier"):
@@ -32,7 +34,6 @@ def build_classifier(encoder, hidden_units=64, dropout=0.0, freeze_encoder=False
 
 
 def copy_encoder(encoder):
-    """An independent copy of an encoder: same architecture and weights, new variables."""
-    clone = keras.models.clone_model(encoder)
-    clone.set_weights(encoder.get_weights())
-    return clone
+    """An independent copy of an encoder: new variables, same weights, same outputs
+    (:func:`~ecg_moco_tf.models.clone.copy_model`)."""
+    return copy_model(encoder)

@@ -25,28 +25,48 @@ key encoder's moving statistics are *not* changed by its own forward pass (they 
 after it); like every other key weight they follow the EMA of the query's, so
 ``key = m * key + (1 - m) * query`` holds exactly for every weight after each step.
 
-Shuffle-BN substitute on one device: with ``shuffle_bn_splits=g`` (> 1) the key batch is
-randomly permuted and split into ``g`` groups, each normalized by its own batch statistics,
-then un-permuted, so a query and its key never share BN statistics (the "cheating" that
-shuffle-BN prevents across GPUs). The batch size must be divisible by ``g``.
+Shuffle-BN substitute on one device (:func:`shuffle_bn_groups`): with ``shuffle_bn_splits=g``
+(> 1) the queries are split into ``g`` random groups, as the reference implementation's
+per-GPU batches, and the keys into ``g`` other groups, each normalized by its own batch
+statistics. Every key group mixes samples of at least two query groups, so no sample's query
+and key are normalized with the statistics of the same sub-batch (the "cheating" through BN
+statistics that shuffle-BN prevents). The batch size must be a multiple of ``g`` with at least
+2 samples per group. The query encoder's moving statistics are then updated once per group
+(``g`` times per step). Under ``tf.distribute`` the replicas' own batches are the query groups;
+a cross-replica shuffle of the keys (all-gather, shuffle, scatter back) belongs in
+:meth:`MoCo._keys` and is not implemented yet: use ``shuffle_bn_splits`` there as well.
 """
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
+from .clone import copy_model
 from .heads import projection_head
 from .losses import info_nce
 from .momentum import momentum_update
 from .queue import KeyQueue
 
 
-def _clone(model):
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())           # clone_model does not copy weights
-    for v in clone.weights:
-        v.trainable = False                          # out of the optimizer, BN stays in train mode
-    return clone
+def shuffle_bn_groups(batch_size, groups, seed):
+    """Batch-norm groups of queries and keys for one step (single-device shuffle-BN).
+
+    Returns (query_order, key_order), two permutations of ``range(batch_size)``: chunk ``j`` of
+    each (``batch_size // groups`` rows) is BN group ``j``. Queries: a random permutation. The
+    sample at rank ``r`` of query group ``a`` goes to key group ``(a + r) % groups``, so every
+    key group takes one sample of each rank from ``min(rows, groups)`` different query groups:
+    no key group equals a query group, whatever the draw.
+    """
+    rows = batch_size // groups
+    tf.debugging.assert_equal(rows * groups, batch_size, "the MoCo batch size must be a "
+                              "multiple of shuffle_bn_splits (--shuffle_bn_splits)")
+    tf.debugging.assert_greater_equal(rows, 2, "shuffle-BN needs at least 2 samples per "
+                                      "group: lower --shuffle_bn_splits or raise --batch_size")
+    order = tf.argsort(tf.random.stateless_uniform([batch_size], seed))
+    pos = tf.range(batch_size)
+    key_group = (pos // rows + pos % rows) % groups
+    key_order = tf.gather(order, tf.argsort(key_group * batch_size + pos))
+    return order, key_order
 
 
 @keras.saving.register_keras_serializable("ecg_moco_tf")
@@ -89,8 +109,9 @@ class MoCo(keras.Model):
         self.head = projection_head(feat, self.hidden_dim if version == 2 else 0,
                                     projection_dim if version == 2 else feat,
                                     name="query_head")
-        self.key_encoder = _clone(encoder)
-        self.key_head = _clone(self.head)
+        # exact copies (weights and outputs); variables out of the optimizer, BN in train mode
+        self.key_encoder = copy_model(encoder, trainable=False)
+        self.key_head = copy_model(self.head, trainable=False)
         self.queue = KeyQueue(queue_size, self.head.output.shape[-1], seed=seed, name="queue")
         self._seed_gen = keras.random.SeedGenerator(seed)
         names = ("loss", "accuracy", "pos_cosine", "neg_cosine", "feature_std")
@@ -102,31 +123,38 @@ class MoCo(keras.Model):
         """Query-encoder features (what downstream tasks use)."""
         return self.encoder(inputs, training=training)
 
-    def _query(self, x, training):
-        return tf.math.l2_normalize(self.head(self.encoder(x, training=training),
-                                              training=training), axis=1)
+    def _grouped(self, net, x, order, training):
+        """``net`` on ``x`` in BN groups: chunk j of ``order`` is group j; rows back in order."""
+        if order is None:
+            return net(x, training=training)
+        parts = tf.split(tf.gather(x, order), self.shuffle_bn_splits)
+        feats = tf.concat([net(p, training=training) for p in parts], 0)
+        return tf.gather(feats, tf.math.invert_permutation(order))
 
-    def _keys(self, x, training=True):
+    def _query(self, x, training, order=None):
+        feats = self._grouped(self.encoder, x, order, training)
+        return tf.math.l2_normalize(self.head(feats, training=training), axis=1)
+
+    def _keys(self, x, training=True, order=None):
         """Keys of the key network in train-mode BN, moving statistics left untouched."""
         if not training:
             return tf.math.l2_normalize(self.key_head(self.key_encoder(x, training=False)), 1)
         stats = [v for v in self.key_encoder.weights + self.key_head.weights
                  if "moving" in v.path]
         saved = [tf.identity(v) for v in stats]
-        g = self.shuffle_bn_splits
-        if g > 1:
-            seed = tf.cast(self._seed_gen.next(), tf.int32)
-            perm = tf.argsort(tf.random.stateless_uniform(tf.shape(x)[:1], seed))
-            parts = tf.split(tf.gather(x, perm), g)
-            feats = tf.concat([self.key_encoder(p, training=True) for p in parts], 0)
-            feats = tf.gather(feats, tf.argsort(perm))
-        else:
-            feats = self.key_encoder(x, training=True)
+        feats = self._grouped(self.key_encoder, x, order, training=True)
         k = tf.math.l2_normalize(self.key_head(feats, training=True), axis=1)
         with tf.control_dependencies([k]):
             for v, s in zip(stats, saved):
                 v.assign(s)
         return tf.stop_gradient(k)
+
+    def _bn_orders(self, batch_size):
+        """(query order, key order) of this step's shuffle-BN groups, or (None, None)."""
+        if self.shuffle_bn_splits <= 1:
+            return None, None
+        seed = tf.cast(self._seed_gen.next(), tf.int32)
+        return shuffle_bn_groups(batch_size, self.shuffle_bn_splits, seed)
 
     def _contrast(self, q, k):
         loss, logits = info_nce(q, k, self.queue.keys, self.temperature)
@@ -156,15 +184,16 @@ class MoCo(keras.Model):
 
     def train_step(self, data):
         xq, xk = self._views(data)
-        k = self._keys(xk)
-        k2 = self._keys(xq) if self.symmetric else None
+        q_order, k_order = self._bn_orders(tf.shape(xq)[0])
+        k = self._keys(xk, order=k_order)
+        k2 = self._keys(xq, order=k_order) if self.symmetric else None
         ctx = tf.distribute.get_replica_context()
         replicas = ctx.num_replicas_in_sync if ctx is not None else 1
         with tf.GradientTape() as tape:
-            q = self._query(xq, training=True)
+            q = self._query(xq, training=True, order=q_order)
             loss, logits = self._contrast(q, k)
             if self.symmetric:
-                q2 = self._query(xk, training=True)
+                q2 = self._query(xk, training=True, order=q_order)
                 loss = 0.5 * (loss + self._contrast(q2, k2)[0])
             # mean over the global batch: gradients are summed across replicas
             scaled = tf.reduce_mean(loss) / replicas

@@ -29,7 +29,10 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class SaveBest(keras.callbacks.Callback):
-    """Save ``get_model()`` to ``path`` (.keras) whenever ``monitor`` reaches a new minimum."""
+    """Save ``get_model()`` to ``path`` (.keras) whenever ``monitor`` reaches a new minimum.
+
+    ``log_csv``: the CSV log of the run being resumed, to start from its best so far (pass it
+    only when resuming: a finished run's log would hold back the new run's encoder)."""
 
     def __init__(self, path, get_model, monitor="val_loss", log_csv=None):
         super().__init__()

@@ -24,10 +24,18 @@ from ..evaluation import delong_test, evaluate
 from .finetune import FinetuneConfig, finetune, predict
 
 
-def stage(msg, t0=[None]):  # noqa: B006  (module-level clock for elapsed time)
-    """Print a visible stage header with the elapsed time."""
-    t0[0] = t0[0] or time.time()
-    print(f"\n=== [{time.time() - t0[0]:7.0f} s] {msg}", flush=True)
+class Stages:
+    """Visible stage headers with the time elapsed since the first one."""
+
+    def __init__(self):
+        self.t0 = None
+
+    def __call__(self, msg):
+        self.t0 = self.t0 or time.time()
+        print(f"\n=== [{time.time() - self.t0:7.0f} s] {msg}", flush=True)
+
+
+stage = Stages()
 
 
 def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_path=None,

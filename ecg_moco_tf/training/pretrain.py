@@ -4,11 +4,16 @@
 valid1 every epoch and saves the query encoder with the lowest validation loss. Logs: CSV
 (``pretrain_log.csv``) and TensorBoard (``tensorboard/``). ``BackupAndRestore``
 (``backup/``) lets a killed run resume at its last finished epoch, with its queue, pointer,
-key encoder and optimizer state.
+key encoder and optimizer state: re-running into the same folder resumes only while that
+unfinished backup exists. A folder that holds a finished run is refused (``FileExistsError``)
+unless ``overwrite=True`` (``--overwrite``), which deletes the earlier run's outputs (and any
+backup) and starts fresh.
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -57,6 +62,47 @@ def check_queue_size(queue_size, num_train, batch_size):
                       "pretraining ECGs; some negatives will be older keys of the same ECG.")
 
 
+OUTPUTS = ("encoder.keras", "moco.keras", "pretrain_log.csv", "pretrain_config.json",
+           "tensorboard")
+
+
+def check_out_dir(out_dir, overwrite=False):
+    """Raise ``FileExistsError`` if ``out_dir`` holds a finished run (any of ``OUTPUTS`` and no
+    ``backup/`` to resume) and ``overwrite`` is off. Changes nothing on disk."""
+    found = [n for n in OUTPUTS if os.path.exists(os.path.join(out_dir, n))]
+    if found and not overwrite and not os.path.isdir(os.path.join(out_dir, "backup")):
+        raise FileExistsError(
+            f"{out_dir} holds a finished pretraining run ({', '.join(found)}) and no unfinished "
+            "backup/ to resume; pass --overwrite to replace it, or choose another --out")
+
+
+def _prepare_out_dir(out_dir, overwrite, epochs):
+    """Resume (True) from an unfinished ``backup/``, or start fresh (False): refuse a finished
+    run, or with ``overwrite`` delete its outputs and any backup (nothing else)."""
+    check_out_dir(out_dir, overwrite)
+    backup = os.path.join(out_dir, "backup")
+    if os.path.isdir(backup) and not overwrite:
+        try:
+            with open(os.path.join(backup, "training_metadata.json")) as f:
+                where = f" (epoch {json.load(f)['epoch'] + 1} of {epochs})"
+        except (OSError, ValueError, KeyError):
+            where = ""
+        print(f"resuming the unfinished run in {backup}{where}")
+        return True
+    if os.path.isdir(backup):
+        print(f"discarding the unfinished run in {backup} (--overwrite)")
+        shutil.rmtree(backup)
+    found = [p for p in (os.path.join(out_dir, n) for n in OUTPUTS) if os.path.exists(p)]
+    if found:                            # only with overwrite: check_out_dir refused otherwise
+        print(f"replacing the earlier run in {out_dir} (--overwrite)")
+    for path in found:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    return False
+
+
 def _datasets(train_df, valid_df, cfg):
     aug = build_augmenter(cfg.augmentations or None, probability=cfg.augment_probability,
                           seed=cfg.seed)
@@ -68,7 +114,7 @@ def _datasets(train_df, valid_df, cfg):
 
 
 def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
-             extra_callbacks=()):
+             extra_callbacks=(), overwrite=False):
     """Pretrain ``encoder`` (default: the paper's) with MoCo; returns (moco, history dict).
 
     Reproducibility: everything after the call is seeded by ``cfg.seed``; a caller-built
@@ -77,11 +123,16 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
 
     The best query encoder is saved to ``<out_dir>/encoder.keras``, the final MoCo model to
     ``<out_dir>/moco.keras``.
+
+    ``out_dir`` with an unfinished ``backup/`` (a killed run): resume it, with the same ``cfg``.
+    ``out_dir`` with a finished run: ``FileExistsError``, unless ``overwrite`` (delete that
+    run's outputs and any backup, start fresh). Other files in ``out_dir`` are left alone.
     """
     check_queue_size(cfg.queue_size, len(train_df), cfg.batch_size)
     if len(valid_df) < cfg.batch_size:
         raise ValueError(f"valid1 has {len(valid_df)} ECGs, fewer than one batch of "
                          f"{cfg.batch_size}; lower --batch_size")
+    resume = _prepare_out_dir(out_dir, overwrite, cfg.epochs)
     keras.utils.set_random_seed(cfg.seed)
     os.makedirs(out_dir, exist_ok=True)
     encoder = encoder or build_encoder()              # built after seeding: reproducible
@@ -94,10 +145,11 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
     nan = StopOnNaN("Lower --learning_rate, raise --temperature, or check the input with "
                     "`ecg-moco validate`.")
     log = os.path.join(out_dir, "pretrain_log.csv")
-    best = SaveBest(os.path.join(out_dir, "encoder.keras"), lambda: moco.encoder, log_csv=log)
+    best = SaveBest(os.path.join(out_dir, "encoder.keras"), lambda: moco.encoder,
+                    log_csv=log if resume else None)        # resumed: the best so far
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup")),
-        keras.callbacks.CSVLogger(log, append=True),
+        keras.callbacks.CSVLogger(log, append=resume),
         keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard")),
         nan, best, *extra_callbacks,
     ]
@@ -108,8 +160,6 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
     if best.best_epoch is None:          # resumed after the last epoch: keep the final encoder
         moco.encoder.save(best.path)
     with open(os.path.join(out_dir, "pretrain_config.json"), "w") as f:
-        import json
-
         json.dump({**asdict(cfg), "best_epoch": best.best_epoch, "best_val_loss": best.best},
                   f, indent=1, default=str)
     return moco, hist.history

@@ -102,3 +102,43 @@ def test_metrics_reported(small_encoder, views):
     assert set(logs) >= {"loss", "accuracy", "pos_cosine", "neg_cosine", "feature_std"}
     ev = m.test_on_batch(views, return_dict=True)
     assert np.isfinite(ev["loss"])
+
+
+@pytest.mark.parametrize("batch,groups", [(8, 2), (8, 4), (12, 3), (64, 4)])
+def test_shuffle_bn_groups_never_pair_a_query_group_with_its_key_group(batch, groups):
+    from ecg_moco_tf.models.moco import shuffle_bn_groups
+
+    rows = batch // groups
+    for seed in range(20):
+        q, k = (o.numpy() for o in shuffle_bn_groups(batch, groups, tf.constant([seed, 1])))
+        assert sorted(q) == sorted(k) == list(range(batch))
+        q_groups = [set(q[j * rows:(j + 1) * rows]) for j in range(groups)]
+        for j in range(groups):
+            members = set(k[j * rows:(j + 1) * rows])
+            assert members not in q_groups                        # never a query group
+            assert sum(bool(members & g) for g in q_groups) >= min(rows, groups)
+
+
+def test_shuffle_bn_query_and_key_see_different_batch_statistics(views):
+    """Which samples move sample i's query, and which its key (training-mode BN)? Perturb each
+    sample in turn: the sets must be i's query group and i's key group, and differ."""
+    xq, _ = views
+    m = _moco(build_encoder(**SMALL), shuffle_bn_splits=2)
+    q_order, k_order = m._bn_orders(8)
+    base_q = m._query(xq, True, q_order).numpy()
+    base_k = m._keys(xq, order=k_order).numpy()
+    moves_q, moves_k = np.zeros((8, 8), bool), np.zeros((8, 8), bool)
+    for j in range(8):
+        x = xq.copy()
+        x[j] += 3.0
+        moves_q[:, j] = np.abs(m._query(x, True, q_order).numpy() - base_q).max(1) > 1e-6
+        moves_k[:, j] = np.abs(m._keys(x, order=k_order).numpy() - base_k).max(1) > 1e-6
+    for i in range(8):
+        assert moves_q[i].sum() == 4 and moves_k[i].sum() == 4     # groups of 4
+        assert moves_q[i, i] and moves_k[i, i]
+        assert set(np.flatnonzero(moves_q[i])) != set(np.flatnonzero(moves_k[i]))
+    no_split = _moco(build_encoder(**SMALL))                          # without: whole batch
+    q = no_split._query(xq, True).numpy()
+    x = xq.copy()
+    x[7] += 3.0
+    assert (np.abs(no_split._query(x, True).numpy() - q).max(1) > 1e-6).all()

@@ -1,4 +1,7 @@
+import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -27,7 +30,7 @@ def test_queue_size_sanity():
     check_queue_size(100, 400, 32)
 
 
-def test_resume_restores_queue_pointer_and_optimizer(small_cohort, tmp_path):
+def test_resume_restores_queue_pointer_and_optimizer(small_cohort, tmp_path, capsys):
     """Full 12 x 5000 path with a tiny encoder: kill after epoch 1, resume, compare state."""
     view = experiment_view(small_cohort, "proposed")
     cfg = PretrainConfig(epochs=3, batch_size=8, queue_size=16, momentum=0.9,
@@ -63,8 +66,11 @@ def test_resume_restores_queue_pointer_and_optimizer(small_cohort, tmp_path):
         def on_epoch_begin(self, epoch, logs=None):
             restored.setdefault("first_epoch", epoch)
 
+    capsys.readouterr()
     moco, hist = pretrain(view["pretrain_train"], view["pretrain_valid"], str(tmp_path), cfg,
                           encoder=build_encoder(**TINY), extra_callbacks=[Check()])
+    said = capsys.readouterr().out
+    assert f"resuming the unfinished run in {tmp_path / 'backup'} (epoch 2 of 3)" in said
     assert restored["first_epoch"] == 1                 # resumed, not restarted
     np.testing.assert_array_equal(restored["queue"], saved["queue"])
     assert restored["pointer"] == saved["pointer"] and restored["iterations"] == saved[
@@ -76,6 +82,56 @@ def test_resume_restores_queue_pointer_and_optimizer(small_cohort, tmp_path):
     log = pd.read_csv(tmp_path / "pretrain_log.csv")
     assert list(log["epoch"]) == [0, 1, 2]
     assert os.path.exists(tmp_path / "encoder.keras") and os.path.exists(tmp_path / "moco.keras")
+
+
+def test_finished_run_is_refused_unless_overwrite(small_cohort, tmp_path, capsys):
+    """A second run into a finished folder: refused (first run kept), or with overwrite a fresh
+    run (log, best epoch and encoder.keras all of the new run; a stale backup discarded)."""
+    view = experiment_view(small_cohort, "proposed")
+    out = tmp_path / "pre"
+    args = (view["pretrain_train"], view["pretrain_valid"], str(out))
+    cfg = PretrainConfig(epochs=2, batch_size=8, queue_size=16, momentum=0.9, verbose=0)
+    pretrain(*args, cfg, encoder=build_encoder(**TINY))
+    (out / "notes.txt").write_text("not pretrain's")
+    first = (out / "encoder.keras").read_bytes()
+    with pytest.raises(FileExistsError, match="finished.*--overwrite") as err:
+        pretrain(*args, cfg, encoder=build_encoder(**TINY))
+    assert str(out) in str(err.value)
+    assert (out / "encoder.keras").read_bytes() == first
+
+    os.makedirs(out / "backup")                        # a stale backup: would skip epoch 1
+    (out / "backup" / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    capsys.readouterr()
+    cfg = PretrainConfig(epochs=1, batch_size=8, queue_size=16, momentum=0.9, verbose=0, seed=1)
+    moco, hist = pretrain(*args, cfg, encoder=build_encoder(**TINY), overwrite=True)
+    said = capsys.readouterr().out
+    assert "discarding the unfinished run" in said and "replacing the earlier run" in said
+    assert list(pd.read_csv(out / "pretrain_log.csv")["epoch"]) == [0]     # not appended
+    saved = json.loads((out / "pretrain_config.json").read_text())
+    assert saved["best_epoch"] == 1 and saved["seed"] == 1
+    assert saved["best_val_loss"] == pytest.approx(hist["val_loss"][0])
+    x = np.random.default_rng(0).normal(size=(2, 12, 5000)).astype("float32")
+    encoder = keras.saving.load_model(out / "encoder.keras")
+    np.testing.assert_allclose(encoder.predict(x, verbose=0),
+                               moco.encoder.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    assert (out / "notes.txt").read_text() == "not pretrain's"
+    assert not os.path.exists(out / "backup")
+
+
+def test_cli_refuses_finished_run_with_one_line_and_exit_2(small_cohort, tmp_path):
+    manifest_csv = os.path.join(small_cohort.attrs["root"], "manifest.csv")
+    os.makedirs(tmp_path / "pretrain")
+    (tmp_path / "pretrain" / "pretrain_config.json").write_text("{}")   # a finished run
+    for cmd, out in (("pretrain", tmp_path / "pretrain"), ("reproduce", tmp_path)):
+        r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", cmd,
+                            f"--manifest={manifest_csv}", f"--out={out}"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2, r.stderr
+        said = [line for line in r.stderr.splitlines() if line.startswith(f"ecg-moco {cmd}:")]
+        assert len(said) == 1 and "--overwrite" in said[0] and "Traceback" not in r.stderr
+        assert str(tmp_path / "pretrain") in said[0]
+    assert (tmp_path / "pretrain" / "pretrain_config.json").read_text() == "{}"
+    assert os.listdir(tmp_path) == ["pretrain"]        # reproduce refused before any work
 
 
 def test_pretraining_learns_and_beats_random_encoder_in_linear_probe(tmp_path):
