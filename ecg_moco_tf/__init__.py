@@ -26,7 +26,7 @@ _LAZY = {
     "build_classifier": "models.classifier", "RandomAugment": "augment",
     "build_augmenter": "augment", "pretrain": "training.pretrain",
     "PretrainConfig": "training.pretrain", "finetune": "training.finetune",
-    "FinetuneConfig": "training.finetune", "evaluate": "evaluation.metrics",
+    "FinetuneConfig": "training.finetune", "load_model": "models", "evaluate": "evaluation.metrics",
     "delong_test": "evaluation.metrics", "export_all": "export", "Predictor": "export",
 }
 

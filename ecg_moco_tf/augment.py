@@ -28,6 +28,7 @@ Parameter ranges are physical: millivolts, seconds, Hz. Defaults follow common E
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 FS = 500
@@ -37,8 +38,44 @@ def _seeds(seed, n):
     return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), n))
 
 
-def _uniform(shape, seed, lo, hi):
-    return tf.random.stateless_uniform(shape, seed, minval=lo, maxval=hi)
+def _uniform(shape, seed, lo, hi, active=None):
+    """Per-sample uniform draws; samples with ``active`` = 0 get 0 (no effect)."""
+    u = tf.random.stateless_uniform(shape, seed, minval=lo, maxval=hi)
+    if active is None:
+        return u
+    return u * tf.reshape(active, [-1] + [1] * (len(shape) - 1))
+
+
+_BANKS = {}
+BANK_ROWS = 16
+
+
+def _noise_bank(leads, samples):
+    """A fixed bank of white Gaussian noise, (BANK_ROWS, leads, 2 x samples), drawn once."""
+    key = (leads, samples)
+    if key not in _BANKS:
+        rng = np.random.default_rng(20211213)
+        _BANKS[key] = rng.standard_normal((BANK_ROWS, leads, 2 * samples), np.float32)
+    return _BANKS[key]
+
+
+def white_noise(x, seed):
+    """Unit white Gaussian noise shaped like ``x`` (B, L, T): per sample a window of a
+    pre-drawn bank (a random row, a random start in time, a random sign per lead). Fresh normal
+    draws cost several times more than this gather (Box-Muller per value); a window of white
+    noise is white noise. Falls back to fresh draws when L or T is not static."""
+    leads, samples = x.shape[1], x.shape[2]
+    if leads is None or samples is None:
+        return tf.random.stateless_normal(tf.shape(x), seed)
+    bank = tf.reshape(tf.constant(_noise_bank(leads, samples)), [-1])
+    b = tf.shape(x)[0]
+    s1, s2, s3 = _seeds(seed, 3)
+    row = tf.random.stateless_uniform([b, 1], s1, 0, BANK_ROWS, tf.int32)
+    start = tf.random.stateless_uniform([b, 1], s2, 0, samples, tf.int32)
+    base = (row * leads + tf.range(leads)[None]) * (2 * samples) + start       # (B, L)
+    noise = tf.gather(bank, base[:, :, None] + tf.range(samples)[None, None])
+    sign = tf.where(tf.random.stateless_uniform([b, leads, 1], s3) < 0.5, -1.0, 1.0)
+    return noise * sign
 
 
 class EcgAugmentation(keras.layers.Layer):
@@ -57,7 +94,11 @@ class EcgAugmentation(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def transform(self, x, seed):
+    #: True when ``transform`` takes ``active`` (B,) in {0, 1} and leaves inactive samples
+    #: unchanged by zeroing their strength (cheaper than gathering the picked samples).
+    masked = False
+
+    def transform(self, x, seed, active=None):
         raise NotImplementedError
 
     def apply(self, x, seed):
@@ -69,6 +110,8 @@ class EcgAugmentation(keras.layers.Layer):
         if self.probability >= 1:
             return self.transform(x, s_tf)
         coin = tf.random.stateless_uniform(tf.shape(x)[:1], s_apply) < self.probability
+        if self.masked:
+            return self.transform(x, s_tf, active=tf.cast(coin, tf.float32))
         idx = tf.where(coin)                                    # transform only those picked
         y = self.transform(tf.gather_nd(x, idx), s_tf)
         return tf.tensor_scatter_nd_update(x, idx, y)
@@ -99,10 +142,12 @@ class GaussianNoise(EcgAugmentation):
         super().__init__(**kwargs)
         self.max_std_mv, self.min_std_mv = max_std_mv, min_std_mv
 
-    def transform(self, x, seed):
+    masked = True
+
+    def transform(self, x, seed, active=None):
         s1, s2 = _seeds(seed, 2)
-        std = _uniform(tf.shape(x)[:1], s1, self.min_std_mv, self.max_std_mv + 1e-12)
-        return x + std[:, None, None] * tf.random.stateless_normal(tf.shape(x), s2)
+        std = _uniform(tf.shape(x)[:1], s1, self.min_std_mv, self.max_std_mv + 1e-12, active)
+        return x + std[:, None, None] * white_noise(x, s2)
 
     def get_config(self):
         return {**super().get_config(), "max_std_mv": self.max_std_mv,
@@ -122,7 +167,7 @@ class GaussianSmoothing(EcgAugmentation):
         super().__init__(**kwargs)
         self.min_sigma_s, self.max_sigma_s = min_sigma_s, max_sigma_s
 
-    def transform(self, x, seed):
+    def transform(self, x, seed, active=None):
         t = tf.shape(x)[2]
         half = int(round(4 * self.max_sigma_s * self.fs)) + 1       # kernel half-width
         n = tf.cast(tf.math.ceil((t + half) / 512) * 512, tf.int32)  # FFT-friendly, no wrap
@@ -150,10 +195,13 @@ class RandomErasing(EcgAugmentation):
         self.max_seconds, self.min_seconds = max_seconds, min_seconds
         self.per_lead_probability = per_lead_probability
 
-    def transform(self, x, seed):
+    masked = True
+
+    def transform(self, x, seed, active=None):
         b, leads, t = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
         s1, s2, s3, s4 = _seeds(seed, 4)
-        length = tf.round(_uniform([b], s1, self.min_seconds, self.max_seconds + 1e-12) * self.fs)
+        length = tf.round(_uniform([b], s1, self.min_seconds, self.max_seconds + 1e-12, active)
+                          * self.fs)
         start = tf.floor(_uniform([b], s2, 0.0, 1.0) * (tf.cast(t, tf.float32) - length + 1))
         pos = tf.cast(tf.range(t), tf.float32)[None]
         in_span = (pos >= start[:, None]) & (pos < (start + length)[:, None])      # (B, T)
@@ -182,7 +230,7 @@ class TimeResize(EcgAugmentation):
         super().__init__(**kwargs)
         self.min_scale, self.max_scale = min_scale, max_scale
 
-    def transform(self, x, seed):
+    def transform(self, x, seed, active=None):
         b, t = tf.shape(x)[0], tf.shape(x)[2]
         scale = _uniform([b], seed, self.min_scale, self.max_scale + 1e-12)
         src = tf.cast(tf.range(t), tf.float32)[None] / scale[:, None]              # (B, T)
@@ -214,11 +262,14 @@ class BaselineShift(EcgAugmentation):
         self.max_offset_mv, self.max_wander_mv = max_offset_mv, max_wander_mv
         self.min_hz, self.max_hz = min_hz, max_hz
 
-    def transform(self, x, seed):
+    masked = True
+
+    def transform(self, x, seed, active=None):
         b, leads, t = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
         s1, s2, s3, s4 = _seeds(seed, 4)
-        offset = _uniform([b, leads, 1], s1, -self.max_offset_mv, self.max_offset_mv + 1e-12)
-        amp = _uniform([b, leads, 1], s2, 0.0, self.max_wander_mv + 1e-12)
+        offset = _uniform([b, leads, 1], s1, -self.max_offset_mv, self.max_offset_mv + 1e-12,
+                          active)
+        amp = _uniform([b, leads, 1], s2, 0.0, self.max_wander_mv + 1e-12, active)
         hz = _uniform([b, 1, 1], s3, self.min_hz, self.max_hz + 1e-12)
         phase = _uniform([b, 1, 1], s4, 0.0, 6.283185307)
         time = tf.cast(tf.range(t), tf.float32)[None, None] / self.fs
@@ -238,8 +289,12 @@ class LeadMasking(EcgAugmentation):
         super().__init__(**kwargs)
         self.lead_probability = lead_probability
 
-    def transform(self, x, seed):
+    masked = True
+
+    def transform(self, x, seed, active=None):
         keep = tf.random.stateless_uniform(tf.shape(x)[:2], seed) >= self.lead_probability
+        if active is not None:
+            keep |= active[:, None] < 0.5
         return x * tf.cast(keep, x.dtype)[:, :, None]
 
     def get_config(self):
@@ -254,10 +309,12 @@ class PowerlineNoise(EcgAugmentation):
         super().__init__(**kwargs)
         self.mains_hz, self.max_amplitude_mv = mains_hz, max_amplitude_mv
 
-    def transform(self, x, seed):
+    masked = True
+
+    def transform(self, x, seed, active=None):
         b, leads, t = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
         s1, s2 = _seeds(seed, 2)
-        amp = _uniform([b, leads, 1], s1, 0.0, self.max_amplitude_mv + 1e-12)
+        amp = _uniform([b, leads, 1], s1, 0.0, self.max_amplitude_mv + 1e-12, active)
         phase = _uniform([b, 1, 1], s2, 0.0, 6.283185307)
         time = tf.cast(tf.range(t), tf.float32)[None, None] / self.fs
         return x + amp * tf.sin(6.283185307 * self.mains_hz * time + phase)
@@ -275,12 +332,13 @@ class MuscleNoise(EcgAugmentation):
         super().__init__(**kwargs)
         self.max_std_mv = max_std_mv
 
-    def transform(self, x, seed):
+    masked = True
+
+    def transform(self, x, seed, active=None):
         s1, s2 = _seeds(seed, 2)
-        std = _uniform(tf.shape(x)[:1], s1, 0.0, self.max_std_mv + 1e-12)
-        shape = tf.concat([tf.shape(x)[:2], tf.shape(x)[2:] + 1], 0)
-        w = tf.random.stateless_normal(shape, s2)
-        hp = (w[..., 1:] - w[..., :-1]) * 0.70710678       # unit variance, high-pass
+        std = _uniform(tf.shape(x)[:1], s1, 0.0, self.max_std_mv + 1e-12, active)
+        w = white_noise(x, s2)
+        hp = (w - tf.roll(w, 1, axis=2)) * 0.70710678      # unit variance, high-pass
         return x + std[:, None, None] * hp
 
     def get_config(self):

@@ -106,10 +106,10 @@ class Predictor:
             self.kind = "savedmodel"
             self.fn = tf.saved_model.load(path).signatures["serving_default"]
         elif path.endswith(".keras"):
-            import keras
+            from .models import load_model
 
             self.kind = "keras"
-            self.model = keras.saving.load_model(path)
+            self.model = load_model(path)
         else:
             raise ValueError(f"{path}: not a .keras file, SavedModel folder or .tflite file")
 
@@ -216,9 +216,8 @@ def export_from_manifest(model_path, df, out_dir, heldout_split="test",
     sample of ``max_heldout``); full-int8 calibration a seeded sample of ``max_calibration``
     ECGs of ``calibration_split``. The card says which.
     """
-    import keras
-
     from .data import load_records, split_summary
+    from .models import load_model
 
     parts = {}
     for name, split, n in (("heldout", heldout_split, max_heldout),
@@ -237,7 +236,7 @@ def export_from_manifest(model_path, df, out_dir, heldout_split="test",
              "heldout_ecgs": parts["heldout_selection"],
              "calibration_ecgs": parts["calibration_selection"], **(card_extra or {})}
     labels = _labels_or_none(held)
-    return export_all(keras.saving.load_model(model_path), out_dir, parts["heldout"].signals,
+    return export_all(load_model(model_path), out_dir, parts["heldout"].signals,
                       labels, parts["calibration"].signals, formats, tolerance, extra,
                       heldout_groups=held["patient_id"].to_numpy())
 

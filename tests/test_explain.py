@@ -14,7 +14,7 @@ from ecg_moco_tf.data.records import LEADS
 from ecg_moco_tf.explain import attribution as A
 from ecg_moco_tf.explain import faithfulness as F
 from ecg_moco_tf.explain.ecgplot import figure_size_px, plot_ecg
-from tests.training.test_pretrain import TINY
+from tests.sizes import TINY
 
 LEAD, WIDTH = LEADS.index("V2"), 200
 

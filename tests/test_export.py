@@ -13,7 +13,7 @@ from ecg_moco_tf.data.records import write_wfdb
 from ecg_moco_tf.export import FORMATS, ParityError, Predictor, export_all
 from ecg_moco_tf.models import build_encoder
 from ecg_moco_tf.models.classifier import build_classifier
-from tests.training.test_pretrain import TINY
+from tests.sizes import TINY
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +98,20 @@ def test_predict_cli_reports_corrupt_record(exported, tmp_path):
     bad = df[df["record"] == "broken"].iloc[0]
     assert np.isnan(bad["probability"]) and "corrupt or truncated" in bad["error"]
     assert "broken" in r.stdout
+
+
+def test_predict_cli_loads_a_keras_classifier_in_a_fresh_process(exported, tmp_path):
+    """The project's own layers (LeadNormalization, FusedBatchNormalization) load by name."""
+    _, x, out, _ = exported
+    d = tmp_path / "ecgs"
+    d.mkdir()
+    for i in range(3):
+        write_wfdb(str(d / f"r{i}"), x[i])
+    csv = tmp_path / "p.csv"
+    r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "predict",
+                        f"--model={out / 'clf.keras'}", f"--input={d}", f"--out={csv}"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = pd.read_csv(csv).sort_values("record")["probability"].to_numpy()
+    ref = Predictor(str(out / "clf.keras"))(x[:3])          # the same file, in this process
+    np.testing.assert_allclose(got, ref, atol=1e-3)        # WFDB stores 1 uV steps

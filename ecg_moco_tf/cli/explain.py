@@ -48,11 +48,9 @@ def load_keras_model(path):
             f"--model={path}: Grad-CAM needs the Keras model file (.keras), e.g. "
             "runs/demo/proposed/classifier.keras or runs/demo/pretrain/encoder.keras; "
             "SavedModel folders and .tflite files have no layer graph to explain")
-    import keras
+    from ecg_moco_tf.models import load_model
 
-    import ecg_moco_tf.augment  # noqa: F401  (registers the augmentation layers)
-
-    return keras.models.load_model(path)
+    return load_model(path)
 
 
 def main(argv):

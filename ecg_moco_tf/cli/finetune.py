@@ -35,9 +35,8 @@ flags.DEFINE_integer("seed", 0, "Seed.")
 
 def main(argv):
     del argv
-    import keras
-
     from ecg_moco_tf.data import read_manifest
+    from ecg_moco_tf.models import load_model
     from ecg_moco_tf.evaluation import evaluate
     from ecg_moco_tf.training.experiments import experiment_view
     from ecg_moco_tf.training.finetune import FinetuneConfig, finetune, predict
@@ -45,7 +44,7 @@ def main(argv):
     if FLAGS.experiment == "proposed" and not FLAGS.encoder:
         raise SystemExit("--experiment=proposed needs --encoder=<pretrained encoder.keras>")
     view = experiment_view(read_manifest(FLAGS.manifest), FLAGS.experiment)
-    encoder = keras.saving.load_model(FLAGS.encoder) if FLAGS.encoder else None
+    encoder = load_model(FLAGS.encoder) if FLAGS.encoder else None
     cfg = FinetuneConfig(learning_rates=tuple(float(x) for x in FLAGS.learning_rates),
                          epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
                          patience=FLAGS.patience, hidden_units=FLAGS.hidden_units,

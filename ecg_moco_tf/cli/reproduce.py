@@ -193,9 +193,8 @@ def main(argv):
 def _explain(df, out, encoder_path):
     """Explain the proposed classifier and (paper Figure 2) the pretrained encoder on the test
     split; the encoder's class prototypes come from train2. Returns report lines."""
-    import keras
-
     from ecg_moco_tf.explain.cohort import explain_cohort
+    from ecg_moco_tf.models import load_model
 
     def part(split):
         view = df[df["split"] == split].reset_index(drop=True)
@@ -205,7 +204,7 @@ def _explain(df, out, encoder_path):
     lines = ["## Explanations (Grad-CAM on the test ECGs)", ""]
     for name, path, ref in (("classifier", os.path.join(out, "proposed", "classifier.keras"),
                              None), ("encoder", encoder_path, part("train2"))):
-        res = explain_cohort(keras.saving.load_model(path), part("test"),
+        res = explain_cohort(load_model(path), part("test"),
                              os.path.join(out, "explain", name),
                              methods=FLAGS.explain_methods, reference=ref, formats=("png",),
                              seed=FLAGS.seed)

@@ -15,12 +15,12 @@ import os
 import time
 from dataclasses import asdict, replace
 
-import keras
 import numpy as np
 import pandas as pd
 
 from ..data.splits import EXPERIMENTS, experiment_view
 from ..evaluation import delong_test, evaluate
+from ..models import load_model
 from .finetune import FinetuneConfig, finetune, predict
 
 
@@ -48,7 +48,7 @@ def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_pat
     if name == "proposed":
         if encoder_path is None:
             raise ValueError("the proposed experiment needs a pretrained encoder")
-        encoder = keras.saving.load_model(encoder_path)
+        encoder = load_model(encoder_path)
     else:
         encoder = None                      # random init: baselines never see pretraining
     res = finetune(view["train"], view["valid"], encoder, finetune_cfg,
@@ -107,7 +107,7 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
             for init in ("pretrained", "scratch"):
                 stage(f"label efficiency: {frac:.0%} of labels ({len(train)} ECGs), seed {seed}"
                       f", {init}")
-                enc = keras.saving.load_model(encoder_path) if init == "pretrained" else None
+                enc = load_model(encoder_path) if init == "pretrained" else None
                 cfg = replace(finetune_cfg, seed=seed)
                 res = finetune(train, view["valid"], enc, cfg, encoder_kwargs=encoder_kwargs)
                 pred = predict(res.model, view["test"])

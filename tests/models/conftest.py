@@ -2,14 +2,12 @@ import numpy as np
 import pytest
 
 from ecg_moco_tf.models import build_encoder
-
-SMALL = dict(kernel_sizes=(3, 3), filters=(4, 4), pools=(2, 2), spatial_filters=8,
-             feature_dim=16, num_samples=64)
+from tests.sizes import SHORT
 
 
 @pytest.fixture
 def small_encoder():
-    enc = build_encoder(**SMALL)
+    enc = build_encoder(**SHORT)
     return enc
 
 

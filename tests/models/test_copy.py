@@ -11,8 +11,7 @@ from ecg_moco_tf.export import FORMATS, Predictor, export_all
 from ecg_moco_tf.models import MoCo, adapt_normalization, build_encoder, copy_model
 from ecg_moco_tf.models.classifier import build_classifier, copy_encoder
 from ecg_moco_tf.models.clone import CopyError
-from tests.models.conftest import SMALL
-from tests.training.test_pretrain import TINY
+from tests.sizes import SHORT, TINY
 
 
 def _signals(n, samples, seed=0):
@@ -33,7 +32,7 @@ def _adapted(**kw):
 
 
 def test_copy_of_adapted_encoder_gives_same_outputs():
-    enc = _adapted(**SMALL)
+    enc = _adapted(**SHORT)
     x = _signals(6, 64, seed=2)
     z = np.asarray(enc.get_layer("normalization")(x))
     assert abs(z.mean()) < 0.5 and 0.5 < z.std() < 2           # the adapted layer normalizes
@@ -62,7 +61,7 @@ def test_copy_of_keras_normalization_encoder_gives_same_outputs():
 
 
 def test_moco_key_encoder_equals_query_encoder_at_init():
-    enc = _adapted(**SMALL)
+    enc = _adapted(**SHORT)
     moco = MoCo(enc, queue_size=16, seed=0)
     x = _signals(6, 64, seed=3)
     np.testing.assert_allclose(_out(moco.key_encoder, x), _out(moco.encoder, x), atol=1e-6)

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from ecg_moco_tf.models import MoCo, build_encoder
-from tests.models.conftest import SMALL
+from tests.sizes import SHORT
 
 
 def _moco(enc, **kw):
@@ -72,7 +72,7 @@ def test_gradients_reach_only_the_query_side(small_encoder, views):
 def test_shuffle_bn_and_symmetric_and_v1(small_encoder, views):
     xq, xk = views
     for kw in ({"shuffle_bn_splits": 2}, {"symmetric": True}, {"version": 1}):
-        m = _moco(build_encoder(**SMALL), **kw)
+        m = _moco(build_encoder(**SHORT), **kw)
         logs = m.train_on_batch((xq, xk), return_dict=True)
         assert np.isfinite(logs["loss"]) and 0 <= logs["accuracy"] <= 1
     assert m.queue.keys.shape == (16, 16)                            # v1: feature width
@@ -123,7 +123,7 @@ def test_shuffle_bn_query_and_key_see_different_batch_statistics(views):
     """Which samples move sample i's query, and which its key (training-mode BN)? Perturb each
     sample in turn: the sets must be i's query group and i's key group, and differ."""
     xq, _ = views
-    m = _moco(build_encoder(**SMALL), shuffle_bn_splits=2)
+    m = _moco(build_encoder(**SHORT), shuffle_bn_splits=2)
     q_order, k_order = m._bn_orders(8)
     base_q = m._query(xq, True, q_order).numpy()
     base_k = m._keys(xq, order=k_order).numpy()
@@ -137,7 +137,7 @@ def test_shuffle_bn_query_and_key_see_different_batch_statistics(views):
         assert moves_q[i].sum() == 4 and moves_k[i].sum() == 4     # groups of 4
         assert moves_q[i, i] and moves_k[i, i]
         assert set(np.flatnonzero(moves_q[i])) != set(np.flatnonzero(moves_k[i]))
-    no_split = _moco(build_encoder(**SMALL))                          # without: whole batch
+    no_split = _moco(build_encoder(**SHORT))                          # without: whole batch
     q = no_split._query(xq, True).numpy()
     x = xq.copy()
     x[7] += 3.0

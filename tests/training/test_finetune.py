@@ -15,7 +15,7 @@ from ecg_moco_tf.models import build_encoder
 from ecg_moco_tf.models.classifier import build_classifier, copy_encoder
 from ecg_moco_tf.training.experiments import run_experiment, subsample_patients
 from ecg_moco_tf.training.finetune import FinetuneConfig, finetune
-from tests.training.test_pretrain import TINY
+from tests.sizes import TINY
 
 
 def test_classifier_shapes_freeze_and_roundtrip(tmp_path):

@@ -15,9 +15,7 @@ from ecg_moco_tf.data import experiment_view, load_records, manifest, splits, sy
 from ecg_moco_tf.models import build_encoder
 from ecg_moco_tf.training.pretrain import PretrainConfig, check_queue_size, pretrain
 
-TINY = dict(kernel_sizes=(5, 3), filters=(4, 8), pools=(8, 8), spatial_filters=8, feature_dim=16)
-SMALL = dict(kernel_sizes=(5, 5, 3, 3), filters=(8, 8, 16, 16), pools=(4, 4, 4, 4),
-             spatial_filters=16, feature_dim=32)
+from tests.sizes import SMALL, TINY
 
 
 def test_queue_size_sanity():
@@ -163,13 +161,37 @@ def test_pretraining_learns_and_beats_random_encoder_in_linear_probe(tmp_path):
     assert aucs["pretrained"] > aucs["random"] + 0.03, aucs
 
 
-def test_same_seed_same_pretrained_encoder(small_cohort, tmp_path):
-    view = experiment_view(small_cohort, "proposed")
-    cfg = PretrainConfig(epochs=1, batch_size=8, queue_size=16, momentum=0.9, verbose=0)
-    weights = []
-    for run in ("a", "b"):
-        keras.utils.set_random_seed(0)                 # seeds the encoder's initial weights
-        moco, _ = pretrain(view["pretrain_train"], view["pretrain_valid"], str(tmp_path / run),
-                           cfg, encoder=build_encoder(**TINY))
-        weights.append(np.concatenate([w.ravel() for w in moco.encoder.get_weights()]))
-    np.testing.assert_array_equal(weights[0], weights[1])
+_TWIN = r"""
+import sys, keras, numpy as np
+import ecg_moco_tf
+from ecg_moco_tf.data import experiment_view, read_manifest
+from ecg_moco_tf.models import build_encoder
+from ecg_moco_tf.training.finetune import FinetuneConfig, finetune
+from ecg_moco_tf.training.pretrain import PretrainConfig, pretrain
+from tests.sizes import TINY
+df, out = read_manifest(sys.argv[1]), sys.argv[2]
+view = experiment_view(df, "proposed")
+keras.utils.set_random_seed(0)
+moco, _ = pretrain(view["pretrain_train"], view["pretrain_valid"], out + "/pre",
+                   PretrainConfig(epochs=2, batch_size=8, queue_size=16, momentum=0.9,
+                                  shuffle_bn_splits=2, verbose=0), encoder=build_encoder(**TINY))
+res = finetune(view["train"], view["valid"], keras.saving.load_model(out + "/pre/encoder.keras"),
+               FinetuneConfig(learning_rates=(1e-3,), epochs=2, batch_size=8, hidden_units=8,
+                              augment=True, verbose=0))
+np.save(out + "/weights.npy", np.concatenate([w.ravel() for w in
+        moco.encoder.get_weights() + res.model.get_weights()]))
+"""
+
+
+def test_same_seed_same_models_even_when_two_runs_share_the_cpu(small_cohort, tmp_path):
+    """Tiny pretrain + fine-tune, twice at the same time in two processes: bit-identical."""
+    path = str(tmp_path / "m.csv")
+    manifest.write_manifest(small_cohort, path)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    runs = [subprocess.Popen([sys.executable, "-c", _TWIN, path, str(tmp_path / r)], cwd=root,
+                             stderr=subprocess.PIPE, text=True) for r in "ab"]
+    for r in runs:
+        assert r.wait(timeout=600) == 0, r.stderr.read()[-2000:]
+    a, b = (np.load(tmp_path / r / "weights.npy") for r in "ab")
+    assert a.size > 1000
+    np.testing.assert_array_equal(a, b)
