@@ -8,11 +8,8 @@ import os
 
 # TensorFlow turns oneDNN kernels on by default only on some Intel CPUs; on others (AMD EPYC
 # here) they double convolution throughput. Takes effect if TensorFlow is not imported yet.
-# Their multi-threaded convolutions do not sum in a fixed order, so two MoCo runs with the same
-# seed drift apart (benchmarks/bench_determinism.py); ECG_MOCO_DETERMINISTIC=1 keeps oneDNN off:
-# bit-identical runs on an otherwise idle machine, at 1.6x the MoCo time (README).
-if os.environ.get("ECG_MOCO_DETERMINISTIC") == "1":
-    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+# Same seed, same machine type: bit-identical runs with oneDNN on, also when two runs share the
+# CPU (benchmarks/bench_determinism.py, tests/training/test_pretrain.py).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -1,4 +1,4 @@
-"""Batched ECG augmentations (the paper's five, plus three off by default), as TF ops and layers.
+"""Batched ECG augmentations (the paper's five, plus four off by default), as TF ops and layers.
 
 Every transform works on a batch ``x`` of shape (batch, leads, samples), float32 millivolts at
 ``fs`` Hz, and is vectorized: one set of TF ops for the whole batch, each sample with its own
@@ -24,8 +24,11 @@ Parameter ranges are physical: millivolts, seconds, Hz. Defaults follow common E
 | LeadMasking (off) | each lead zeroed with ``lead_probability`` | 0.2 |
 | PowerlineNoise (off) | ``mains_hz`` sine, amplitude [0, ``max_amplitude_mv``] | 50 Hz, 0.05 mV |
 | MuscleNoise (off) | high-pass (first-difference) Gaussian noise, std [0, ``max_std_mv``] | 0.05 mV |
+| RandomResizedCrop (off) | window of [``min_seconds``, ``max_seconds``] (all leads) resampled to the full length | 5-10 s |
 """
 from __future__ import annotations
+
+import inspect
 
 import keras
 import numpy as np
@@ -47,35 +50,29 @@ def _uniform(shape, seed, lo, hi, active=None):
 
 
 _BANKS = {}
-BANK_ROWS = 16
+BANK_ROWS = 512
 
 
-def _noise_bank(leads, samples):
-    """A fixed bank of white Gaussian noise, (BANK_ROWS, leads, 2 x samples), drawn once."""
-    key = (leads, samples)
-    if key not in _BANKS:
+def _noise_bank(samples):
+    """A fixed bank of white Gaussian noise, (BANK_ROWS, samples) float32, drawn once."""
+    if samples not in _BANKS:
         rng = np.random.default_rng(20211213)
-        _BANKS[key] = rng.standard_normal((BANK_ROWS, leads, 2 * samples), np.float32)
-    return _BANKS[key]
+        _BANKS[samples] = rng.standard_normal((BANK_ROWS, samples), np.float32)
+    return _BANKS[samples]
 
 
 def white_noise(x, seed):
-    """Unit white Gaussian noise shaped like ``x`` (B, L, T): per sample a window of a
-    pre-drawn bank (a random row, a random start in time, a random sign per lead). Fresh normal
-    draws cost several times more than this gather (Box-Muller per value); a window of white
-    noise is white noise. Falls back to fresh draws when L or T is not static."""
-    leads, samples = x.shape[1], x.shape[2]
-    if leads is None or samples is None:
+    """Unit white Gaussian noise shaped like ``x`` (B, L, T): every lead of every sample is a
+    random row of a pre-drawn bank of 512 rows with a random sign. Fresh normal draws cost
+    about 4x more than this row gather (Box-Muller per value); a row of white noise is white
+    noise. Falls back to fresh draws when T is not static."""
+    samples = x.shape[2]
+    if samples is None:
         return tf.random.stateless_normal(tf.shape(x), seed)
-    bank = tf.reshape(tf.constant(_noise_bank(leads, samples)), [-1])
-    b = tf.shape(x)[0]
-    s1, s2, s3 = _seeds(seed, 3)
-    row = tf.random.stateless_uniform([b, 1], s1, 0, BANK_ROWS, tf.int32)
-    start = tf.random.stateless_uniform([b, 1], s2, 0, samples, tf.int32)
-    base = (row * leads + tf.range(leads)[None]) * (2 * samples) + start       # (B, L)
-    noise = tf.gather(bank, base[:, :, None] + tf.range(samples)[None, None])
-    sign = tf.where(tf.random.stateless_uniform([b, leads, 1], s3) < 0.5, -1.0, 1.0)
-    return noise * sign
+    s1, s2 = _seeds(seed, 2)
+    rows = tf.random.stateless_uniform(tf.shape(x)[:2], s1, 0, BANK_ROWS, tf.int32)
+    sign = tf.where(tf.random.stateless_uniform(tf.shape(x)[:2], s2) < 0.5, -1.0, 1.0)
+    return tf.gather(tf.constant(_noise_bank(samples)), rows) * sign[:, :, None]
 
 
 class EcgAugmentation(keras.layers.Layer):
@@ -174,7 +171,8 @@ class GaussianSmoothing(EcgAugmentation):
         sigma = _uniform(tf.shape(x)[:1], seed, self.min_sigma_s, self.max_sigma_s + 1e-12)
         f = tf.cast(tf.range(n // 2 + 1), tf.float32) * (self.fs / tf.cast(n, tf.float32))
         gain = tf.exp(-2.0 * (3.14159265 * f[None] * sigma[:, None]) ** 2)  # Gaussian in Hz
-        spec = tf.signal.rfft(x, fft_length=n[None]) * tf.cast(gain[:, None, :], tf.complex64)
+        padded = tf.pad(x, [[0, 0], [0, 0], [0, n - t]])      # explicit: rfft skips its own
+        spec = tf.signal.rfft(padded) * tf.cast(gain[:, None, :], tf.complex64)  # on 0-size
         return tf.signal.irfft(spec, fft_length=n[None])[..., :t]
 
     def get_config(self):
@@ -345,8 +343,55 @@ class MuscleNoise(EcgAugmentation):
         return {**super().get_config(), "max_std_mv": self.max_std_mv}
 
 
+@keras.saving.register_keras_serializable("ecg_moco_tf")
+class RandomResizedCrop(EcgAugmentation):
+    """Crop a random window and resample it back to the full length (beyond the paper).
+
+    The window length is drawn per sample from [``min_seconds``, ``max_seconds``] (capped at
+    the input length; rounded to whole samples), its start uniformly among the whole-sample
+    positions that keep it inside the input, and it is the same in all leads. Output sample
+    ``j`` of ``T`` is the input at ``start + j * (L - 1) / (T - 1)`` (linear interpolation), so
+    the first and last output samples are the window's ends. A crop of length ``L`` stretches
+    time by ``(T - 1) / (L - 1)``: a 5 s crop of a 10 s ECG doubles the QRS width and halves
+    the heart rate, like ``TimeResize`` with s = 2 (keep ``min_seconds`` near the input length
+    when QRS width must survive). A window of the full length is the identity.
+    """
+
+    def __init__(self, min_seconds=5.0, max_seconds=10.0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 < min_seconds <= max_seconds:
+            raise ValueError("RandomResizedCrop needs 0 < min_seconds <= max_seconds")
+        self.min_seconds, self.max_seconds = min_seconds, max_seconds
+
+    def transform(self, x, seed, active=None):
+        b, t = tf.shape(x)[0], tf.shape(x)[2]
+        tf_ = tf.cast(t, tf.float32)
+        s1, s2 = _seeds(seed, 2)
+        seconds = _uniform([b], s1, self.min_seconds, self.max_seconds + 1e-12)
+        length = tf.clip_by_value(tf.round(seconds * self.fs), 2.0, tf_)             # (B,)
+        start = tf.floor(_uniform([b], s2, 0.0, 1.0) * (tf_ - length + 1.0))
+        start = tf.minimum(start, tf_ - length)                     # u = 1 - eps: stay inside
+        step = (length - 1.0) / tf.maximum(tf_ - 1.0, 1.0)
+        src = start[:, None] + tf.cast(tf.range(t), tf.float32)[None] * step[:, None]   # (B, T)
+        last = tf_ - 1.0
+        lo = tf.minimum(tf.floor(src), last)
+        frac = tf.clip_by_value(src - lo, 0.0, 1.0)[:, :, None]                  # (B, T, 1)
+        i0 = tf.cast(lo, tf.int32)
+        i1 = tf.cast(tf.minimum(lo + 1.0, last), tf.int32)
+        xt = tf.transpose(x, [0, 2, 1])                 # (B, T, L): gather whole time rows
+        x0 = tf.gather(xt, i0, axis=1, batch_dims=1)
+        x1 = tf.gather(xt, i1, axis=1, batch_dims=1)
+        return tf.transpose(x0 + (x1 - x0) * frac, [0, 2, 1])
+
+    def get_config(self):
+        return {**super().get_config(), "min_seconds": self.min_seconds,
+                "max_seconds": self.max_seconds}
+
+
 PAPER_TRANSFORMS = (GaussianNoise, GaussianSmoothing, RandomErasing, TimeResize, BaselineShift)
-EXTRA_TRANSFORMS = (LeadMasking, PowerlineNoise, MuscleNoise)
+EXTRA_TRANSFORMS = (LeadMasking, PowerlineNoise, MuscleNoise, RandomResizedCrop)
+#: every transform by class name (what ``build_augmenter`` and ``--augmentations`` accept)
+TRANSFORMS = {k.__name__: k for k in PAPER_TRANSFORMS + EXTRA_TRANSFORMS}
 
 
 @keras.saving.register_keras_serializable("ecg_moco_tf")
@@ -372,7 +417,7 @@ class RandomAugment(keras.layers.Layer):
 
     @classmethod
     def default(cls, probability=0.5, extras=False, fs=FS, seed=None):
-        """The paper's five transforms (plus the three extras if ``extras``)."""
+        """The paper's five transforms (plus the extras if ``extras``)."""
         kinds = PAPER_TRANSFORMS + (EXTRA_TRANSFORMS if extras else ())
         return cls([k(probability=probability, fs=fs) for k in kinds], seed=seed)
 
@@ -400,16 +445,39 @@ class RandomAugment(keras.layers.Layer):
                 "transforms": [keras.saving.serialize_keras_object(t) for t in self.transforms]}
 
 
+def _parameters(kind):
+    """Constructor arguments of a transform class: its own, then the base class's."""
+    own = [p for p in inspect.signature(kind.__init__).parameters
+           if p not in ("self", "kwargs")]
+    return own + [p for p in ("probability", "fs", "seed") if p not in own]
+
+
 def build_augmenter(names=None, probability=0.5, fs=FS, seed=None, **overrides):
     """Build a RandomAugment from transform class names (default: the paper's five).
 
     ``overrides`` maps a class name to a dict of constructor arguments, e.g.
-    ``build_augmenter(GaussianNoise={"max_std_mv": 0.1})``.
+    ``build_augmenter(GaussianNoise={"max_std_mv": 0.1})`` (a ``probability`` there overrides
+    the common one for that transform). Unknown names, in ``names`` or as override keys, raise
+    ``ValueError`` listing the valid ones; an override of a transform not in ``names`` too
+    (it would silently do nothing).
     """
-    registry = {k.__name__: k for k in PAPER_TRANSFORMS + EXTRA_TRANSFORMS}
+    registry = TRANSFORMS
     names = list(names) if names else [k.__name__ for k in PAPER_TRANSFORMS]
-    unknown = [n for n in names if n not in registry]
+    unknown = [n for n in list(names) + list(overrides) if n not in registry]
     if unknown:
         raise ValueError(f"unknown augmentation(s) {unknown}; choose from {sorted(registry)}")
+    unused = [n for n in overrides if n not in names]
+    if unused:
+        raise ValueError(f"augmentation override(s) for {unused}, which are not among the "
+                         f"augmentations used {names}; add them there or drop the override")
+    bad = [n for n, kw in overrides.items() if not isinstance(kw, dict)]
+    if bad:
+        raise ValueError(f"augmentation override(s) for {bad} must be dicts of constructor "
+                         'arguments, e.g. {"GaussianNoise": {"max_std_mv": 0.1}}')
+    for n, kw in overrides.items():
+        valid = _parameters(registry[n])
+        wrong = sorted(set(kw) - set(valid))
+        if wrong:
+            raise ValueError(f"unknown parameter(s) {wrong} of {n}; choose from {valid}")
     return RandomAugment([registry[n](**{"probability": probability, "fs": fs,
                                          **overrides.get(n, {})}) for n in names], seed=seed)

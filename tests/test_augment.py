@@ -34,6 +34,7 @@ def test_shape_dtype_and_identity_at_probability_zero(kind, x):
     (A.LeadMasking, {"lead_probability": 0.0}),
     (A.PowerlineNoise, {"max_amplitude_mv": 0.0}),
     (A.MuscleNoise, {"max_std_mv": 0.0}),
+    (A.RandomResizedCrop, {"min_seconds": 10.0, "max_seconds": 10.0}),
 ])
 def test_identity_at_strength_zero(kind, zero, x):
     np.testing.assert_allclose(kind(probability=1.0, **zero).apply(x, SEED), x, atol=1e-4)
@@ -116,3 +117,74 @@ def test_keras_layers_training_flag_and_serialization(tmp_path, x):
                                atol=1e-5)
     with pytest.raises(ValueError, match="unknown augmentation"):
         A.build_augmenter(["Nope"])
+
+
+def _ramp(batch=4):
+    """x[b, l, t] = t + 10000 l: a linear ramp in time, a different offset per lead."""
+    t = np.arange(5000, dtype=np.float32)
+    return tf.constant(np.stack([[t + 10000 * lead for lead in range(12)]] * batch))
+
+
+def test_resized_crop_full_length_is_identity_and_needs_a_valid_range(x):
+    crop = A.RandomResizedCrop(probability=1.0, min_seconds=10.0, max_seconds=10.0)
+    np.testing.assert_array_equal(crop.apply(x, SEED), x)
+    longer = A.RandomResizedCrop(probability=1.0, min_seconds=20.0, max_seconds=30.0)
+    np.testing.assert_array_equal(longer.apply(x, SEED), x)       # capped at the input length
+    with pytest.raises(ValueError, match="min_seconds"):
+        A.RandomResizedCrop(min_seconds=6.0, max_seconds=5.0)
+
+
+def test_resized_crop_of_a_ramp_is_the_ramp_segment():
+    """A 5 s crop (L = 2500 samples) starting at integer sample s, stretched to 5000 samples:
+    y[j] = x(s + j * 2499 / 4999), the same window in every lead."""
+    x = _ramp(8)
+    y = A.RandomResizedCrop(probability=1.0, min_seconds=5.0, max_seconds=5.0).apply(
+        x, SEED).numpy()
+    assert y.shape == (8, 12, 5000) and y.dtype == np.float32
+    start = y[:, 0, 0]
+    np.testing.assert_array_equal(start, np.round(start))                # whole samples
+    assert (start >= 0).all() and (start <= 2500).all() and len(np.unique(start)) > 1
+    j = np.arange(5000)
+    expect = (start[:, None, None] + j[None, None] * 2499 / 4999
+              + 10000 * np.arange(12)[None, :, None])
+    np.testing.assert_allclose(y, expect, atol=2e-2)
+    np.testing.assert_allclose(y[:, :, -1] - y[:, :, 0], 2499, atol=2e-2)  # ends: the window's
+
+
+def test_resized_crop_lengths_in_range_and_seeded():
+    x = _ramp(64)
+    crop = A.RandomResizedCrop(probability=1.0, min_seconds=6.0, max_seconds=9.0)
+    y = crop.apply(x, SEED).numpy()
+    length = y[:, 0, -1] - y[:, 0, 0] + 1                                # crop length, samples
+    assert (length >= 3000 - 0.1).all() and (length <= 4500 + 0.1).all()
+    assert length.std() > 100                                           # drawn per sample
+    np.testing.assert_array_equal(crop.apply(x, SEED), y)               # same seed, same crop
+    assert not np.allclose(crop.apply(x, SEED + 1), y)
+    half = A.RandomResizedCrop(probability=0.5).apply(x, SEED).numpy()
+    same = (half == x.numpy()).all(axis=(1, 2))
+    assert 0 < same.sum() < len(same)                                   # a random subset
+
+
+def test_resized_crop_by_name_serializable_and_overrides_checked(x):
+    aug = A.build_augmenter(["RandomResizedCrop", "GaussianNoise"], probability=1.0, seed=0,
+                            RandomResizedCrop={"min_seconds": 8.0})
+    crop = aug.transforms[0]
+    assert isinstance(crop, A.RandomResizedCrop) and crop.min_seconds == 8.0
+    back = A.RandomResizedCrop.from_config(crop.get_config())
+    np.testing.assert_array_equal(back.apply(x, SEED), crop.apply(x, SEED))
+    assert A.RandomResizedCrop in A.EXTRA_TRANSFORMS and "RandomResizedCrop" in A.TRANSFORMS
+    with pytest.raises(ValueError, match=r"unknown augmentation.*'Nope'.*RandomResizedCrop"):
+        A.build_augmenter(Nope={"x": 1})                                 # unknown override key
+    with pytest.raises(ValueError, match=r"unknown parameter.*'max_std'.*max_std_mv"):
+        A.build_augmenter(GaussianNoise={"max_std": 0.1})
+    with pytest.raises(ValueError, match="not among the augmentations used"):
+        A.build_augmenter(["GaussianNoise"], TimeResize={"max_scale": 1.1})
+    per = A.build_augmenter(probability=0.5, TimeResize={"probability": 0.9})
+    assert [t.probability for t in per.transforms] == [0.5, 0.5, 0.5, 0.9, 0.5]
+
+
+def test_every_transform_accepts_an_empty_batch_eagerly():
+    """p = 0.5 can pick no sample of a small batch: the transform then sees (0, 12, T)."""
+    empty = np.zeros((0, 12, 5000), np.float32)
+    for cls in A.TRANSFORMS.values():
+        assert cls(probability=1.0).apply(empty, [1, 2]).shape == (0, 12, 5000), cls.__name__

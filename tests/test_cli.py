@@ -37,10 +37,11 @@ def test_synth_then_validate_with_flagfile(tmp_path):
     assert len(pd.read_csv(tmp_path / "problems.csv")) == 1
 
 
-def test_deterministic_switch_turns_onednn_off():
+def test_import_turns_onednn_on_unless_the_user_chose():
     code = "import os, ecg_moco_tf; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
-    for flag, expect in (("1", "0"), ("", "1")):
+    for given, expect in ((None, "1"), ("0", "0")):
         env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-        env["ECG_MOCO_DETERMINISTIC"] = flag
+        if given is not None:
+            env["TF_ENABLE_ONEDNN_OPTS"] = given
         r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
         assert r.stdout.strip() == expect, r.stderr

@@ -28,6 +28,28 @@ def encoder_from_flags():
     return enc.build_encoder(**encoder_kwargs())
 
 
+def augment_overrides_from_flags():
+    """``--augment_overrides`` (JSON: transform class name -> constructor arguments) as a dict,
+    checked against ``--augmentations``: ``ValueError`` naming the problem (bad JSON, unknown
+    transform or parameter, an override of a transform that is not used)."""
+    import json
+
+    from ecg_moco_tf.augment import build_augmenter
+
+    text = (FLAGS.augment_overrides or "").strip()
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--augment_overrides is not valid JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValueError("--augment_overrides must be a JSON object of objects, e.g. "
+                         '\'{"GaussianNoise": {"max_std_mv": 0.1}}\'')
+    build_augmenter(list(FLAGS.augmentations) or None, **value)     # raises with the reason
+    return value
+
+
 def define_manifest_flag(module_name, required=True):
     flags.DEFINE_string("manifest", None, "Manifest (CSV or Parquet) with a 'split' column.",
                         required=required, module_name=module_name)

@@ -29,6 +29,14 @@ flags.DEFINE_float("dropout", 0.0, "Dropout before the output layer.")
 flags.DEFINE_bool("freeze_encoder", False, "Linear-probe mode: train the head only.")
 flags.DEFINE_enum("class_weight", "none", ["none", "balanced"], "Class weighting of the loss.")
 flags.DEFINE_bool("augment", False, "Augment training ECGs (the paper's five transforms).")
+flags.DEFINE_float("bn_momentum", 0.9, "Momentum of the encoder's batch-norm statistics during "
+                   "fine-tuning (set on the copy; Keras default 0.99 = the paper protocol).")
+flags.DEFINE_float("weight_decay", 0.0, "> 0: AdamW with this decoupled weight decay.")
+flags.DEFINE_float("encoder_lr_multiplier", 1.0, "Encoder learning rate relative to the head's.")
+flags.DEFINE_integer("linear_probe_epochs", 0, "LP-FT: head-only epochs (encoder frozen) before "
+                     "fine-tuning.")
+flags.DEFINE_bool("reestimate_bn", False, "Re-estimate batch-norm statistics on the training "
+                  "ECGs after training, before validating and saving.")
 flags.DEFINE_bool("cache", True, "Keep decoded ECGs in memory.")
 flags.DEFINE_integer("seed", 0, "Seed.")
 
@@ -50,7 +58,10 @@ def main(argv):
                          patience=FLAGS.patience, hidden_units=FLAGS.hidden_units,
                          dropout=FLAGS.dropout, freeze_encoder=FLAGS.freeze_encoder,
                          class_weight=FLAGS.class_weight, augment=FLAGS.augment,
-                         cache=FLAGS.cache, seed=FLAGS.seed)
+                         bn_momentum=FLAGS.bn_momentum, weight_decay=FLAGS.weight_decay,
+                         encoder_lr_multiplier=FLAGS.encoder_lr_multiplier,
+                         linear_probe_epochs=FLAGS.linear_probe_epochs,
+                         reestimate_bn=FLAGS.reestimate_bn, cache=FLAGS.cache, seed=FLAGS.seed)
     enc_kwargs = common.encoder_kwargs()
     res = finetune(view["train"], view["valid"], encoder, cfg, FLAGS.out, enc_kwargs)
     pred = predict(res.model, view["test"])

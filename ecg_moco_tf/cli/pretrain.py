@@ -2,7 +2,9 @@
 
 Example: ecg-moco pretrain --manifest=runs/demo/cohort/manifest.csv --out=runs/demo/pretrain \
              --flagfile=flags/pretrain.flags
-Writes encoder.keras (lowest valid1 loss), moco.keras, pretrain_log.csv, tensorboard/.
+Writes encoder.keras (chosen by --select_encoder: by default the highest logistic-probe AUC of
+the representation monitor, which uses the manifest's labelled train2 -> valid2 when both
+classes are there, else the last epoch's), moco.keras, pretrain_log.csv, tensorboard/.
 Re-running the same command after an interruption resumes from backup/; a folder that holds
 a finished run is refused (exit code 2) unless --overwrite replaces it.
 """
@@ -27,10 +29,25 @@ flags.DEFINE_bool("symmetric", False, "Symmetric loss (both views as queries).")
 flags.DEFINE_integer("shuffle_bn_splits", 2, "Key-batch BN groups (single-device shuffle-BN).")
 flags.DEFINE_list("augmentations", [], "Transform class names; empty = the paper's five.")
 flags.DEFINE_float("augment_probability", 0.5, "Per-sample probability of each transform.")
+flags.DEFINE_string("augment_overrides", "", "Per-transform constructor arguments as JSON, e.g. "
+                    '\'{"GaussianNoise": {"max_std_mv": 0.1}, "TimeResize": '
+                    '{"probability": 0.8}}\'.')
+flags.DEFINE_integer("warmup_steps", 0, "Linear learning-rate warm-up from 0 over this many "
+                     "optimizer steps.")
+flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine"], "Learning rate after the "
+                  "warm-up: constant, or cosine decay to 0 at the last step.")
+flags.DEFINE_float("momentum_final", None, "If set: the key momentum follows a cosine from "
+                   "--momentum to this over the whole run (e.g. 0.9 -> 0.99).")
 flags.DEFINE_bool("cache", True, "Keep decoded ECGs in memory (turn off for large data).")
 flags.DEFINE_integer("seed", 0, "Seed.")
 flags.DEFINE_bool("overwrite", False, "Replace a finished run in --out (default: refuse it; "
                   "an unfinished run there is resumed).")
+flags.DEFINE_integer("monitor_every", 1, "Representation monitor (kNN / logistic-probe AUC of "
+                     "frozen features on the manifest's train2 -> valid2, alignment, "
+                     "uniformity) every N epochs; 0: off.")
+flags.DEFINE_enum("select_encoder", "monitor", ["monitor", "last", "val_loss"],
+                  "Encoder saved: highest monitor probe AUC (falls back to last without "
+                  "labelled train2/valid2), last epoch, or lowest MoCo validation loss.")
 
 
 def main(argv):
@@ -39,8 +56,9 @@ def main(argv):
     from ecg_moco_tf.training.pretrain import PretrainConfig, check_out_dir, pretrain
 
     try:
+        overrides = common.augment_overrides_from_flags()
         check_out_dir(FLAGS.out, FLAGS.overwrite)         # before any work
-    except FileExistsError as e:
+    except (FileExistsError, ValueError) as e:
         print(f"ecg-moco pretrain: {e}", file=sys.stderr)
         return 2
     view = experiment_view(read_manifest(FLAGS.manifest), "proposed")
@@ -51,10 +69,19 @@ def main(argv):
                          shuffle_bn_splits=FLAGS.shuffle_bn_splits,
                          augmentations=tuple(FLAGS.augmentations),
                          augment_probability=FLAGS.augment_probability, cache=FLAGS.cache,
-                         seed=FLAGS.seed)
+                         augment_overrides=overrides, warmup_steps=FLAGS.warmup_steps,
+                         lr_schedule=FLAGS.lr_schedule, momentum_final=FLAGS.momentum_final,
+                         seed=FLAGS.seed, monitor_every=FLAGS.monitor_every,
+                         select=FLAGS.select_encoder)
+    from ecg_moco_tf.training.monitor import check_split, split_labels
+
+    why = [r for s in ("train", "valid") if (r := check_split(s + "2", split_labels(view[s])))]
+    monitor = {} if why else {"monitor_train_df": view["train"], "monitor_valid_df": view["valid"]}
+    if why and FLAGS.monitor_every > 0:
+        print(f"no representation monitor: {'; '.join(why)}")
     import keras
 
     keras.utils.set_random_seed(FLAGS.seed)               # seeds the encoder's initial weights
     pretrain(view["pretrain_train"], view["pretrain_valid"], FLAGS.out, cfg,
-             encoder=common.encoder_from_flags(), overwrite=FLAGS.overwrite)
-    print(f"best encoder: {FLAGS.out}/encoder.keras")
+             encoder=common.encoder_from_flags(), overwrite=FLAGS.overwrite, **monitor)
+    print(f"saved encoder: {FLAGS.out}/encoder.keras")

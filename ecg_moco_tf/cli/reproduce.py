@@ -8,6 +8,7 @@ Examples:
   ecg-moco reproduce --flagfile=flags/demo.flags                      # what `make demo` runs
   ecg-moco reproduce --flagfile=flags/reproduce_paper_scale.flags     # 37,103 synthetic ECGs
   ecg-moco reproduce --ptbxl_root=../shared/data/ptbxl-subset --ptbxl_label=MI --out=runs/ptbxl
+  ecg-moco reproduce --flagfile=flags/ptbxl_mi.flags     # + ptbxl-pool as unlabelled pretraining
 An unfinished pretraining in <out>/pretrain is resumed; a finished one is refused (exit code 2)
 unless --overwrite (then it is pretrained again).
 """
@@ -28,8 +29,16 @@ flags.DEFINE_string("ptbxl_root", None, "Use a PTB-XL folder instead of the synt
 flags.DEFINE_string("ptbxl_label", "MI", "PTB-XL superclass or SCP code to predict.")
 flags.DEFINE_list("ptbxl_pretrain_folds", ["1", "2", "3", "4", "5"],
                   "PTB-XL strat_folds used for pretraining (train1/valid1).")
+flags.DEFINE_string("ptbxl_pool", None, "With --ptbxl_root: another PTB-XL folder (e.g. "
+                    "../shared/data/ptbxl-pool) added as unlabelled pretraining ECGs; pool ECGs "
+                    "of patients in train2/valid2/test are dropped.")
+flags.register_multi_flags_validator(
+    ["ptbxl_pool", "ptbxl_root"], lambda f: not f["ptbxl_pool"] or bool(f["ptbxl_root"]),
+    message="--ptbxl_pool needs --ptbxl_root (the labelled PTB-XL folder)")
 flags.DEFINE_integer("num_patients", 1000, "Synthetic cohort: number of patients.")
 flags.DEFINE_float("prevalence", 0.10, "Synthetic cohort: share of LVSD patients.")
+flags.DEFINE_float("phenotype_scale", 0.4, "Synthetic cohort: strength of the LVSD-like "
+                   "phenotype (0.4: calibrated to full-label AUC ~0.9, README).")
 flags.DEFINE_integer("seed", 0, "Seed for data, splits, training and bootstrap.")
 flags.DEFINE_enum("on_error", "skip", ["skip", "raise"],
                   "Unreadable records: leave out with a report, or stop.")
@@ -39,7 +48,23 @@ flags.DEFINE_integer("pretrain_batch_size", 64, "MoCo batch size.")
 flags.DEFINE_float("pretrain_learning_rate", 1e-3, "MoCo Adam learning rate.")
 flags.DEFINE_integer("queue_size", 4096, "MoCo queue size K.")
 flags.DEFINE_float("moco_momentum", 0.999, "MoCo key-encoder momentum.")
+flags.DEFINE_float("moco_momentum_final", None, "If set: the key momentum follows a cosine from "
+                   "--moco_momentum to this over the whole pretraining (e.g. 0.9 -> 0.99).")
+flags.DEFINE_integer("pretrain_warmup_steps", 0, "MoCo: linear learning-rate warm-up from 0 "
+                     "over this many optimizer steps.")
+flags.DEFINE_enum("pretrain_lr_schedule", "constant", ["constant", "cosine"], "MoCo learning "
+                  "rate after the warm-up: constant, or cosine decay to 0 at the last step.")
+flags.DEFINE_list("augmentations", [], "MoCo transform class names; empty = the paper's five.")
+flags.DEFINE_float("augment_probability", 0.5, "MoCo: per-sample probability of each "
+                   "transform.")
+flags.DEFINE_string("augment_overrides", "", "MoCo: per-transform constructor arguments as "
+                    'JSON, e.g. \'{"GaussianNoise": {"max_std_mv": 0.1}}\'.')
 flags.DEFINE_float("temperature", 0.2, "InfoNCE temperature.")
+flags.DEFINE_integer("monitor_every", 1, "Representation monitor (kNN / logistic-probe AUC "
+                     "train2 -> valid2, alignment, uniformity) every N pretraining epochs; 0: off.")
+flags.DEFINE_enum("select_encoder", "monitor", ["monitor", "last", "val_loss"],
+                  "Pretrained encoder kept: highest monitor probe AUC, last epoch, or lowest "
+                  "MoCo validation loss (not comparable across epochs).")
 flags.DEFINE_list("experiments", ["proposed", "baseline_unpretrained", "baseline_full_labels"],
                   "Experiments to run (paper Table 3).")
 flags.DEFINE_list("learning_rates", ["1e-4", "3e-5", "1e-5"], "Fine-tuning LR sweep.")
@@ -48,6 +73,17 @@ flags.DEFINE_integer("batch_size", 32, "Fine-tuning batch size.")
 flags.DEFINE_integer("patience", 5, "Early-stopping patience (epochs).")
 flags.DEFINE_integer("hidden_units", 64, "Width of the classifier's hidden dense layer.")
 flags.DEFINE_enum("class_weight", "none", ["none", "balanced"], "Class weighting of the loss.")
+flags.DEFINE_float("dropout", 0.0, "Fine-tuning: dropout before the classifier's output layer.")
+flags.DEFINE_bool("augment", False, "Fine-tuning: augment training ECGs (pretraining's layers).")
+flags.DEFINE_float("bn_momentum", 0.9, "Fine-tuning: momentum of the encoder's batch-norm "
+                   "statistics (0.99 = Keras default, the paper protocol).")
+flags.DEFINE_float("weight_decay", 0.0, "Fine-tuning: > 0 uses AdamW with this weight decay.")
+flags.DEFINE_float("encoder_lr_multiplier", 1.0, "Fine-tuning: encoder learning rate relative "
+                   "to the head's.")
+flags.DEFINE_integer("linear_probe_epochs", 0, "Fine-tuning: head-only epochs (encoder frozen) "
+                     "before fine-tuning (LP-FT).")
+flags.DEFINE_bool("reestimate_bn", False, "Fine-tuning: re-estimate batch-norm statistics on "
+                  "the training ECGs before the final validation and saving.")
 flags.DEFINE_bool("cache", True, "Keep decoded ECGs in memory (turn off for large data).")
 flags.DEFINE_integer("n_boot", 2000, "Bootstrap resamples for the AUC CIs.")
 flags.DEFINE_string("export_dir", "", "Export the proposed classifier here (SavedModel, TFLite, "
@@ -71,9 +107,16 @@ def _data(out):
         df = ptbxl.folds_to_splits(ptbxl.ptbxl_manifest(FLAGS.ptbxl_root, FLAGS.ptbxl_label),
                                    pretrain_folds=[int(f) for f in FLAGS.ptbxl_pretrain_folds])
         src = f"PTB-XL {FLAGS.ptbxl_root}, label {FLAGS.ptbxl_label}"
+        if FLAGS.ptbxl_pool:
+            df = ptbxl.add_pretraining_pool(df, ptbxl.ptbxl_manifest(FLAGS.ptbxl_pool, None),
+                                            seed=FLAGS.seed)
+            s = df.attrs["pool_summary"]
+            src += (f", plus {s['kept']} unlabelled pretraining ECGs from {FLAGS.ptbxl_pool} "
+                    f"({s['dropped_downstream_patient']} dropped: patient downstream)")
     else:
         cfg = synthetic.CohortConfig(num_patients=FLAGS.num_patients,
-                                     prevalence=FLAGS.prevalence, seed=FLAGS.seed)
+                                     prevalence=FLAGS.prevalence,
+                                     phenotype_scale=FLAGS.phenotype_scale, seed=FLAGS.seed)
         cohort = os.path.join(out, "cohort")
         df = synthetic.write_cohort(cohort, cfg)
         df = manifest.read_manifest(manifest.write_manifest(df, os.path.join(cohort,
@@ -97,6 +140,11 @@ def main(argv):
 
     out = FLAGS.out
     needs_encoder = "proposed" in FLAGS.experiments or FLAGS.label_efficiency
+    try:
+        augment_overrides = common.augment_overrides_from_flags()
+    except ValueError as e:
+        print(f"ecg-moco reproduce: {e}", file=sys.stderr)
+        return 2
     if needs_encoder and not FLAGS.pretrained_encoder:
         try:
             check_out_dir(os.path.join(out, "pretrain"), FLAGS.overwrite)   # before any work
@@ -119,19 +167,39 @@ def main(argv):
     write_manifest(df, os.path.join(out, "manifest_with_splits.csv"))
     splits_table = split_summary(df)
     print(splits_table.to_string())
+    if FLAGS.label_efficiency:                    # too few labels: fail now, before training
+        try:
+            X.label_subsets(df, [float(f) for f in FLAGS.le_fractions],
+                            [int(s) for s in FLAGS.le_seeds])
+        except ValueError as e:
+            print(f"ecg-moco reproduce: --le_fractions: {e}", file=sys.stderr)
+            return 2
 
     ft = FinetuneConfig(learning_rates=tuple(float(x) for x in FLAGS.learning_rates),
                         epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
                         patience=FLAGS.patience, hidden_units=FLAGS.hidden_units,
-                        class_weight=FLAGS.class_weight, cache=FLAGS.cache, seed=FLAGS.seed,
-                        verbose=verbose)
+                        class_weight=FLAGS.class_weight, dropout=FLAGS.dropout,
+                        augment=FLAGS.augment, bn_momentum=FLAGS.bn_momentum,
+                        weight_decay=FLAGS.weight_decay,
+                        encoder_lr_multiplier=FLAGS.encoder_lr_multiplier,
+                        linear_probe_epochs=FLAGS.linear_probe_epochs,
+                        reestimate_bn=FLAGS.reestimate_bn, cache=FLAGS.cache, seed=FLAGS.seed,
+                        verbose=verbose).check()
     pt = PretrainConfig(epochs=FLAGS.pretrain_epochs, batch_size=FLAGS.pretrain_batch_size,
                         learning_rate=FLAGS.pretrain_learning_rate, queue_size=FLAGS.queue_size,
                         momentum=FLAGS.moco_momentum, temperature=FLAGS.temperature,
-                        cache=FLAGS.cache, seed=FLAGS.seed, verbose=verbose)
-    encoder_path = FLAGS.pretrained_encoder
+                        momentum_final=FLAGS.moco_momentum_final,
+                        warmup_steps=FLAGS.pretrain_warmup_steps,
+                        lr_schedule=FLAGS.pretrain_lr_schedule,
+                        augmentations=tuple(FLAGS.augmentations),
+                        augment_probability=FLAGS.augment_probability,
+                        augment_overrides=augment_overrides,
+                        cache=FLAGS.cache, seed=FLAGS.seed, verbose=verbose,
+                        monitor_every=FLAGS.monitor_every, select=FLAGS.select_encoder)
+    encoder_path, monitor_png = FLAGS.pretrained_encoder, None
     if needs_encoder and not encoder_path:
-        X.stage("2/5 MoCo pretraining on train1/valid1 (labels unused)")
+        X.stage("2/5 MoCo pretraining on train1/valid1 (labels unused; monitor: frozen "
+                "features train2 -> valid2)")
         view = X.experiment_view(df, "proposed")
         import keras
 
@@ -139,15 +207,19 @@ def main(argv):
 
         keras.utils.set_random_seed(FLAGS.seed)           # seeds the encoder's initial weights
         pretrain(view["pretrain_train"], view["pretrain_valid"], os.path.join(out, "pretrain"),
-                 pt, encoder=build_encoder(**enc_kwargs), overwrite=FLAGS.overwrite)
+                 pt, encoder=build_encoder(**enc_kwargs), overwrite=FLAGS.overwrite,
+                 monitor_train_df=view["train"], monitor_valid_df=view["valid"])
         encoder_path = os.path.join(out, "pretrain", "encoder.keras")
-        notes.append(f"pretrained encoder: {encoder_path}")
+        monitor_png, chosen = _monitor_figure(out)
+        notes.append(f"pretrained encoder: {encoder_path} ({chosen})")
     preds, sweeps = {}, {}
     for i, name in enumerate(FLAGS.experiments):
         X.stage(f"3/5 experiment {i + 1}/{len(FLAGS.experiments)}: {name}")
         preds[name], sweeps[name] = X.run_experiment(df, name, out, ft, encoder_path, enc_kwargs)
     settings = {**X.experiments_settings(ft, pt), "encoder": enc_kwargs, "source": source}
     summary, tests, figures = {}, {}, {}
+    if monitor_png:
+        figures["monitor"] = monitor_png
     if preds:
         X.stage("4/5 evaluation (patient bootstrap, DeLong)")
         summary, tests = X.summarize(preds, n_boot=FLAGS.n_boot, seed=FLAGS.seed)
@@ -188,6 +260,25 @@ def main(argv):
         X.stage("done")
         print(table2(summary, tests))
         print(f"\nreport: {path}")
+
+
+def _monitor_figure(out):
+    """``<out>/monitor.png`` from ``<out>/pretrain/pretrain_log.csv`` (None without monitor
+    values) and a note on how the saved encoder was chosen."""
+    import json
+
+    from ecg_moco_tf.evaluation.plots import plot_monitor
+
+    pre = os.path.join(out, "pretrain")
+    with open(os.path.join(pre, "pretrain_config.json")) as f:
+        cfg = json.load(f)
+    by, epoch, value = cfg.get("selected_by"), cfg.get("best_epoch"), cfg.get("selected_value")
+    what = {"monitor": "valid2 probe AUC", "val_loss": "valid1 MoCo loss"}.get(by)
+    chosen = f"selected by {by}, epoch {epoch}" + (f", {what} {value:.4f}" if what and value
+                                                   is not None else "")
+    png = plot_monitor(os.path.join(pre, "pretrain_log.csv"), os.path.join(out, "monitor.png"),
+                       selected_epoch=epoch, selected_by=by)
+    return png, chosen
 
 
 def _explain(df, out, encoder_path):

@@ -176,19 +176,24 @@ def supervised(ds, batch_size=32, augmenter=None, seed=0, drop_remainder=False,
     return ds.map(lambda b: (b["signal"], b["label"])).prefetch(AUTOTUNE)
 
 
-def _with_batch_seeds(ds, seed):
-    """Pair each batch with a (2,) int64 seed, fixed by ``seed`` but new in every epoch."""
-    rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+def _with_batch_seeds(ds, seed, fixed=False):
+    """Pair each batch with a (2,) int64 seed, fixed by ``seed`` and new in every epoch, or
+    the same in every epoch with ``fixed``."""
+    rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=not fixed)
     return tf.data.Dataset.zip(rand, ds).enumerate().map(
         lambda i, rb: (tf.stack([rb[0], i]), rb[1]))
 
 
-def two_view(ds, augmenter, batch_size=64, seed=0, drop_remainder=True):
-    """``(query_view, key_view)`` batches for MoCo: two independent augmentations per ECG."""
+def two_view(ds, augmenter, batch_size=64, seed=0, drop_remainder=True, fixed=False):
+    """``(query_view, key_view)`` batches for MoCo: two independent augmentations per ECG.
+
+    ``fixed``: the same views in every epoch (validation: losses comparable in views; the
+    order of ``ds`` must be fixed too), instead of new draws each epoch (training)."""
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     def views(s, b):
         sq, sk = tf.unstack(tf.random.experimental.stateless_split(s, 2))
         return augmenter.apply(b["signal"], sq), augmenter.apply(b["signal"], sk)
 
-    return _with_batch_seeds(ds, seed).map(views, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return _with_batch_seeds(ds, seed, fixed).map(views, num_parallel_calls=AUTOTUNE).prefetch(
+        AUTOTUNE)

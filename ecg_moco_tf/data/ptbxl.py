@@ -1,13 +1,23 @@
-"""PTB-XL layout (ptbxl_database.csv + scp_statements.csv + records100/records500) to a manifest."""
+"""PTB-XL layout (ptbxl_database.csv + scp_statements.csv + records100/records500) to a manifest.
+
+Also reads a folder whose metadata is a ``labels.csv`` with a ``record`` column (the layout of
+``../shared/data/ptbxl-pool``), and ``add_pretraining_pool`` appends such a pool to a manifest
+as unlabelled pretraining data, keeping every patient on one side.
+"""
 from __future__ import annotations
 
 import ast
 import glob
 import os
 
+import numpy as np
 import pandas as pd
 
 from .manifest import ManifestError, check_manifest
+from .splits import _stratified, check_patient_disjoint
+
+PRETRAIN_SPLITS = ("train1", "valid1")
+DOWNSTREAM_SPLITS = ("train2", "valid2", "test")
 
 SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 
@@ -18,6 +28,18 @@ def _find_database(root):
         if os.path.exists(path):
             return path
     raise ManifestError(f"{root}: no ptbxl_database.csv (the PTB-XL metadata table) found")
+
+
+def _find_metadata(root):
+    """``ptbxl_database*.csv``, else a ``labels.csv`` with a ``record`` column (pool layout)."""
+    try:
+        return _find_database(root)
+    except ManifestError:
+        path = os.path.join(root, "labels.csv")
+        if os.path.exists(path) and "record" in pd.read_csv(path, nrows=0).columns:
+            return path
+    raise ManifestError(f"{root}: neither ptbxl_database.csv (the PTB-XL metadata table) nor a "
+                        "labels.csv with a 'record' column found")
 
 
 def superclasses(scp_codes, statements):
@@ -31,7 +53,10 @@ def ptbxl_manifest(root, label="MI", sampling_rate=500, database=None):
 
     Args:
         root: folder holding ``ptbxl_database.csv`` (or ``ptbxl_database*.csv``),
-            ``scp_statements.csv`` and ``records500/``/``records100/``.
+            ``scp_statements.csv`` and ``records500/``/``records100/``. Without a
+            ``ptbxl_database*.csv``, a ``labels.csv`` with ``record`` (path without extension),
+            ``patient_id``, ``ecg_id``, ``strat_fold`` and ``scp_codes`` columns is read instead
+            (the layout of ``../shared/data/ptbxl-pool``; its ``fs`` must match ``sampling_rate``).
         label: a diagnostic superclass (NORM, MI, STTC, CD, HYP) or SCP code; ``label`` is 1 when
             the ECG carries it, else 0. ``None`` leaves labels empty.
         sampling_rate: 500 (``filename_hr``) or 100 (``filename_lr``).
@@ -39,10 +64,18 @@ def ptbxl_manifest(root, label="MI", sampling_rate=500, database=None):
     The manifest keeps ``ecg_id``, ``strat_fold`` and one column per superclass; ``split`` is
     left empty (use ``splits.assign_splits``) or see ``folds_to_splits`` for the official folds.
     """
-    db = pd.read_csv(database or _find_database(root))
+    path = database or _find_metadata(root)
+    db = pd.read_csv(path)
     st = pd.read_csv(os.path.join(root, "scp_statements.csv"), index_col=0)
     diag = st[st.get("diagnostic", 0) == 1]["diagnostic_class"].dropna().to_dict()
     col = {500: "filename_hr", 100: "filename_lr"}[int(sampling_rate)]
+    if col not in db.columns and "record" in db.columns:       # labels.csv (pool layout)
+        col = "record"
+        fs = set(pd.to_numeric(db["fs"], errors="coerce").dropna()) if "fs" in db else set()
+        if fs - {int(sampling_rate)}:
+            raise ManifestError(f"{path}: records are at {sorted(fs)} Hz, not {sampling_rate}")
+    elif col not in db.columns:
+        raise ManifestError(f"{path}: no '{col}' (or 'record') column")
     supers = db["scp_codes"].map(lambda s: superclasses(s, diag))
     df = pd.DataFrame({
         "record": db[col].astype(str),
@@ -83,3 +116,79 @@ def folds_to_splits(df, pretrain_folds=(), valid_fold=9, test_fold=10):
     df.loc[fold == valid_fold, "split"] = "valid2"
     df.loc[fold == test_fold, "split"] = "test"
     return df
+
+
+def _rebase(df, root):
+    """``df``'s record paths made valid from ``root`` (absolute when there is none in common)."""
+    src = os.path.abspath(df.attrs.get("root", "."))
+    out = df.copy()
+    for col in ("record", "mask"):
+        if col in out:
+            out[col] = [v if not isinstance(v, str) or not v or os.path.isabs(v) else
+                        os.path.join(src, v) if root is None else
+                        os.path.relpath(os.path.join(src, v), root) for v in out[col]]
+    return out
+
+
+def add_pretraining_pool(df, pool_df, seed=0, valid_fraction=0.2, verbose=True):
+    """Append a pool of ECGs to a split manifest as unlabelled pretraining data.
+
+    Args:
+        df: manifest with ``split`` filled in (e.g. from ``folds_to_splits``).
+        pool_df: manifest of the pool (e.g. ``ptbxl_manifest(pool_root)``); labels are dropped.
+        seed, valid_fraction: the pool's own patients are split train1/valid1 by patient.
+
+    Patients stay on one side: pool ECGs whose patient has ECGs in ``df``'s downstream splits
+    (train2/valid2/test) are dropped; those whose patient is in ``df``'s train1/valid1 go to
+    that same split; pool ECGs already in ``df`` (same ``ecg_id``) are dropped too. The result
+    has ``label`` empty for pool rows, a ``pretraining_pool`` column (1 for pool rows), record
+    paths valid from one root (the two roots' common parent), and the counts in
+    ``attrs['pool_summary']`` (also printed in one line when ``verbose``).
+    """
+    if df["split"].isna().any():
+        raise ValueError("add_pretraining_pool: assign the manifest's splits first "
+                         f"({int(df['split'].isna().sum())} rows have no split)")
+    pool = pool_df.copy()
+    pool["patient_id"] = pool["patient_id"].astype(str)
+    check_patient_disjoint(df)
+    where = df.assign(patient_id=df["patient_id"].astype(str)).drop_duplicates(
+        "patient_id").set_index("patient_id")["split"]
+    side = pool["patient_id"].map(where)
+    dup = (pool["ecg_id"].isin(df["ecg_id"]) if "ecg_id" in pool and "ecg_id" in df
+           else pd.Series(False, index=pool.index))
+    down = side.isin(DOWNSTREAM_SPLITS) & ~dup
+    same = side.isin(PRETRAIN_SPLITS) & ~dup
+    keep = ~dup & ~down
+    fresh = np.sort(pool.loc[keep & ~same, "patient_id"].unique())
+    train, valid = _stratified(fresh, np.zeros(len(fresh)), valid_fraction, seed)
+    new = dict.fromkeys(train, "train1") | dict.fromkeys(valid, "valid1")
+    pool["split"] = side.where(same, pool["patient_id"].map(new))
+    pool["label"] = pd.array([pd.NA] * len(pool), dtype="Int64")
+    pool = pool[keep]
+
+    roots = [os.path.abspath(d.attrs.get("root", ".")) for d in (df, pool_df)]
+    try:
+        root = os.path.commonpath(roots)
+    except ValueError:                                   # e.g. two drives: absolute paths
+        root = None
+    out = pd.concat([_rebase(df, root).assign(pretraining_pool=0),
+                     _rebase(pool, root).assign(pretraining_pool=1)], ignore_index=True)
+    out.attrs = {k: v for k, v in df.attrs.items() if k != "root"}
+    out.attrs["root"] = root or os.path.abspath(os.sep)
+    out = check_manifest(out, source="manifest with pretraining pool")
+    check_patient_disjoint(out)
+    counts = pool["split"].value_counts()
+    summary = {"pool": len(pool_df), "kept": int(keep.sum()),
+               "train1": int(counts.get("train1", 0)), "valid1": int(counts.get("valid1", 0)),
+               "joined_pretraining_patient": int(same.sum()),
+               "dropped_downstream_patient": int(down.sum()),
+               "dropped_duplicate_ecg": int(dup.sum())}
+    out.attrs["pool_summary"] = summary
+    if verbose:
+        print(f"pretraining pool {roots[1]}: {summary['pool']} ECGs, {summary['kept']} kept "
+              f"unlabelled (train1 {summary['train1']}, valid1 {summary['valid1']}; "
+              f"{summary['joined_pretraining_patient']} join their patient's pretraining "
+              f"split), dropped {summary['dropped_downstream_patient']} whose patient is in "
+              f"train2/valid2/test and {summary['dropped_duplicate_ecg']} already in the "
+              "manifest (same ecg_id)")
+    return out

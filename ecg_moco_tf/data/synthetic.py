@@ -8,16 +8,18 @@ Clin. Cardiol. 1980;3:87-95); III, aVR, aVL, aVF follow from Einthoven/Goldberge
 per electrode (RA, LA, LL, V1-V6: muscle, mains, baseline wander) and enters the leads through
 the same differences as real electrodes, so the leads stay consistent with each other.
 
-The LVSD-like phenotype is defined on the dipole, with severity ``s`` in [0.25, 1] per positive
-patient, after the ECG changes reported with reduced ejection fraction (QRS prolongation, low
+The LVSD-like phenotype is defined on the dipole, with severity ``s`` per positive patient
+(``phenotype_scale`` x Beta(1.5, 2.5): mostly mild, see ``SEVERITY_BETA``; the scale sets the
+task's difficulty and was calibrated, see the README), after the ECG changes reported with reduced ejection fraction (QRS prolongation, low
 QRS voltage, left axis deviation, poor R-wave progression, lateral ST depression and T-wave
 flattening/inversion; e.g. Attia et al., Nat. Med. 2019; Kashou et al., Eur Heart J Digit Health
 2021):
 
-- Q/R/S waves widened by up to 35 %, QRS vector shrunk by up to 25 %;
-- QRS vector turned up to 20 degrees superiorly (leftward axis) and 0.25 mV posteriorly;
-- an ST vector of up to 0.1 mV and a T-vector change of up to 0.45 mV pointing away from the
-  lateral leads (the direction of I, aVL, V5, V6).
+- Q/R/S waves widened by 35 % x s, QRS vector shrunk by 25 % x s;
+- QRS vector turned 20 x s degrees superiorly (leftward axis) and 0.25 x s mV posteriorly;
+- an ST vector of 0.1 x s mV and a T-vector change of 0.45 x s mV pointing away from the
+  lateral leads (the direction of I, aVL, V5, V6);
+- heart rate up by 8 bpm x s / phenotype_scale.
 
 The ground-truth mask marks (lead, sample) where the phenotype moves the noise-free signal by
 more than ``MASK_THRESHOLD_MV`` (computed against the same ECG without the phenotype).
@@ -49,7 +51,10 @@ WAVES = {  # name: (vector, centre, width)
     "T": ((0.35, 0.25, -0.25), None, 0.045),
 }
 LATERAL = np.array([1.0, -0.35, 0.1]) / np.linalg.norm([1.0, -0.35, 0.1])
-MASK_THRESHOLD_MV = 0.05
+MASK_THRESHOLD_MV = 0.02   # mV: the calibrated phenotype is subtle
+# Severity of a positive patient: phenotype_scale x Beta(1.5, 2.5): mean 0.375, most cases mild,
+# a tail to 1 (reduced ejection fraction is a spectrum; most screen-detected cases are mild).
+SEVERITY_BETA = (1.5, 2.5)
 ELECTRODES = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
 
 
@@ -63,6 +68,7 @@ class CohortConfig:
     fs: int = FS
     num_samples: int = NUM_SAMPLES
     mains_hz: float = 50.0
+    phenotype_scale: float = 0.4        # every phenotype effect x this: difficulty (calibrated)
     seed: int = 0
 
 
@@ -81,11 +87,12 @@ def sample_patients(cfg, rng):
     """Per-patient physiology as a DataFrame (one row per patient)."""
     n = cfg.num_patients
     lvsd = rng.random(n) < cfg.prevalence
+    base = np.where(lvsd, rng.beta(SEVERITY_BETA[0], SEVERITY_BETA[1], n), 0.0)
     return pd.DataFrame({
         "patient_id": [f"P{i:06d}" for i in range(n)],
         "lvsd": lvsd.astype(int),
-        "severity": np.where(lvsd, rng.uniform(0.25, 1.0, n), 0.0),
-        "hr": np.clip(rng.normal(68, 10, n) + 6 * lvsd, 45, 115),
+        "severity": cfg.phenotype_scale * base,
+        "hr": np.clip(rng.normal(68, 10, n) + 8 * base, 45, 115),
         "frontal_deg": rng.normal(0, 18, n),
         "horizontal_deg": rng.normal(0, 12, n),
         "qrs_gain": np.exp(rng.normal(0, 0.2, n)),

@@ -24,6 +24,21 @@ def _check(y, p):
     return y, p
 
 
+def _patient_resamples(y, groups, n_boot, seed):
+    """Index arrays of ``n_boot`` bootstrap resamples of ``groups`` (patients) with replacement,
+    each holding both classes (one-class draws are redrawn)."""
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    uniq, inv = np.unique(groups, return_inverse=True)
+    members = np.split(np.argsort(inv, kind="stable"), np.cumsum(np.bincount(inv))[:-1])
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < n_boot:
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
+        if y[idx].min() != y[idx].max():
+            done += 1
+            yield idx
+
+
 def bootstrap_auc_ci(y, p, groups=None, n_boot=2000, alpha=0.05, seed=0):
     """Percentile bootstrap CI of the AUC, resampling ``groups`` (patients) with replacement.
 
@@ -31,19 +46,30 @@ def bootstrap_auc_ci(y, p, groups=None, n_boot=2000, alpha=0.05, seed=0):
     Returns (low, high).
     """
     y, p = _check(y, p)
-    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-    uniq, inv = np.unique(groups, return_inverse=True)
-    members = np.split(np.argsort(inv, kind="stable"), np.cumsum(np.bincount(inv))[:-1])
-    rng = np.random.default_rng(seed)
-    aucs = []
-    while len(aucs) < n_boot:
-        draw = rng.integers(0, len(uniq), len(uniq))
-        idx = np.concatenate([members[g] for g in draw])
-        if y[idx].min() == y[idx].max():
-            continue
-        aucs.append(roc_auc_score(y[idx], p[idx]))
+    aucs = [roc_auc_score(y[i], p[i]) for i in _patient_resamples(y, groups, n_boot, seed)]
     lo, hi = np.percentile(aucs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return float(lo), float(hi)
+
+
+def bootstrap_auc_difference(y, p1, p2, groups=None, n_boot=2000, alpha=0.05, seed=0):
+    """AUC(p1) - AUC(p2) on the same ECGs with a paired patient-bootstrap CI (both models
+    scored on every resample). Returns a dict: difference, ci_low, ci_high."""
+    y, p1 = _check(y, p1)
+    p2 = np.asarray(p2, float).ravel()
+    diffs = [roc_auc_score(y[i], p1[i]) - roc_auc_score(y[i], p2[i])
+             for i in _patient_resamples(y, groups, n_boot, seed)]
+    lo, hi = np.percentile(diffs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return {"difference": float(roc_auc_score(y, p1) - roc_auc_score(y, p2)),
+            "ci_low": float(lo), "ci_high": float(hi)}
+
+
+def mean_difference_ci(differences, alpha=0.05):
+    """Mean of paired differences (e.g. pretrained - scratch AUC per seed) with a t CI."""
+    d = np.asarray(differences, float)
+    half = (stats.t.ppf(1 - alpha / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+            if len(d) > 1 else float("nan"))
+    return {"mean": float(d.mean()), "ci_low": float(d.mean() - half),
+            "ci_high": float(d.mean() + half), "n": int(len(d))}
 
 
 def _midrank(x):

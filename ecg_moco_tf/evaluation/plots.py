@@ -1,4 +1,4 @@
-"""Figures: ROC curves of all experiments, calibration, label efficiency."""
+"""Figures: ROC curves of all experiments, calibration, label efficiency, pretraining monitor."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -68,3 +68,49 @@ def _t95(n):
     from scipy import stats
 
     return float(stats.t.ppf(0.975, n - 1)) if n > 1 else 0.0
+
+
+def plot_monitor(log_csv, path, selected_epoch=None, selected_by=None):
+    """Representation monitor of a pretraining (its ``pretrain_log.csv``): probe and kNN AUC
+    (valid2) vs epoch, and alignment / uniformity (valid1 views) on a second panel; epochs
+    the monitor skipped (NaN) are left out. ``selected_epoch`` (1-based): a marker at the
+    saved encoder. Returns ``path``, or None when the log has no monitor values."""
+    import pandas as pd
+
+    log = pd.read_csv(log_csv)
+    keys = ("monitor_probe_auc", "monitor_knn_auc", "monitor_alignment", "monitor_uniformity")
+    if not any(k in log and log[k].notna().any() for k in keys):
+        return None
+    epoch = log["epoch"] + 1
+
+    def series(ax, key, label, **kw):
+        if key in log and log[key].notna().any():
+            ok = log[key].notna()
+            return ax.plot(epoch[ok], log[key][ok], marker="o", ms=3, label=label, **kw)
+        return []
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    series(ax1, "monitor_probe_auc", "logistic probe")
+    series(ax1, "monitor_knn_auc", "kNN (cosine, k=20)")
+    ax1.set(xlabel="pretraining epoch", ylabel="valid2 AUC (frozen features)",
+            title="Probe AUC (train2 -> valid2)")
+    ax3 = ax2.twinx()
+    lines = series(ax2, "monitor_alignment", "alignment (left)", color="C2")
+    lines += series(ax3, "monitor_uniformity", "uniformity (right)", color="C3")
+    ax2.set(xlabel="pretraining epoch", ylabel="alignment (lower: view-invariant)",
+            title="Alignment / uniformity (valid1 views)")
+    ax3.set_ylabel("uniformity (lower: spread out)")
+    if lines:
+        ax2.legend(lines, [ln.get_label() for ln in lines], fontsize=7)
+    if selected_epoch:
+        for ax in (ax1, ax2):
+            ax.axvline(selected_epoch, ls="--", color="0.5", lw=1,
+                       label=f"saved encoder ({selected_by or 'selected'})")
+    ax1.legend(fontsize=7)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -38,6 +38,9 @@ DEFAULT_OFFSETS_S = {"ECG_P_Onsets": -0.20, "ECG_P_Offsets": -0.10, "ECG_R_Onset
 _PAINT = ("T", "P", "ST", "QRS")   # painted in this order: later waves win overlaps
 
 
+MIN_HEART_RATE_BPM = 30
+
+
 class DelineationError(ValueError):
     """No lead of an ECG could be delineated."""
 
@@ -49,8 +52,10 @@ def _lead_fiducials(x, fs):
         warnings.simplefilter("ignore")
         _, info = nk.ecg_peaks(x, sampling_rate=fs)
         r = np.asarray(info["ECG_R_Peaks"], int)
-        if len(r) < 2:
-            raise DelineationError(f"{len(r)} beat(s) found")
+        least = max(2, int(MIN_HEART_RATE_BPM / 60 * len(x) / fs))
+        if len(r) < least:               # fewer beats than 30 bpm: missed R peaks, next lead
+            raise DelineationError(f"{len(r)} beat(s) found, fewer than {least} "
+                                   f"({MIN_HEART_RATE_BPM} bpm)")
         _, waves = nk.ecg_delineate(x, r, sampling_rate=fs, method="prominence")
     return r, {k: np.asarray(waves[k], float) for k in DEFAULT_OFFSETS_S}
 

@@ -11,6 +11,8 @@ Data: batches of ``(query_view, key_view)``, two augmentations of the same ECGs 
    encoder and head: every key variable is marked non-trainable);
 4. momentum update: every key weight <- m * key + (1 - m) * query (after the optimizer step,
    equivalent to the reference implementation's update before the next key computation);
+   m is ``momentum``, or with ``momentum_final`` a cosine schedule in optimizer steps
+   (:func:`key_momentum`);
 5. enqueue the keys (all-gathered across replicas under ``tf.distribute``).
 
 Pitfalls handled (see DESIGN.md): the key network starts as an exact weight copy of the query
@@ -37,6 +39,8 @@ a cross-replica shuffle of the keys (all-gather, shuffle, scatter back) belongs 
 :meth:`MoCo._keys` and is not implemented yet: use ``shuffle_bn_splits`` there as well.
 """
 from __future__ import annotations
+
+import math
 
 import keras
 import tensorflow as tf
@@ -69,6 +73,23 @@ def shuffle_bn_groups(batch_size, groups, seed):
     return order, key_order
 
 
+def key_momentum(step, momentum, momentum_final=None, momentum_steps=0):
+    """Key-encoder momentum at optimizer step ``step``: a float32 scalar tensor, or the Python
+    float ``momentum`` when there is no schedule.
+
+    Constant ``momentum`` unless ``momentum_final`` is set and ``momentum_steps`` > 0; then
+    a cosine from ``momentum`` (step 0) to ``momentum_final`` (step ``momentum_steps`` and
+    after), as in BYOL: ``m_t = m_final - (m_final - m_0) * (cos(pi t / T) + 1) / 2``,
+    computed in float64 as ``w * m_0 + (1 - w) * m_final`` with ``w = (cos(pi t / T) + 1) / 2``
+    so that both ends are exact.
+    """
+    if momentum_final is None or momentum_steps <= 0:
+        return momentum
+    t = tf.minimum(tf.cast(step, tf.float64), float(momentum_steps))
+    w = 0.5 * (tf.cos(math.pi * t / float(momentum_steps)) + 1.0)
+    return tf.cast(w * momentum + (1.0 - w) * momentum_final, tf.float32)
+
+
 @keras.saving.register_keras_serializable("ecg_moco_tf")
 class MoCo(keras.Model):
     """Momentum Contrast around any Keras encoder mapping ECG batches to feature vectors.
@@ -79,7 +100,13 @@ class MoCo(keras.Model):
         projection_dim: width of the contrastive space and of the queue.
         hidden_dim: hidden width of the v2 head (default: the encoder's feature width).
         queue_size: number of negative keys K.
-        momentum: EMA coefficient m of the key network.
+        momentum: EMA coefficient m of the key network (the start value of a schedule).
+        momentum_final: if set (with ``momentum_steps`` > 0), m follows a cosine from
+            ``momentum`` to ``momentum_final`` over ``momentum_steps`` optimizer steps and
+            stays there (:func:`key_momentum`; the step is ``optimizer.iterations``, so a
+            checkpoint resumes the schedule). E.g. 0.9 -> 0.99: the key encoder forgets its
+            random start within tens of steps on small data, then smooths more.
+        momentum_steps: length T of the momentum schedule in optimizer steps.
         temperature: InfoNCE temperature.
         symmetric: also contrast key-view queries with query-view keys (2x compute).
         shuffle_bn_splits: single-device shuffle-BN substitute (1 = off).
@@ -94,12 +121,19 @@ class MoCo(keras.Model):
 
     def __init__(self, encoder, version=2, projection_dim=128, hidden_dim=None,
                  queue_size=4096, momentum=0.999, temperature=0.2, symmetric=False,
-                 shuffle_bn_splits=1, seed=None, **kwargs):
+                 shuffle_bn_splits=1, seed=None, momentum_final=None, momentum_steps=0,
+                 **kwargs):
         super().__init__(**kwargs)
         if version not in (1, 2):
             raise ValueError("version must be 1 or 2")
         if not 0.0 <= momentum <= 1.0:
             raise ValueError("momentum must be in [0, 1]")
+        if momentum_final is not None and not 0.0 <= momentum_final <= 1.0:
+            raise ValueError("momentum_final must be in [0, 1]")
+        if momentum_steps < 0:
+            raise ValueError("momentum_steps must be >= 0")
+        self.momentum_final = None if momentum_final is None else float(momentum_final)
+        self.momentum_steps = int(momentum_steps)
         self.version, self.projection_dim = version, projection_dim
         feat = encoder.output.shape[-1]
         self.hidden_dim = hidden_dim or feat
@@ -148,6 +182,14 @@ class MoCo(keras.Model):
             for v, s in zip(stats, saved):
                 v.assign(s)
         return tf.stop_gradient(k)
+
+    def key_momentum(self, step=None):
+        """The key momentum m at optimizer step ``step`` (default: the optimizer's current
+        iteration, i.e. the m the next train step applies)."""
+        if step is None:
+            opt = getattr(self, "optimizer", None)
+            step = opt.iterations if opt is not None else 0
+        return key_momentum(step, self.momentum, self.momentum_final, self.momentum_steps)
 
     def _bn_orders(self, batch_size):
         """(query order, key order) of this step's shuffle-BN groups, or (None, None)."""
@@ -199,9 +241,10 @@ class MoCo(keras.Model):
             scaled = tf.reduce_mean(loss) / replicas
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
+        m = self.key_momentum(tf.convert_to_tensor(self.optimizer.iterations))  # this step's t
         self.optimizer.apply(grads, variables)
         momentum_update(self.key_encoder.weights + self.key_head.weights,
-                        self.encoder.weights + self.head.weights, self.momentum)
+                        self.encoder.weights + self.head.weights, m)
         metrics = self._update_metrics(loss, logits, q, k)
         new = tf.concat([k, k2], 0) if self.symmetric else k
         if replicas > 1:
@@ -227,7 +270,8 @@ class MoCo(keras.Model):
                 "hidden_dim": self.hidden_dim, "queue_size": self.queue_size,
                 "momentum": self.momentum, "temperature": self.temperature,
                 "symmetric": self.symmetric, "shuffle_bn_splits": self.shuffle_bn_splits,
-                "seed": self.seed}
+                "seed": self.seed, "momentum_final": self.momentum_final,
+                "momentum_steps": self.momentum_steps}
 
     @classmethod
     def from_config(cls, config):

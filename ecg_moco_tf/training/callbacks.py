@@ -29,25 +29,46 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class SaveBest(keras.callbacks.Callback):
-    """Save ``get_model()`` to ``path`` (.keras) whenever ``monitor`` reaches a new minimum.
+    """Save ``get_model()`` to ``path`` (.keras) whenever ``monitor`` reaches a new best
+    (``mode`` "min": lowest, "max": highest; NaN never counts), or at every epoch end when
+    ``monitor`` is None (keeps the last epoch's model).
 
+    ``best``: the monitored value of the saved epoch (None with ``monitor=None``);
+    ``best_epoch``: that epoch (1-based); ``best_logs``: all its logs.
     ``log_csv``: the CSV log of the run being resumed, to start from its best so far (pass it
     only when resuming: a finished run's log would hold back the new run's encoder)."""
 
-    def __init__(self, path, get_model, monitor="val_loss", log_csv=None):
+    def __init__(self, path, get_model, monitor="val_loss", log_csv=None, mode="min"):
         super().__init__()
-        self.path, self.get_model, self.monitor = path, get_model, monitor
-        self.best, self.best_epoch = math.inf, None
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
+        self.path, self.get_model, self.monitor, self.mode = path, get_model, monitor, mode
+        self.best = None if monitor is None else (math.inf if mode == "min" else -math.inf)
+        self.best_epoch, self.best_logs = None, {}
         if log_csv and os.path.exists(log_csv) and os.path.exists(path):   # resumed run
             import pandas as pd
 
             log = pd.read_csv(log_csv)
-            if monitor in log and len(log):
-                i = int(log[monitor].idxmin())
-                self.best, self.best_epoch = float(log[monitor][i]), int(log["epoch"][i]) + 1
+            if monitor is None and len(log):
+                i = log.index[-1]
+            else:
+                col = log[monitor].dropna() if monitor in log else log.iloc[:0, :0]
+                i = None if not len(col) else (col.idxmin() if mode == "min" else col.idxmax())
+            if i is not None:
+                self.best_logs = log.loc[i].drop("epoch").to_dict()
+                self.best_epoch = int(log["epoch"][i]) + 1
+                if monitor is not None:
+                    self.best = float(log[monitor][i])
+
+    def _better(self, value):
+        if value is None or not math.isfinite(float(value)):
+            return False
+        return value < self.best if self.mode == "min" else value > self.best
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is not None and value < self.best:
-            self.best, self.best_epoch = float(value), epoch + 1
+        logs = logs or {}
+        if self.monitor is None or self._better(logs.get(self.monitor)):
+            if self.monitor is not None:
+                self.best = float(logs[self.monitor])
+            self.best_epoch, self.best_logs = epoch + 1, dict(logs)
             self.get_model().save(self.path)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.splits import EXPERIMENTS, experiment_view
-from ..evaluation import delong_test, evaluate
+from ..evaluation import bootstrap_auc_difference, delong_test, evaluate
 from ..models import load_model
 from .finetune import FinetuneConfig, finetune, predict
 
@@ -71,39 +71,67 @@ def summarize(predictions, n_boot=2000, seed=0, sensitivity=0.9):
                 continue
             if list(p["record"]) != list(ref["record"]):
                 raise ValueError("DeLong needs both models scored on the same test ECGs")
-            tests[f"proposed_vs_{name}"] = delong_test(ref["label"].astype(int),
-                                                       ref["probability"], p["probability"])
+            tests[f"proposed_vs_{name}"] = {
+                **delong_test(ref["label"].astype(int), ref["probability"], p["probability"]),
+                "paired_bootstrap": bootstrap_auc_difference(
+                    ref["label"].astype(int), ref["probability"], p["probability"],
+                    ref["patient_id"], n_boot=n_boot, seed=seed)}
     return summary, tests
 
 
-def subsample_patients(df, fraction, seed):
-    """Patient-level, label-stratified subsample of a labelled manifest (>= 1 patient/class)."""
-    if fraction >= 1:
-        return df
+def subsample_patients(df, fraction, seed, min_per_class=2, name="train2"):
+    """Patient-level, label-stratified subsample of a labelled manifest.
+
+    Each class keeps ``max(1, round(fraction * patients of the class))`` whole patients (a
+    patient is positive if any of its ECGs is). Fewer than ``min_per_class`` patients of
+    either class is a ValueError naming the fraction, the seed and the counts (``name``: what
+    the subset is of, for the message).
+    """
     plab = df.groupby("patient_id")["label"].max().astype(int)
-    rng = np.random.default_rng(seed)
-    keep = []
-    for _, ids in plab.groupby(plab):
-        ids = np.sort(ids.index.to_numpy())
-        k = max(1, int(round(fraction * len(ids))))
-        keep.extend(rng.choice(ids, k, replace=False))
-    return df[df["patient_id"].isin(keep)]
+    if fraction >= 1:
+        keep = list(plab.index)
+    else:
+        rng = np.random.default_rng(seed)
+        keep = []
+        for _, ids in plab.groupby(plab):
+            ids = np.sort(ids.index.to_numpy())
+            k = max(1, int(round(fraction * len(ids))))
+            keep.extend(rng.choice(ids, k, replace=False))
+    pos = int(plab.loc[keep].sum())
+    neg = len(keep) - pos
+    if min(pos, neg) < min_per_class:
+        raise ValueError(f"label fraction {fraction:g} (seed {seed}) leaves {pos} positive and "
+                         f"{neg} negative patients in {name}; use a larger fraction (at least "
+                         f"{min_per_class} of each class)")
+    return df if fraction >= 1 else df[df["patient_id"].isin(keep)]
+
+
+def label_subsets(df, fractions, seeds):
+    """Every label-efficiency subset of train2, {(fraction, seed): manifest}; raises the
+    ValueError of :func:`subsample_patients` for the first one with < 2 patients of a class.
+    Cheap (no records are read): call it before any training."""
+    train = experiment_view(df, "proposed")["train"]
+    return {(frac, seed): subsample_patients(train, frac, seed)
+            for frac in fractions for seed in seeds}
 
 
 def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28, 0.5, 1.0),
                      seeds=(0, 1, 2), finetune_cfg=FinetuneConfig(), encoder_kwargs=None):
     """Test AUC vs share of train2 labels, pretrained vs from scratch, over seeds.
 
-    valid2 and test stay whole. Writes ``label_efficiency.csv`` and ``label_efficiency.png``.
+    valid2 and test stay whole. Every fraction x seed subset is drawn before any training: one
+    with fewer than 2 positive or 2 negative patients is a ValueError (see
+    :func:`subsample_patients`). Writes ``label_efficiency.csv`` and ``label_efficiency.png``.
     """
     from ..evaluation.plots import plot_label_efficiency
     from sklearn.metrics import roc_auc_score
 
     view = experiment_view(df, "proposed")
+    subsets = label_subsets(df, fractions, seeds)          # all of them, before any training
     rows = []
     for frac in fractions:
         for seed in seeds:
-            train = subsample_patients(view["train"], frac, seed)
+            train = subsets[(frac, seed)]
             for init in ("pretrained", "scratch"):
                 stage(f"label efficiency: {frac:.0%} of labels ({len(train)} ECGs), seed {seed}"
                       f", {init}")

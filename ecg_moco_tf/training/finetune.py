@@ -6,6 +6,34 @@ starts from the same weights), trained with Adam and binary cross-entropy, early
 validation loss with the best weights restored. The model with the lowest validation loss
 across the sweep is returned.
 
+Settings for a few hundred labelled ECGs (all off by default except ``bn_momentum``; one
+:class:`FinetuneConfig` serves all three experiments, so the comparison stays fair):
+
+- ``bn_momentum`` (0.9): momentum of every batch norm of the classifier's encoder, pretrained
+  or random (set on the copy). Keras's 0.99 needs hundreds of steps to forget the starting
+  statistics; with ~26 steps per epoch the validation outputs stay squashed and early
+  stopping fires at once. ``flags/paper_protocol.flags`` keeps 0.99.
+- ``weight_decay`` > 0: AdamW with that decoupled decay (biases and batch-norm gamma/beta are
+  not decayed), else Adam.
+- ``encoder_lr_multiplier``: learning rate of the encoder's variables relative to the head's
+  (0 = the encoder's weights stay put while its batch norms still run in training mode).
+  Adam is invariant to gradient scale, so this is not done by scaling gradients: the
+  encoder's variables get their own optimizer at ``lr * multiplier`` (a small training-only
+  wrapper, :class:`TwoRateTrainer`); the returned and saved classifier stays the plain
+  functional model.
+- ``linear_probe_epochs`` (LP-FT, Kumar et al. 2022): first train the head alone for that
+  many epochs at the same learning rate with the encoder frozen (its batch norms in inference
+  mode, not one of its weights changes), then unfreeze and fine-tune with a fresh optimizer,
+  early-stopped as usual. The CSV log numbers the epochs through both phases.
+- ``augment``: the pretraining augmentations (:func:`~ecg_moco_tf.augment.build_augmenter`)
+  on every training batch; ``dropout``: before the output layer.
+- ``reestimate_bn``: after training (best weights restored), re-estimate the batch norms'
+  moving statistics on the (unaugmented) training set: one pass in training mode with the
+  momentum of batch i set to i / (i + 1), so each moving statistic ends as the plain average
+  of the per-batch statistics (what ``torch.optim.swa_utils.update_bn`` does). The
+  validation loss is then computed again and decides the sweep, and that model is saved.
+  Skipped with a frozen encoder (its head was trained on the stored statistics).
+
 Class imbalance: by default none of the loss is re-weighted: the sigmoid output then stays a
 calibrated probability at the training prevalence, and AUC does not depend on prevalence
 (the paper's downstream set is 31 % positive). ``class_weight="balanced"`` weights the classes
@@ -14,7 +42,7 @@ inversely to their frequency, for very rare findings.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -27,11 +55,13 @@ from ..models.encoder import adapt_normalization, build_encoder
 from .callbacks import StopOnNaN
 
 PAPER_LEARNING_RATES = (1e-4, 3e-5, 1e-5)
+HEAD_LAYERS = ("head_dense", "head_dropout", "head_logit", "probability")
+NO_DECAY = ("bias", "gamma", "beta")          # variable names AdamW leaves undecayed
 
 
 @dataclass
 class FinetuneConfig:
-    """Fine-tuning settings (each is a flag of ``ecg-moco finetune``)."""
+    """Fine-tuning settings (each is a flag of ``ecg-moco finetune`` and ``reproduce``)."""
 
     learning_rates: tuple = PAPER_LEARNING_RATES
     epochs: int = 50
@@ -42,9 +72,34 @@ class FinetuneConfig:
     freeze_encoder: bool = False
     class_weight: str = "none"          # or "balanced"
     augment: bool = False
+    bn_momentum: float = 0.9            # every batch norm of the encoder copy
+    weight_decay: float = 0.0           # > 0: AdamW
+    encoder_lr_multiplier: float = 1.0  # encoder learning rate / head learning rate
+    linear_probe_epochs: int = 0        # LP-FT: head-only epochs before fine-tuning
+    reestimate_bn: bool = False         # average BN statistics over train before validating
     cache: bool = True
     seed: int = 0
     verbose: int = 2
+
+    def check(self):
+        if not 0.0 <= self.bn_momentum < 1.0:
+            raise ValueError(f"bn_momentum must be in [0, 1), got {self.bn_momentum}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.encoder_lr_multiplier < 0:
+            raise ValueError("encoder_lr_multiplier must be >= 0, got "
+                             f"{self.encoder_lr_multiplier}")
+        if self.linear_probe_epochs < 0:
+            raise ValueError(f"linear_probe_epochs must be >= 0, got {self.linear_probe_epochs}")
+        if self.linear_probe_epochs and self.freeze_encoder:
+            raise ValueError("linear_probe_epochs needs an encoder that is fine-tuned after the "
+                             "probe; with freeze_encoder the whole run is a linear probe")
+        return self
+
+
+# settings written into every row of the sweep table (all of them are in results.json too)
+SWEEP_SETTINGS = ("bn_momentum", "weight_decay", "encoder_lr_multiplier", "linear_probe_epochs",
+                  "augment", "dropout", "reestimate_bn")
 
 
 @dataclass
@@ -52,7 +107,8 @@ class FinetuneResult:
     model: keras.Model
     best_learning_rate: float
     sweep: pd.DataFrame                 # one row per learning rate
-    histories: dict
+    histories: dict                     # learning rate -> fine-tuning history
+    probe_histories: dict = field(default_factory=dict)   # learning rate -> probe history
 
 
 def _class_weight(df, mode):
@@ -74,6 +130,96 @@ def _labelled(df, name):
     return df
 
 
+def batch_norms(model):
+    """Every batch-norm layer of a model (nested ones included)."""
+    return [layer for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def set_bn_momentum(model, momentum):
+    """Set the moving-statistics momentum of every batch norm of ``model`` (in place)."""
+    for layer in batch_norms(model):
+        layer.momentum = float(momentum)
+    return model
+
+
+def make_optimizer(learning_rate, weight_decay=0.0):
+    """Adam, or AdamW with decoupled ``weight_decay`` (biases and BN gamma/beta not decayed)."""
+    if weight_decay > 0:
+        opt = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+        opt.exclude_from_weight_decay(var_names=list(NO_DECAY))
+        return opt
+    return keras.optimizers.Adam(learning_rate)
+
+
+class TwoRateTrainer(keras.Model):
+    """Trains a functional ``classifier`` with two optimizers: the compiled one for the head's
+    variables, ``encoder_optimizer`` (None: not updated) for the encoder's.
+
+    For ``fit``/``evaluate`` only: it shares the classifier's layers and variables, so after
+    training the plain functional ``classifier`` holds the result (save and return that one).
+    """
+
+    def __init__(self, classifier, encoder_optimizer=None, head_layers=HEAD_LAYERS):
+        super().__init__(name=f"{classifier.name}_two_rate")
+        self.classifier = classifier
+        self.encoder_optimizer = encoder_optimizer
+        self._head_layers = tuple(head_layers)
+        if encoder_optimizer is not None:
+            encoder_optimizer.build(self._split()[0])    # outside the traced train step
+
+    def call(self, x, training=False):
+        return self.classifier(x, training=training)
+
+    def _split(self):
+        head = {id(v) for layer in self.classifier.layers if layer.name in self._head_layers
+                for v in layer.trainable_variables}
+        variables = self.classifier.trainable_variables
+        return ([v for v in variables if id(v) not in head],
+                [v for v in variables if id(v) in head])
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        encoder_vars, head_vars = self._split()
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                     training=True)
+        grads = tape.gradient(loss, encoder_vars + head_vars)
+        self.optimizer.apply(grads[len(encoder_vars):], head_vars)
+        if self.encoder_optimizer is not None and encoder_vars:
+            self.encoder_optimizer.apply(grads[:len(encoder_vars)], encoder_vars)
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss, sample_weight=tf.shape(x)[0])
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+def reestimate_batch_norm(model, batches):
+    """Replace the moving statistics of ``model``'s trainable batch norms by their average over
+    ``batches`` (signals, or (signal, label) pairs): one pass in training mode, the momentum of
+    batch i set to i / (i + 1) (batch 0 overwrites, then a running mean). Returns the number
+    of batches; the layers' momenta are restored afterwards."""
+    layers = [layer for layer in batch_norms(model) if layer.trainable]
+    if not layers:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    n = 0
+    try:
+        for batch in batches:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            for layer in layers:
+                layer.momentum = n / (n + 1.0)
+            model(x, training=True)                # eager: the momentum is read on each call
+            n += 1
+    finally:
+        for layer, m in zip(layers, momenta):
+            layer.momentum = m
+    return n
+
+
 def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=None,
              encoder_kwargs=None):
     """Fine-tune from ``encoder`` (None: random init of ``build_encoder(**encoder_kwargs)``).
@@ -81,6 +227,7 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
     The given encoder is never modified (each learning rate works on a copy). A random encoder
     gets its normalization adapted on ``train_df``; a pretrained one keeps its own.
     """
+    cfg.check()
     _labelled(train_df, "train")
     _labelled(valid_df, "valid")
     keras.utils.set_random_seed(cfg.seed)
@@ -93,39 +240,77 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
     aug = build_augmenter(seed=cfg.seed) if cfg.augment else None
     train_b = pipeline.supervised(train, cfg.batch_size, augmenter=aug, seed=cfg.seed)
     valid_b = pipeline.supervised(valid, cfg.batch_size)
-    rows, histories, best = [], {}, None
+    class_weight = _class_weight(train_df, cfg.class_weight)
+    probe = cfg.linear_probe_epochs
+    rows, histories, probe_histories, best = [], {}, {}, None
     for lr in cfg.learning_rates:
         keras.utils.set_random_seed(cfg.seed)             # same head init for every rate
-        model = build_classifier(copy_encoder(encoder), cfg.hidden_units, cfg.dropout,
-                                 cfg.freeze_encoder)
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
-                      metrics=[keras.metrics.AUC(name="auc")])
+        enc = set_bn_momentum(copy_encoder(encoder), cfg.bn_momentum)
+        model = build_classifier(enc, cfg.hidden_units, cfg.dropout,
+                                 cfg.freeze_encoder or probe > 0)
+        metrics = [keras.metrics.AUC(name="auc")]
         nan = StopOnNaN(f"Lower the learning rate (now {lr:g}) or check the input with "
                         "`ecg-moco validate`.")
-        callbacks = [keras.callbacks.EarlyStopping("val_loss", patience=cfg.patience,
-                                                   restore_best_weights=True), nan]
+        csv = None
         if out_dir:
             os.makedirs(out_dir, exist_ok=True)
-            callbacks.append(keras.callbacks.CSVLogger(os.path.join(out_dir,
-                                                                    f"finetune_lr{lr:g}.csv")))
+            csv = os.path.join(out_dir, f"finetune_lr{lr:g}.csv")
         if cfg.verbose:
             print(f"fine-tuning with learning rate {lr:g}")
-        hist = model.fit(train_b, validation_data=valid_b, epochs=cfg.epochs,
-                         class_weight=_class_weight(train_df, cfg.class_weight),
-                         callbacks=callbacks, verbose=cfg.verbose, shuffle=False).history
+        if probe:          # LP-FT, phase 1: the head alone (through a view of the same layers,
+            # so that the classifier itself is compiled only for fine-tuning)
+            prober = keras.Model(model.input, model.output, name=model.name)
+            prober.compile(optimizer=make_optimizer(lr, cfg.weight_decay),
+                           loss="binary_crossentropy", metrics=metrics)
+            callbacks = [nan] + ([keras.callbacks.CSVLogger(csv)] if csv else [])
+            probe_histories[lr] = prober.fit(
+                train_b, validation_data=valid_b, epochs=probe, class_weight=class_weight,
+                callbacks=callbacks, verbose=cfg.verbose, shuffle=False).history
+            nan.check()
+            for layer in enc.layers:              # phase 2: fine-tune everything
+                layer.trainable = True
+            metrics = [keras.metrics.AUC(name="auc")]
+        trainer = model
+        if cfg.encoder_lr_multiplier != 1.0 and not cfg.freeze_encoder:
+            enc_opt = (make_optimizer(lr * cfg.encoder_lr_multiplier, cfg.weight_decay)
+                       if cfg.encoder_lr_multiplier > 0 else None)
+            trainer = TwoRateTrainer(model, enc_opt)
+        trainer.compile(optimizer=make_optimizer(lr, cfg.weight_decay),
+                        loss="binary_crossentropy", metrics=metrics)
+        callbacks = [keras.callbacks.EarlyStopping("val_loss", patience=cfg.patience,
+                                                   restore_best_weights=True), nan]
+        if csv:
+            callbacks.append(keras.callbacks.CSVLogger(csv, append=probe > 0))
+        hist = trainer.fit(train_b, validation_data=valid_b, initial_epoch=probe,
+                           epochs=probe + cfg.epochs, class_weight=class_weight,
+                           callbacks=callbacks, verbose=cfg.verbose, shuffle=False).history
         nan.check()
-        val = np.asarray(hist["val_loss"])
-        rows.append({"learning_rate": lr, "best_val_loss": float(val.min()),
-                     "best_epoch": int(val.argmin()) + 1, "epochs_run": len(val),
-                     "best_val_auc": float(np.asarray(hist["val_auc"])[val.argmin()])})
+        val = np.asarray(hist.get("val_loss", []), dtype=float)
+        row = {"learning_rate": lr}
+        if len(val):
+            row.update(best_val_loss=float(val.min()), best_epoch=int(val.argmin()) + 1,
+                       epochs_run=len(val),
+                       best_val_auc=float(np.asarray(hist["val_auc"])[val.argmin()]))
+        else:
+            row.update(best_val_loss=np.nan, best_epoch=0, epochs_run=0, best_val_auc=np.nan)
+        reestimate = cfg.reestimate_bn and not cfg.freeze_encoder
+        if reestimate:
+            reestimate_batch_norm(model, pipeline.supervised(train, cfg.batch_size))
+            row.update(val_loss_before_bn_reestimate=row["best_val_loss"],
+                       val_auc_before_bn_reestimate=row["best_val_auc"])
+        if reestimate or not len(val):            # validate the model that is kept
+            ev = trainer.evaluate(valid_b, verbose=0, return_dict=True)
+            row.update(best_val_loss=float(ev["loss"]), best_val_auc=float(ev["auc"]))
+        row.update({k: getattr(cfg, k) for k in SWEEP_SETTINGS})
+        rows.append(row)
         histories[lr] = hist
-        if best is None or val.min() < best[0]:
-            best = (float(val.min()), lr, model)
+        if best is None or row["best_val_loss"] < best[0]:
+            best = (row["best_val_loss"], lr, model)
     sweep = pd.DataFrame(rows)
     if out_dir:
         sweep.to_csv(os.path.join(out_dir, "lr_sweep.csv"), index=False)
         best[2].save(os.path.join(out_dir, "classifier.keras"))
-    return FinetuneResult(best[2], best[1], sweep, histories)
+    return FinetuneResult(best[2], best[1], sweep, histories, probe_histories)
 
 
 def predict(model, df, batch_size=64):

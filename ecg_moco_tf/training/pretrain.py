@@ -1,7 +1,13 @@
 """MoCo pretraining on the unlabelled pool (train1 / valid1).
 
 ``pretrain`` adapts the encoder's normalization on train1, fits MoCo with Adam, validates on
-valid1 every epoch and saves the query encoder with the lowest validation loss. Logs: CSV
+valid1 every epoch (the same two fixed views of each ECG every epoch) and, given labelled
+monitor splits (train2 -> valid2), runs the representation monitor (``training.monitor``: kNN
+and logistic-probe AUC of the frozen features, alignment and uniformity) every
+``monitor_every`` epochs. It saves the query encoder chosen by ``select``: the highest probe
+AUC ("monitor"), the last epoch's ("last", also the fallback when the monitor cannot run), or
+the lowest validation loss ("val_loss"; not comparable across epochs, as the loss depends on
+the queue). Logs: CSV
 (``pretrain_log.csv``) and TensorBoard (``tensorboard/``). ``BackupAndRestore``
 (``backup/``) lets a killed run resume at its last finished epoch, with its queue, pointer,
 key encoder and optimizer state: re-running into the same folder resumes only while that
@@ -15,7 +21,7 @@ import json
 import os
 import shutil
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import keras
 
@@ -24,6 +30,7 @@ from ..data import pipeline
 from ..models.encoder import adapt_normalization, build_encoder
 from ..models.moco import MoCo
 from .callbacks import SaveBest, StopOnNaN
+from .monitor import build_monitor
 
 
 @dataclass
@@ -41,9 +48,57 @@ class PretrainConfig:
     shuffle_bn_splits: int = 2
     augmentations: tuple = ()          # empty: the paper's five
     augment_probability: float = 0.5
+    augment_overrides: dict = field(default_factory=dict)   # class name -> constructor kwargs
+    warmup_steps: int = 0              # linear LR warm-up from 0 (optimizer steps)
+    lr_schedule: str = "constant"      # after warm-up: "constant" | "cosine" (decay to 0)
+    momentum_final: float | None = None   # key momentum: cosine momentum -> this over the run
     cache: bool = True                 # keep decoded ECGs in memory (small data sets)
     seed: int = 0
     verbose: int = 2
+    monitor_every: int = 1             # representation monitor every N epochs (0: off)
+    select: str = "monitor"            # saved encoder: "monitor" | "last" | "val_loss"
+
+
+SELECT = ("monitor", "last", "val_loss")
+_SELECT_KEY = {"monitor": "monitor_probe_auc", "last": None, "val_loss": "val_loss"}
+
+
+def _number(x):
+    return None if x is None else float(x)
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def total_steps(cfg, num_train):
+    """Optimizer steps of the whole run: epochs x (``num_train // batch_size``, whole batches)."""
+    return cfg.epochs * (num_train // cfg.batch_size)
+
+
+def learning_rate(cfg, steps):
+    """Adam's learning rate for a run of ``steps`` optimizer steps: ``cfg.learning_rate``
+    (constant, no warm-up), or a Keras ``CosineDecay`` (serializable; a function of
+    ``optimizer.iterations``, so ``BackupAndRestore`` resumes it): linear warm-up from 0 over
+    ``warmup_steps``, then constant (``lr_schedule="constant"``: ``alpha=1``) or a cosine decay
+    to 0 at the last step (``"cosine"``)."""
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule={cfg.lr_schedule!r}: choose from {LR_SCHEDULES}")
+    if cfg.warmup_steps < 0:
+        raise ValueError(f"warmup_steps={cfg.warmup_steps} must be >= 0")
+    if cfg.lr_schedule == "constant" and not cfg.warmup_steps:
+        return cfg.learning_rate
+    alpha = 1.0 if cfg.lr_schedule == "constant" else 0.0
+    decay = max(1, steps - cfg.warmup_steps)
+    if not cfg.warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay, alpha=alpha)
+    return keras.optimizers.schedules.CosineDecay(0.0, decay, alpha=alpha,
+                                                  warmup_target=cfg.learning_rate,
+                                                  warmup_steps=cfg.warmup_steps)
+
+
+def _augmenter(cfg):
+    return build_augmenter(cfg.augmentations or None, probability=cfg.augment_probability,
+                           seed=cfg.seed, **(cfg.augment_overrides or {}))
 
 
 def check_queue_size(queue_size, num_train, batch_size):
@@ -104,51 +159,78 @@ def _prepare_out_dir(out_dir, overwrite, epochs):
 
 
 def _datasets(train_df, valid_df, cfg):
-    aug = build_augmenter(cfg.augmentations or None, probability=cfg.augment_probability,
-                          seed=cfg.seed)
+    aug = _augmenter(cfg)
     cache = "" if cfg.cache else None
     train = pipeline.manifest_dataset(train_df, shuffle=True, seed=cfg.seed, cache=cache)
     valid = pipeline.manifest_dataset(valid_df, cache=cache)
     return (train, pipeline.two_view(train, aug, cfg.batch_size, seed=cfg.seed),
-            pipeline.two_view(valid, aug, cfg.batch_size, seed=cfg.seed + 1))
+            pipeline.two_view(valid, aug, cfg.batch_size, seed=cfg.seed + 1, fixed=True), aug)
 
 
 def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
-             extra_callbacks=(), overwrite=False):
+             extra_callbacks=(), overwrite=False, monitor_train_df=None, monitor_valid_df=None):
     """Pretrain ``encoder`` (default: the paper's) with MoCo; returns (moco, history dict).
 
     Reproducibility: everything after the call is seeded by ``cfg.seed``; a caller-built
     ``encoder`` has the initial weights of its own construction, so seed before building it
     (``keras.utils.set_random_seed``) for identical runs.
 
-    The best query encoder is saved to ``<out_dir>/encoder.keras``, the final MoCo model to
-    ``<out_dir>/moco.keras``.
+    The query encoder chosen by ``cfg.select`` is saved to ``<out_dir>/encoder.keras``, the
+    final MoCo model to ``<out_dir>/moco.keras``; ``pretrain_config.json`` says which rule
+    chose it (``selected_by``), its epoch (``best_epoch``) and value (``selected_value``).
+
+    ``monitor_train_df`` / ``monitor_valid_df``: labelled manifests (train2 / valid2) for the
+    representation monitor (``training.monitor``; labels only reach scikit-learn). Without
+    them, with ``monitor_every=0`` or with a one-class split (a warning), there is no monitor
+    and ``select="monitor"`` falls back to "last" (printed).
 
     ``out_dir`` with an unfinished ``backup/`` (a killed run): resume it, with the same ``cfg``.
     ``out_dir`` with a finished run: ``FileExistsError``, unless ``overwrite`` (delete that
     run's outputs and any backup, start fresh). Other files in ``out_dir`` are left alone.
     """
     check_queue_size(cfg.queue_size, len(train_df), cfg.batch_size)
+    if cfg.select not in SELECT:
+        raise ValueError(f"select={cfg.select!r}: choose from {SELECT}")
+    g = cfg.shuffle_bn_splits
+    if g > 1 and (cfg.batch_size % g or cfg.batch_size // g < 2):
+        raise ValueError(f"--batch_size={cfg.batch_size} must be a multiple of "
+                         f"--shuffle_bn_splits={g} with at least 2 ECGs per group")
     if len(valid_df) < cfg.batch_size:
         raise ValueError(f"valid1 has {len(valid_df)} ECGs, fewer than one batch of "
                          f"{cfg.batch_size}; lower --batch_size")
+    steps = total_steps(cfg, len(train_df))
+    lr = learning_rate(cfg, steps)                    # checks lr_schedule and warmup_steps
+    _augmenter(cfg)                                   # checks names and overrides
     resume = _prepare_out_dir(out_dir, overwrite, cfg.epochs)
     keras.utils.set_random_seed(cfg.seed)
     os.makedirs(out_dir, exist_ok=True)
     encoder = encoder or build_encoder()              # built after seeding: reproducible
-    raw_train, train, valid = _datasets(train_df, valid_df, cfg)
+    raw_train, train, valid, aug = _datasets(train_df, valid_df, cfg)
     adapt_normalization(encoder, raw_train.batch(cfg.batch_size))
     moco = MoCo(encoder, version=cfg.version, queue_size=cfg.queue_size,
                 momentum=cfg.momentum, temperature=cfg.temperature, symmetric=cfg.symmetric,
-                shuffle_bn_splits=cfg.shuffle_bn_splits, seed=cfg.seed)
-    moco.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+                shuffle_bn_splits=cfg.shuffle_bn_splits, seed=cfg.seed,
+                momentum_final=cfg.momentum_final,
+                momentum_steps=steps if cfg.momentum_final is not None else 0)
+    moco.compile(optimizer=keras.optimizers.Adam(lr))
     nan = StopOnNaN("Lower --learning_rate, raise --temperature, or check the input with "
                     "`ecg-moco validate`.")
+    monitor, select = None, cfg.select
+    if monitor_train_df is not None and monitor_valid_df is not None:
+        monitor = build_monitor(lambda: moco.encoder, monitor_train_df, monitor_valid_df,
+                                every=cfg.monitor_every, views_df=valid_df, augmenter=aug,
+                                seed=cfg.seed + 1, batch_size=cfg.batch_size)
+    if select == "monitor" and monitor is None:
+        print("no representation monitor (labelled monitor splits with both classes and "
+              "monitor_every >= 1 needed): keeping the last epoch's encoder (select='last')")
+        select = "last"
     log = os.path.join(out_dir, "pretrain_log.csv")
     best = SaveBest(os.path.join(out_dir, "encoder.keras"), lambda: moco.encoder,
+                    monitor=_SELECT_KEY[select], mode="max" if select == "monitor" else "min",
                     log_csv=log if resume else None)        # resumed: the best so far
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup")),
+        *([monitor] if monitor else []),     # before the loggers and SaveBest: adds to logs
         keras.callbacks.CSVLogger(log, append=resume),
         keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard")),
         nan, best, *extra_callbacks,
@@ -157,9 +239,13 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
                     verbose=cfg.verbose, shuffle=False)     # the pipeline shuffles (seeded)
     nan.check()
     moco.save(os.path.join(out_dir, "moco.keras"))
-    if best.best_epoch is None:          # resumed after the last epoch: keep the final encoder
-        moco.encoder.save(best.path)
+    if best.best_epoch is None:          # resumed after the last epoch, or no finite monitor
+        moco.encoder.save(best.path)     # value: keep the final encoder
+        select = "last"
+    key, logs = _SELECT_KEY[select], best.best_logs
     with open(os.path.join(out_dir, "pretrain_config.json"), "w") as f:
-        json.dump({**asdict(cfg), "best_epoch": best.best_epoch, "best_val_loss": best.best},
+        json.dump({**asdict(cfg), "best_epoch": best.best_epoch,
+                   "best_val_loss": _number(logs.get("val_loss")), "selected_by": select,
+                   "selected_value": _number(logs.get(key)) if key else None},
                   f, indent=1, default=str)
     return moco, hist.history

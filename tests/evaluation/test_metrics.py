@@ -97,3 +97,24 @@ def test_bad_inputs():
         evaluate([1, 1, 1], [0.2, 0.3, 0.4])
     with pytest.raises(ValueError, match="differ in length"):
         evaluate([0, 1], [0.2, 0.3, 0.4])
+
+
+def test_paired_auc_difference_and_seed_differences():
+    from ecg_moco_tf.evaluation import bootstrap_auc_difference, mean_difference_ci
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 60)
+    good = y + rng.normal(0, 0.6, 120)
+    bad = y + rng.normal(0, 2.0, 120)
+    d = bootstrap_auc_difference(y, good, bad, n_boot=300, seed=1)
+    from sklearn.metrics import roc_auc_score
+
+    assert d["difference"] == pytest.approx(roc_auc_score(y, good) - roc_auc_score(y, bad))
+    assert 0 < d["ci_low"] < d["difference"] < d["ci_high"]
+    same = bootstrap_auc_difference(y, good, good, n_boot=50)
+    assert same == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    m = mean_difference_ci([0.02, 0.04, 0.03, 0.05, 0.01])
+    # by hand: mean 0.03, sd 0.0158, t(0.975, 4) = 2.776 -> half width 0.0196
+    assert m["mean"] == pytest.approx(0.03) and m["n"] == 5
+    assert m["ci_low"] == pytest.approx(0.03 - 0.019632, abs=1e-5)
+    assert m["ci_high"] == pytest.approx(0.03 + 0.019632, abs=1e-5)

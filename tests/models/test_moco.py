@@ -142,3 +142,89 @@ def test_shuffle_bn_query_and_key_see_different_batch_statistics(views):
     x = xq.copy()
     x[7] += 3.0
     assert (np.abs(no_split._query(x, True).numpy() - q).max(1) > 1e-6).all()
+
+
+# ------------------------------------------------------------ key-momentum schedule
+def test_key_momentum_schedule_by_hand():
+    from ecg_moco_tf.models.moco import key_momentum
+
+    m0, mf, T = 0.9, 0.99, 8
+    # m_t = mf - (mf - m0) * (cos(pi t / T) + 1) / 2
+    expect = {0: 0.9, T // 2: 0.99 - 0.09 * 0.5, T: 0.99, 2 * T: 0.99,
+              T // 4: 0.99 - 0.09 * (np.cos(np.pi / 4) + 1) / 2}
+    for t, m in expect.items():
+        assert float(key_momentum(t, m0, mf, T)) == pytest.approx(m, abs=1e-7), t
+    assert float(key_momentum(0, m0, mf, T)) == np.float32(0.9)           # exact ends
+    assert float(key_momentum(T, m0, mf, T)) == np.float32(0.99)
+    assert key_momentum(5, 0.99) == 0.99 and key_momentum(5, 0.99, 0.999, 0) == 0.99  # off
+    with pytest.raises(ValueError, match="momentum_final"):
+        MoCo(build_encoder(**SHORT), momentum_final=1.5)
+
+
+def test_momentum_schedule_applies_m_t_of_each_step(small_encoder, views):
+    """Step 1 applies m_0 = 0.9 exactly, step 2 m_1 (from optimizer.iterations = 1)."""
+    xq, xk = views
+    m = _moco(small_encoder, momentum=0.9, momentum_final=0.99, momentum_steps=4)
+    keys = lambda: _vals(m.key_encoder.weights + m.key_head.weights)       # noqa: E731
+    queries = lambda: _vals(m.encoder.weights + m.head.weights)            # noqa: E731
+    m1 = 0.99 - 0.09 * (np.cos(np.pi / 4) + 1) / 2
+    for step, mt in ((0, 0.9), (1, m1)):
+        old_key = keys()
+        assert int(m.optimizer.iterations.numpy()) == step
+        assert float(m.key_momentum()) == pytest.approx(mt, abs=1e-7)
+        m.train_on_batch((xq, xk))
+        for ok, nq, nk in zip(old_key, queries(), keys()):
+            np.testing.assert_allclose(nk, mt * ok + (1 - mt) * nq, rtol=1e-5, atol=1e-6)
+    for _ in range(3):
+        m.train_on_batch((xq, xk))
+    assert float(m.key_momentum()) == pytest.approx(0.99)                # stays at the end
+
+
+def test_momentum_schedule_in_config_and_saved_model(small_encoder, views, tmp_path):
+    xq, xk = views
+    m = _moco(small_encoder, momentum_final=0.99, momentum_steps=8)
+    cfg = m.get_config()
+    assert (cfg["momentum_final"], cfg["momentum_steps"]) == (0.99, 8)
+    m.train_on_batch((xq, xk))
+    m.save(tmp_path / "moco.keras")
+    back = keras.saving.load_model(tmp_path / "moco.keras")
+    assert (back.momentum_final, back.momentum_steps) == (0.99, 8)
+    assert int(back.optimizer.iterations.numpy()) == 1                   # schedule resumes
+    assert float(back.key_momentum()) == pytest.approx(float(m.key_momentum()))
+
+
+def test_pretrain_cosine_lr_with_warmup_and_momentum_schedule(small_cohort, tmp_path):
+    import json
+
+    from ecg_moco_tf.data import experiment_view
+    from ecg_moco_tf.training.pretrain import (PretrainConfig, learning_rate, pretrain,
+                                               total_steps)
+    from tests.sizes import TINY
+
+    view = experiment_view(small_cohort, "proposed")
+    train, valid = view["pretrain_train"], view["pretrain_valid"]
+    cfg = PretrainConfig(epochs=1, batch_size=8, queue_size=16, lr_schedule="cosine",
+                         warmup_steps=2, momentum=0.9, momentum_final=0.99, verbose=0)
+    keras.utils.set_random_seed(0)
+    moco, hist = pretrain(train, valid, str(tmp_path / "pre"), cfg,
+                          encoder=build_encoder(**TINY))
+    steps = total_steps(cfg, len(train))
+    assert steps == len(train) // 8 >= 4 and np.isfinite(hist["loss"]).all()
+    sched = learning_rate(cfg, steps)
+    assert isinstance(sched, keras.optimizers.schedules.CosineDecay)
+    lr = cfg.learning_rate
+    assert [float(sched(t)) for t in (0, 1, 2)] == pytest.approx([0.0, lr / 2, lr])   # warm-up
+    assert float(sched(2 + (steps - 2) / 2)) == pytest.approx(lr / 2)      # cosine midpoint
+    assert int(moco.optimizer.iterations.numpy()) == steps
+    assert float(moco.optimizer.learning_rate.numpy()) == pytest.approx(float(sched(steps)),
+                                                                        abs=1e-12)
+    assert float(sched(steps)) == pytest.approx(0.0, abs=1e-12)            # decayed to 0
+    assert moco.momentum_steps == steps and float(moco.key_momentum()) == pytest.approx(0.99)
+    saved = json.loads((tmp_path / "pre" / "pretrain_config.json").read_text())
+    assert (saved["lr_schedule"], saved["warmup_steps"], saved["momentum_final"]) == (
+        "cosine", 2, 0.99)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        learning_rate(PretrainConfig(lr_schedule="step"), 10)
+    flat = learning_rate(PretrainConfig(warmup_steps=4), 10)                # constant + warm-up
+    assert [float(flat(t)) for t in (0, 2, 4, 10)] == pytest.approx([0, 5e-4, 1e-3, 1e-3])
+    assert learning_rate(PretrainConfig(), 10) == 1e-3                      # unchanged default

@@ -11,11 +11,14 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from ecg_moco_tf.data import experiment_view
-from ecg_moco_tf.models import build_encoder
+from ecg_moco_tf.models import build_encoder, load_model
 from ecg_moco_tf.models.classifier import build_classifier, copy_encoder
-from ecg_moco_tf.training.experiments import run_experiment, subsample_patients
-from ecg_moco_tf.training.finetune import FinetuneConfig, finetune
+from ecg_moco_tf.training.experiments import (label_efficiency, run_experiment,
+                                              subsample_patients)
+from ecg_moco_tf.training.finetune import FinetuneConfig, batch_norms, finetune, predict
 from tests.sizes import TINY
+
+HEAD = ("head_dense", "head_logit")
 
 
 def test_classifier_shapes_freeze_and_roundtrip(tmp_path):
@@ -42,6 +45,8 @@ def test_finetune_sweep_keeps_lowest_val_loss_and_leaves_encoder_alone(small_coh
     res = finetune(view["train"], view["valid"], enc, cfg, out_dir=str(tmp_path))
     for a, b in zip(before, enc.get_weights()):
         np.testing.assert_array_equal(a, b)
+    assert type(res.model.optimizer) is keras.optimizers.Adam            # weight_decay 0
+    assert [bn.momentum for bn in batch_norms(res.model)] == [0.9] * 3   # the default
     assert list(res.sweep["learning_rate"]) == [1e-2, 1e-4]
     best = res.sweep.loc[res.sweep["best_val_loss"].idxmin(), "learning_rate"]
     assert res.best_learning_rate == best
@@ -69,9 +74,109 @@ def test_subsample_patients_stratified():
     df = pd.DataFrame({"record": [f"r{i}" for i in range(100)],
                        "patient_id": [f"p{i // 2}" for i in range(100)],
                        "label": [int(i // 2 < 10) for i in range(100)]})
-    sub = subsample_patients(df, 0.1, seed=0)
-    assert sub["patient_id"].nunique() == 1 + 4 and sub["label"].sum() == 2
+    sub = subsample_patients(df, 0.2, seed=0)
+    assert sub["patient_id"].nunique() == 2 + 8 and sub["label"].sum() == 4
     assert sub.groupby("patient_id").size().eq(2).all()              # whole patients
+    msg = ("label fraction 0.1 (seed 3) leaves 1 positive and 4 negative patients in train2; "
+           "use a larger fraction (at least 2 of each class)")
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        subsample_patients(df, 0.1, seed=3)
+
+
+def _encoder_weights(model, encoder):
+    """{layer name: weights} of the encoder's layers as they are in ``model``."""
+    return {layer.name: [w.copy() for w in model.get_layer(layer.name).get_weights()]
+            for layer in encoder.layers if layer.weights}
+
+
+def test_label_efficiency_refuses_too_few_labels_before_training(small_cohort, tmp_path):
+    train2 = experiment_view(small_cohort, "proposed")["train"]
+    pos = int(train2.groupby("patient_id")["label"].max().sum())
+    neg = train2["patient_id"].nunique() - pos
+    assert pos >= 2 and neg >= 2
+    # the encoder path does not exist: an error about it would mean training had started
+    with pytest.raises(ValueError, match=r"label fraction 0.01 \(seed 0\) leaves 1 positive "
+                       r"and 1 negative patients in train2; use a larger fraction"):
+        label_efficiency(small_cohort, str(tmp_path / "missing.keras"), str(tmp_path),
+                         fractions=(1.0, 0.01), seeds=(0, 1))
+    assert not os.path.exists(tmp_path / "label_efficiency.csv")
+
+
+def test_bn_momentum_two_rates_reestimated_bn_and_saved_classifier_reload(small_cohort,
+                                                                         tmp_path):
+    """bn_momentum on every BN layer of the copy; an encoder learning-rate multiplier (a
+    training-only wrapper) and BN re-estimation still give a plain functional classifier that
+    reloads and predicts the same."""
+    view = experiment_view(small_cohort, "baseline_full_labels")
+    keras.utils.set_random_seed(0)
+    enc = build_encoder(**TINY, bn_momentum=0.99)
+    cfg = FinetuneConfig(learning_rates=(1e-3,), epochs=1, batch_size=8, hidden_units=8,
+                         bn_momentum=0.8, encoder_lr_multiplier=0.3, reestimate_bn=True,
+                         dropout=0.2, verbose=0)
+    res = finetune(view["train"], view["valid"], enc, cfg, out_dir=str(tmp_path))
+    bns = batch_norms(res.model)
+    assert len(bns) == 3 and [bn.momentum for bn in bns] == [0.8] * 3
+    assert [bn.momentum for bn in batch_norms(enc)] == [0.99] * 3     # the original untouched
+    assert type(res.model) is keras.Model or type(res.model).__name__ == "Functional"
+    row = res.sweep.iloc[0]
+    assert row["bn_momentum"] == 0.8 and row["encoder_lr_multiplier"] == 0.3
+    assert bool(row["reestimate_bn"]) and np.isfinite(row["val_loss_before_bn_reestimate"])
+    back = load_model(str(tmp_path / "classifier.keras"))
+    assert type(back).__name__ == "Functional"
+    assert [bn.momentum for bn in batch_norms(back)] == [0.8] * 3
+    a, b = predict(res.model, view["test"]), predict(back, view["test"])
+    np.testing.assert_allclose(a["probability"], b["probability"], atol=1e-6)
+    assert a["probability"].std() > 0
+
+
+def test_encoder_lr_multiplier_zero_keeps_encoder_weights_head_learns(small_cohort):
+    view = experiment_view(small_cohort, "baseline_full_labels")
+    keras.utils.set_random_seed(0)
+    enc = build_encoder(**TINY)
+    cfg = FinetuneConfig(learning_rates=(1e-2,), epochs=2, batch_size=8, hidden_units=8,
+                         encoder_lr_multiplier=0.0, verbose=0)
+    res = finetune(view["train"], view["valid"], enc, cfg)
+    keras.utils.set_random_seed(cfg.seed)         # finetune's initial classifier, rebuilt
+    init = build_classifier(copy_encoder(enc), hidden_units=8)
+    start, end = _encoder_weights(init, enc), _encoder_weights(res.model, enc)
+    moving_changed = False
+    for name in start:
+        layer = res.model.get_layer(name)
+        for v, a, b in zip(layer.weights, start[name], end[name]):
+            if "moving" in v.path:                # BN statistics follow the training batches
+                moving_changed |= not np.array_equal(a, b)
+            else:
+                np.testing.assert_array_equal(a, b, err_msg=v.path)
+    assert moving_changed
+    for name in HEAD:                             # while the head learned
+        for a, b in zip(init.get_layer(name).get_weights(),
+                        res.model.get_layer(name).get_weights()):
+            assert not np.allclose(a, b)
+
+
+def test_linear_probe_leaves_encoder_alone_then_fine_tunes(small_cohort, tmp_path):
+    view = experiment_view(small_cohort, "baseline_full_labels")
+    keras.utils.set_random_seed(0)
+    enc = build_encoder(**TINY)
+    start = _encoder_weights(enc, enc)
+    base = dict(learning_rates=(1e-2,), batch_size=8, hidden_units=8, linear_probe_epochs=1,
+                weight_decay=1e-2, verbose=0)
+    probe = finetune(view["train"], view["valid"], enc, FinetuneConfig(epochs=0, **base))
+    assert len(probe.probe_histories[1e-2]["loss"]) == 1 and probe.histories[1e-2] == {}
+    after = _encoder_weights(probe.model, enc)
+    for name in start:                            # BN in inference mode: statistics too
+        for a, b in zip(start[name], after[name]):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    assert np.isfinite(probe.sweep["best_val_loss"].iloc[0])
+    assert isinstance(probe.model.optimizer, keras.optimizers.AdamW)
+    assert probe.model.optimizer.weight_decay == pytest.approx(1e-2)
+    ft = finetune(view["train"], view["valid"], enc, FinetuneConfig(epochs=1, **base),
+                  out_dir=str(tmp_path))
+    after = _encoder_weights(ft.model, enc)
+    assert not np.allclose(start["temporal_1_conv"][0], after["temporal_1_conv"][0])
+    assert all(layer.trainable for layer in ft.model.layers)
+    log = pd.read_csv(tmp_path / "finetune_lr0.01.csv")
+    assert list(log["epoch"]) == [0, 1]           # probe epoch, then fine-tuning epoch
 
 
 def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
@@ -107,3 +212,30 @@ def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
         assert faith["n_ecgs"] == positives and 0 <= faith["energy_in_mask"] <= 1
         assert f"{faith['energy_in_mask']:.3f}" in report
         assert (out / "explain" / name / "gradcam" / "attribution.png").stat().st_size > 20_000
+
+
+def test_two_rate_trainer_scales_the_encoder_step():
+    """Adam ignores gradient scale, so the multiplier must scale the step: after one step
+    from the same start, the encoder moved 0.25 x as far as with one rate, the head as far."""
+    from ecg_moco_tf.training.finetune import TwoRateTrainer, make_optimizer
+    from tests.sizes import SHORT
+
+    x = np.random.default_rng(0).normal(0, 0.5, (8, 12, 64)).astype("float32")
+    y = (np.arange(8) % 2).astype("float32")
+    keras.utils.set_random_seed(0)
+    enc = build_encoder(**SHORT)
+    steps = {}
+    for mult in (1.0, 0.25):
+        keras.utils.set_random_seed(1)
+        clf = build_classifier(copy_encoder(enc), hidden_units=4)
+        start = [w.copy() for w in clf.get_weights()]
+        names = [v.path for v in clf.weights]
+        trainer = TwoRateTrainer(clf, make_optimizer(1e-3 * mult)) if mult != 1 else clf
+        trainer.compile(optimizer=make_optimizer(1e-3), loss="binary_crossentropy")
+        trainer.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+        steps[mult] = {n: np.abs(a - b).max() for n, a, b in
+                       zip(names, start, clf.get_weights()) if "moving" not in n}
+    assert steps[1.0]["temporal_1_conv/kernel"] > 0
+    for name, step in steps[1.0].items():
+        ratio = 1.0 if name.startswith("head_") else 0.25
+        assert steps[0.25][name] == pytest.approx(ratio * step, rel=1e-3), name

@@ -28,6 +28,15 @@ def test_queue_size_sanity():
     check_queue_size(100, 400, 32)
 
 
+def test_batch_must_split_into_shuffle_bn_groups(small_cohort, tmp_path):
+    view = experiment_view(small_cohort, "proposed")
+    for batch, groups in ((9, 2), (8, 8)):
+        cfg = PretrainConfig(epochs=1, batch_size=batch, queue_size=16, shuffle_bn_splits=groups)
+        with pytest.raises(ValueError, match="multiple of --shuffle_bn_splits"):
+            pretrain(view["pretrain_train"], view["pretrain_valid"], str(tmp_path), cfg,
+                     encoder=build_encoder(**TINY))
+
+
 def test_resume_restores_queue_pointer_and_optimizer(small_cohort, tmp_path, capsys):
     """Full 12 x 5000 path with a tiny encoder: kill after epoch 1, resume, compare state."""
     view = experiment_view(small_cohort, "proposed")
@@ -132,8 +141,10 @@ def test_cli_refuses_finished_run_with_one_line_and_exit_2(small_cohort, tmp_pat
     assert os.listdir(tmp_path) == ["pretrain"]        # reproduce refused before any work
 
 
-def test_pretraining_learns_and_beats_random_encoder_in_linear_probe(tmp_path):
-    cfg_c = synthetic.CohortConfig(num_patients=300, seed=11, prevalence=0.3)
+def test_pretraining_learns_and_beats_random_encoders_in_linear_probe(tmp_path):
+    """A clear phenotype (phenotype_scale=1); random-init probes vary a lot from one init to
+    the next (0.57-0.77 here), so the reference is the mean over three seeded random inits."""
+    cfg_c = synthetic.CohortConfig(num_patients=300, seed=11, prevalence=0.3, phenotype_scale=1.0)
     df = splits.assign_splits(synthetic.write_cohort(str(tmp_path), cfg_c, progress=False), 0)
     df = manifest.read_manifest(manifest.write_manifest(df, str(tmp_path / "m.csv")))
     view = experiment_view(df, "proposed")
@@ -145,20 +156,25 @@ def test_pretraining_learns_and_beats_random_encoder_in_linear_probe(tmp_path):
     # epoch 1 starts from a random queue (easy negatives); learning shows after it
     assert min(loss[-2:]) < loss[1] - 0.2 and acc[-1] > acc[1] + 0.03
     pretrained = keras.saving.load_model(tmp_path / "pre" / "encoder.keras")
-    rand = build_encoder(**SMALL)
-    rand.get_layer("normalization").set_weights(
-        pretrained.get_layer("normalization").get_weights())
     down = pd.concat([view["train"], view["valid"], view["test"]])
     data = load_records(down, progress=False)
     y = data.manifest["label"].astype(int).to_numpy()
-    aucs = {}
-    for name, enc in (("pretrained", pretrained), ("random", rand)):
-        feats = enc.predict(data.signals, verbose=0)
-        p = cross_val_predict(LogisticRegression(max_iter=3000), feats, y,
+
+    def probe(enc):
+        p = cross_val_predict(LogisticRegression(max_iter=3000),
+                              enc.predict(data.signals, verbose=0), y,
                               groups=data.manifest["patient_id"], cv=GroupKFold(5),
                               method="predict_proba")[:, 1]
-        aucs[name] = roc_auc_score(y, p)
-    assert aucs["pretrained"] > aucs["random"] + 0.03, aucs
+        return roc_auc_score(y, p)
+
+    randoms = []
+    for seed in (101, 102, 103):
+        keras.utils.set_random_seed(seed)
+        rand = build_encoder(**SMALL)
+        rand.get_layer("normalization").set_weights(
+            pretrained.get_layer("normalization").get_weights())
+        randoms.append(probe(rand))
+    assert probe(pretrained) > np.mean(randoms) + 0.03, (probe(pretrained), randoms)
 
 
 _TWIN = r"""

@@ -1,0 +1,240 @@
+"""Representation monitor for pretraining: how good are the frozen features, epoch by epoch?
+
+The MoCo validation loss is not comparable across epochs (it depends on the queue, which
+changes with the encoder), so pretraining watches what the features are for:
+
+- ``monitor_knn_auc``: cosine kNN (k=20) on a labelled monitor train split (train2): the score
+  of a valid2 ECG is the fraction of positives among its k most similar train2 ECGs;
+- ``monitor_probe_auc``: logistic regression (fixed C, standardized features) fit on train2,
+  AUC on valid2;
+- ``monitor_alignment`` / ``monitor_uniformity`` (Wang & Isola 2020, on L2-normalized
+  features): mean squared distance between two fixed augmented views of the same valid1 ECG
+  (lower: invariant to the augmentations), and log of the mean Gaussian potential
+  ``exp(-2 ||f(x) - f(y)||^2)`` over pairs of distinct ECGs (lower: spread on the sphere).
+
+Labels are only read by scikit-learn here; they never reach the encoder's training.
+:class:`RepresentationMonitor` adds these keys to the epoch ``logs`` (put it before
+``CSVLogger``/``TensorBoard``/``SaveBest`` in the callbacks); :func:`probe_scores` and
+:func:`alignment_uniformity` are the pure functions it uses.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import keras
+import numpy as np
+
+KEYS = ("monitor_knn_auc", "monitor_probe_auc", "monitor_alignment", "monitor_uniformity")
+MAX_ECGS = 2000          # per monitor split (seeded sample): memory stays bounded
+MAX_VIEW_ECGS = 512      # valid1 ECGs whose two fixed views give alignment / uniformity
+PROBE_C = 1.0
+
+
+def l2_normalize(z, eps=1e-12):
+    z = np.asarray(z, np.float64)
+    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), eps)
+
+
+def class_counts(y):
+    """(negatives, positives) of a label vector (NaN not counted)."""
+    y = np.asarray(y, np.float64)
+    return int(np.sum(y == 0)), int(np.sum(y == 1))
+
+
+def check_split(name, y):
+    """None if ``y`` holds both classes, else the reason (naming the split and its counts)."""
+    neg, pos = class_counts(y)
+    if neg and pos:
+        return None
+    return (f"monitor split {name} needs both classes, has {neg} negative and {pos} positive "
+            "labelled ECGs")
+
+
+def knn_scores(train_feats, train_y, valid_feats, k=20):
+    """Cosine kNN: per valid row, the fraction of positives among its ``k`` most similar train
+    rows (k capped at the train size; ties broken by train order)."""
+    t, v = l2_normalize(train_feats), l2_normalize(valid_feats)
+    y = np.asarray(train_y, np.float64)
+    k = min(int(k), len(t))
+    sim = v @ t.T
+    nearest = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    return y[nearest].mean(axis=1)
+
+
+def probe_scores(train_feats, train_y, valid_feats, valid_y, k=20, C=PROBE_C):
+    """``{"knn_auc", "probe_auc"}`` of frozen features: cosine kNN (:func:`knn_scores`) and
+    a logistic regression on standardized features (fit on train), both scored by AUC on
+    valid. Raises ``ValueError`` if train or valid lacks a class."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    for name, y in (("train", train_y), ("valid", valid_y)):
+        reason = check_split(name, y)
+        if reason:
+            raise ValueError(reason)
+    train_y, valid_y = np.asarray(train_y).astype(int), np.asarray(valid_y).astype(int)
+    knn = roc_auc_score(valid_y, knn_scores(train_feats, train_y, valid_feats, k))
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
+    probe.fit(np.asarray(train_feats, np.float64), train_y)
+    p = probe.predict_proba(np.asarray(valid_feats, np.float64))[:, 1]
+    return {"knn_auc": float(knn), "probe_auc": float(roc_auc_score(valid_y, p))}
+
+
+def uniformity(z, t=2.0):
+    """``log mean exp(-t ||z_i - z_j||^2)`` over pairs i < j of L2-normalized rows (NaN for
+    fewer than 2 rows)."""
+    from scipy.spatial.distance import pdist
+    from scipy.special import logsumexp
+
+    z = l2_normalize(z)
+    if len(z) < 2:
+        return math.nan
+    d2 = pdist(z, "sqeuclidean")
+    return float(logsumexp(-t * d2) - np.log(len(d2)))
+
+
+def alignment_uniformity(za, zb, alpha=2, t=2.0):
+    """Wang & Isola (2020) on two views ``za``, ``zb`` (row i of both: the same ECG), L2-
+    normalized here: alignment = mean ``||za_i - zb_i||^alpha``; uniformity = the mean of
+    :func:`uniformity` of each view (pairs of distinct ECGs only). Returns (align, unif)."""
+    za, zb = l2_normalize(za), l2_normalize(zb)
+    if za.shape != zb.shape:
+        raise ValueError(f"views differ in shape: {za.shape} vs {zb.shape}")
+    align = float(np.mean(np.linalg.norm(za - zb, axis=1) ** alpha)) if len(za) else math.nan
+    return align, float((uniformity(za, t) + uniformity(zb, t)) / 2)
+
+
+class RepresentationMonitor(keras.callbacks.Callback):
+    """Every ``every`` epochs (and at the last one) add :data:`KEYS` to the epoch logs: kNN and
+    logistic-probe AUC of the frozen features of ``get_encoder()`` (train -> valid), and,
+    given ``views=(view_a, view_b)`` (two fixed augmentations of the same ECGs), alignment
+    and uniformity. Other epochs log NaN (CSVLogger wants the same keys every epoch).
+
+    A monitor split that is empty or lacks a class disables the monitor with a warning (it
+    then logs nothing). Non-finite features, or a failure of the probe (a warning), log NaN
+    for that epoch.
+    """
+
+    def __init__(self, get_encoder, train_signals, train_labels, valid_signals, valid_labels,
+                 every=1, k=20, views=None, batch_size=64):
+        super().__init__()
+        self.get_encoder, self.every, self.k, self.batch_size = get_encoder, int(every), k, \
+            batch_size
+        self.train_x, self.valid_x = train_signals, valid_signals
+        self.train_y = np.asarray(train_labels, np.float64)
+        self.valid_y = np.asarray(valid_labels, np.float64)
+        self.views = views
+        self.reason = None
+        if self.every < 1:
+            self.reason = f"monitor_every={every}"
+        for name, y in (("train", self.train_y), ("valid", self.valid_y)):
+            self.reason = self.reason or check_split(name, y)
+        if self.reason:
+            warnings.warn(f"representation monitor disabled: {self.reason}")
+        self.history = []
+
+    @property
+    def enabled(self):
+        return self.reason is None
+
+    def _due(self, epoch):
+        last = (self.params or {}).get("epochs")
+        return (epoch + 1) % self.every == 0 or (last is not None and epoch + 1 >= last)
+
+    def _features(self, encoder, x):
+        return encoder.predict(x, batch_size=self.batch_size, verbose=0)
+
+    def compute(self):
+        """The monitor values of the current encoder (dict over :data:`KEYS`)."""
+        enc = self.get_encoder()
+        out = dict.fromkeys(KEYS, math.nan)
+        ft, fv = self._features(enc, self.train_x), self._features(enc, self.valid_x)
+        if np.isfinite(ft).all() and np.isfinite(fv).all():
+            s = probe_scores(ft, self.train_y, fv, self.valid_y, k=self.k)
+            out.update(monitor_knn_auc=s["knn_auc"], monitor_probe_auc=s["probe_auc"])
+        if self.views is not None and len(self.views[0]):
+            za, zb = (self._features(enc, v) for v in self.views)
+            if np.isfinite(za).all() and np.isfinite(zb).all():
+                out["monitor_alignment"], out["monitor_uniformity"] = alignment_uniformity(
+                    za, zb)
+        return out
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.enabled or logs is None:
+            return
+        values = dict.fromkeys(KEYS, math.nan)
+        if self._due(epoch):
+            try:
+                values = self.compute()
+            except Exception as e:         # a monitor failure must not end a long pretraining
+                warnings.warn(f"representation monitor failed at epoch {epoch + 1}: "
+                              f"{type(e).__name__}: {e}")
+        logs.update(values)
+        self.history.append({"epoch": epoch, **values})
+
+
+def _sample(df, n, seed):
+    if df is None or len(df) <= n:
+        return df
+    return df.sample(n=n, random_state=seed).sort_index()
+
+
+def split_labels(df):
+    """The ``label`` column of a manifest as float64 (NaN: unlabelled)."""
+    import pandas as pd
+
+    return pd.to_numeric(df["label"], errors="coerce").to_numpy(np.float64)
+
+
+def build_monitor(get_encoder, train_df, valid_df, every=1, views_df=None, augmenter=None,
+                  seed=0, batch_size=64, k=20, max_ecgs=MAX_ECGS, max_view_ecgs=MAX_VIEW_ECGS):
+    """A :class:`RepresentationMonitor` from manifests: labelled ``train_df``/``valid_df``
+    (unlabelled rows dropped; a seeded sample of at most ``max_ecgs`` each) and, with
+    ``augmenter``, two fixed views (stateless seeds from ``seed``) of at most
+    ``max_view_ecgs`` ECGs of ``views_df`` for alignment / uniformity.
+
+    Returns None, with a warning naming the split and its class counts, when a split is
+    missing, empty or one-class (checked before any record is read), or ``every`` < 1."""
+    from ..data import load_records
+
+    if every < 1:
+        return None
+    parts = {}
+    for name, df in (("train", train_df), ("valid", valid_df)):
+        if df is not None:
+            df = df[~np.isnan(split_labels(df))]
+        reason = check_split(name, [] if df is None else split_labels(df))
+        if reason:
+            warnings.warn(f"representation monitor disabled: {reason}")
+            return None
+        parts[name] = _sample(df, max_ecgs, seed)
+    data = {}
+    for name, df in parts.items():
+        rec = load_records(df, on_error="skip", progress=False)
+        if len(rec.problems):
+            warnings.warn(f"representation monitor: {len(rec.problems)} unreadable records of "
+                          f"the {name} split left out")
+        data[name] = (rec.signals, split_labels(rec.manifest))
+    views = None
+    if views_df is not None and augmenter is not None and len(views_df) > 1:
+        x = load_records(_sample(views_df, max_view_ecgs, seed), on_error="skip",
+                         progress=False).signals
+        views = fixed_views(x, augmenter, seed, batch_size)
+    return RepresentationMonitor(get_encoder, *data["train"], *data["valid"], every=every, k=k,
+                                 views=views, batch_size=batch_size)
+
+
+def fixed_views(x, augmenter, seed, batch_size=64):
+    """Two augmented views (numpy) of ``x``, drawn once with stateless seeds from ``seed``."""
+    import tensorflow as tf
+
+    a, b = [], []
+    for i in range(0, len(x), batch_size):
+        s = tf.constant([seed, i], tf.int64)
+        sa, sb = tf.unstack(tf.random.experimental.stateless_split(s, 2))
+        a.append(np.asarray(augmenter.apply(x[i:i + batch_size], sa)))
+        b.append(np.asarray(augmenter.apply(x[i:i + batch_size], sb)))
+    return np.concatenate(a), np.concatenate(b)
