@@ -62,17 +62,24 @@ def _noise_bank(samples):
 
 
 def white_noise(x, seed):
-    """Unit white Gaussian noise shaped like ``x`` (B, L, T): every lead of every sample is a
-    random row of a pre-drawn bank of 512 rows with a random sign. Fresh normal draws cost
-    about 4x more than this row gather (Box-Muller per value); a row of white noise is white
-    noise. Falls back to fresh draws when T is not static."""
+    """Unit white Gaussian noise shaped like ``x`` (B, L, T): every lead of every sample is
+    (row a +- row b) / sqrt(2) of a pre-drawn bank of 512 rows (a != b), rows and signs drawn
+    per lead. A sum of independent Gaussian rows is Gaussian and white; two row gathers cost
+    about half of fresh normal draws (Box-Muller per value). Two leads share one bank row with
+    probability ~4/512 (their noise then correlates at +-0.5): fine for an augmentation,
+    not a noise source for statistics. Fresh draws when T is not static."""
     samples = x.shape[2]
     if samples is None:
         return tf.random.stateless_normal(tf.shape(x), seed)
-    s1, s2 = _seeds(seed, 2)
-    rows = tf.random.stateless_uniform(tf.shape(x)[:2], s1, 0, BANK_ROWS, tf.int32)
+    bank = tf.constant(_noise_bank(samples))
+    s1, s2, s3 = _seeds(seed, 3)
+    draw = tf.random.stateless_uniform(tf.concat([[2], tf.shape(x)[:2]], 0), s1, 0,
+                                       BANK_ROWS - 1, tf.int32)
+    row_a, row_b = draw[0], (draw[0] + 1 + draw[1]) % BANK_ROWS          # two different rows
     sign = tf.where(tf.random.stateless_uniform(tf.shape(x)[:2], s2) < 0.5, -1.0, 1.0)
-    return tf.gather(tf.constant(_noise_bank(samples)), rows) * sign[:, :, None]
+    noise = tf.gather(bank, row_a) + sign[:, :, None] * tf.gather(bank, row_b)
+    flip = tf.where(tf.random.stateless_uniform(tf.shape(x)[:2], s3) < 0.5, -1.0, 1.0)
+    return noise * (flip[:, :, None] * 0.70710678)
 
 
 class EcgAugmentation(keras.layers.Layer):

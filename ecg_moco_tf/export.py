@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 
 import numpy as np
 
@@ -153,6 +154,13 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
 
     tol = {**TOLERANCE, **(tolerance or {})}
     os.makedirs(out_dir, exist_ok=True)
+    stale = [p for p in [os.path.join(out_dir, "savedmodel"), os.path.join(out_dir,
+                         "model_card.json")] + [os.path.join(out_dir, f"model_{k}.tflite")
+                                                for k in FORMATS[1:]] if os.path.exists(p)]
+    if stale:                  # never leave another model's files beside the new card
+        print(f"replacing the earlier export in {out_dir} ({len(stale)} files)")
+        for p in stale:
+            shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
     sm = export_savedmodel(model, os.path.join(out_dir, "savedmodel"))
     ref = model.predict(np.asarray(heldout, np.float32), verbose=0).ravel()
     paths = {"savedmodel": sm}

@@ -188,3 +188,15 @@ def test_every_transform_accepts_an_empty_batch_eagerly():
     empty = np.zeros((0, 12, 5000), np.float32)
     for cls in A.TRANSFORMS.values():
         assert cls(probability=1.0).apply(empty, [1, 2]).shape == (0, 12, 5000), cls.__name__
+
+
+def test_white_noise_is_unit_white_and_independent_across_leads():
+    x = tf.zeros((64, 12, 5000))
+    n = A.white_noise(x, tf.constant([3, 4], tf.int64)).numpy()
+    assert abs(n.std() - 1) < 0.01 and abs(n.mean()) < 0.01
+    flat = n.reshape(64 * 12, 5000)
+    corr = np.corrcoef(flat)[np.triu_indices(64 * 12, 1)]
+    # two leads share one of their two bank rows with probability ~ 4 / 512 (correlation 0.5)
+    assert np.mean(np.abs(corr) > 0.1) < 0.02 and np.abs(corr).max() < 0.6
+    lag1 = np.mean(flat[:, 1:] * flat[:, :-1])
+    assert abs(lag1) < 0.01                             # white: no correlation in time

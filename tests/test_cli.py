@@ -45,3 +45,9 @@ def test_import_turns_onednn_on_unless_the_user_chose():
             env["TF_ENABLE_ONEDNN_OPTS"] = given
         r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
         assert r.stdout.strip() == expect, r.stderr
+
+
+def test_a_usage_error_raised_as_systemexit_is_one_line_and_exit_2(tmp_path):
+    r = _cli("finetune", f"--manifest={tmp_path}/m.csv", "--experiment=proposed")
+    assert r.returncode == 2
+    assert "--experiment=proposed needs --encoder" in r.stderr.strip().splitlines()[-1]

@@ -115,3 +115,15 @@ def test_predict_cli_loads_a_keras_classifier_in_a_fresh_process(exported, tmp_p
     got = pd.read_csv(csv).sort_values("record")["probability"].to_numpy()
     ref = Predictor(str(out / "clf.keras"))(x[:3])          # the same file, in this process
     np.testing.assert_allclose(got, ref, atol=1e-3)        # WFDB stores 1 uV steps
+
+
+def test_export_into_an_earlier_export_leaves_no_stale_model(exported, tmp_path):
+    clf, x, out, _ = exported
+    import shutil
+
+    again = tmp_path / "again"
+    shutil.copytree(out, again)                          # an earlier export with all formats
+    card = export_all(clf, str(again), x, formats=("savedmodel", "float32"))
+    left = sorted(p.name for p in again.iterdir() if p.name != "clf.keras")
+    assert left == ["model_card.json", "model_float32.tflite", "savedmodel"]
+    assert set(card["parity"]["formats"]) == {"savedmodel", "float32"}

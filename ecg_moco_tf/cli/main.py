@@ -53,7 +53,10 @@ def run(argv=None):
     try:
         app.run(module.main, argv=[f"ecg-moco {cmd}"] + rest)
     except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):                 # SystemExit("what to do"): a usage error
+            print(f"ecg-moco {cmd}: {e.code}", file=sys.stderr)
+            return 2
+        return 0 if e.code is None else e.code
     return 0
 
 

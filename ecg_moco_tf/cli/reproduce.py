@@ -88,6 +88,8 @@ flags.DEFINE_bool("cache", True, "Keep decoded ECGs in memory (turn off for larg
 flags.DEFINE_integer("n_boot", 2000, "Bootstrap resamples for the AUC CIs.")
 flags.DEFINE_string("export_dir", "", "Export the proposed classifier here (SavedModel, TFLite, "
                     "model card); empty: no export.")
+flags.DEFINE_list("export_formats", ["savedmodel", "float32", "float16", "dynamic_int8", "int8"],
+                  "Formats written by --export_dir (see `ecg-moco export`).")
 flags.DEFINE_bool("explain", True, "Grad-CAM of the proposed classifier and of the pretrained "
                   "encoder on the test ECGs (figures, lead x wave attribution, faithfulness).")
 flags.DEFINE_list("explain_methods", ["gradcam"], "Any of gradcam, gradcam++, scorecam, layercam.")
@@ -125,6 +127,16 @@ def _data(out):
     if df["split"].isna().all():
         df = assign_splits(df, seed=FLAGS.seed)
     return df, src
+
+
+def _select_rule():
+    """The monitor's probe is fitted on every train2 label: an encoder chosen by it has seen
+    them, which the label-efficiency study's few-label arms must not. There: the last epoch."""
+    if FLAGS.label_efficiency and FLAGS.select_encoder == "monitor":
+        print("--label_efficiency: the pretrained encoder is the last epoch's, not the one the "
+              "monitor picks (its probe uses all train2 labels); the monitor still logs")
+        return "last"
+    return FLAGS.select_encoder
 
 
 def main(argv):
@@ -195,7 +207,7 @@ def main(argv):
                         augment_probability=FLAGS.augment_probability,
                         augment_overrides=augment_overrides,
                         cache=FLAGS.cache, seed=FLAGS.seed, verbose=verbose,
-                        monitor_every=FLAGS.monitor_every, select=FLAGS.select_encoder)
+                        monitor_every=FLAGS.monitor_every, select=_select_rule())
     encoder_path, monitor_png = FLAGS.pretrained_encoder, None
     if needs_encoder and not encoder_path:
         X.stage("2/5 MoCo pretraining on train1/valid1 (labels unused; monitor: frozen "
@@ -320,6 +332,7 @@ def _explain(df, out, encoder_path):
 def _export(df, model_path):
     from ecg_moco_tf.export import export_from_manifest
 
-    card = export_from_manifest(model_path, df, FLAGS.export_dir, seed=FLAGS.seed)
+    card = export_from_manifest(model_path, df, FLAGS.export_dir, seed=FLAGS.seed,
+                                formats=FLAGS.export_formats)
     for kind, r in card["parity"]["formats"].items():
         print(f"{kind:13s} {r['bytes'] / 1e3:9.1f} kB  max|diff| {r['max_abs_diff']:.2e}")

@@ -54,6 +54,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             regularizers, constraints, ``synchronized``, ``renorm*``, ``name``, ``dtype``).
 
     Example:
+        >>> import numpy as np
         >>> x = keras.Input((12, 5000, 1))
         >>> y = keras.layers.Conv2D(16, (1, 5), padding="same", use_bias=False)(x)
         >>> y = FusedBatchNormalization(momentum=0.99, name="bn")(y)

@@ -16,7 +16,8 @@ Data: batches of ``(query_view, key_view)``, two augmentations of the same ECGs 
 5. enqueue the keys (all-gathered across replicas under ``tf.distribute``).
 
 Pitfalls handled (see DESIGN.md): the key network starts as an exact weight copy of the query
-network (``clone_model`` copies structure only); the key network is kept out of the optimizer
+network, outputs checked (:func:`~ecg_moco_tf.models.clone.copy_model`; ``clone_model`` copies
+structure only); the key network is kept out of the optimizer
 by marking its *variables* non-trainable, not ``layer.trainable=False`` (which in Keras 3 puts
 BatchNormalization in inference mode); queue and pointer are model weights, so ``save``,
 ``save_weights`` and ``BackupAndRestore`` keep them; queue width = projection output width;

@@ -220,6 +220,20 @@ def reestimate_batch_norm(model, batches):
     return n
 
 
+def _clear_earlier_run(out_dir):
+    """Remove an earlier fine-tuning run's files from ``out_dir`` (its per-rate logs would
+    otherwise sit beside the new sweep table and classifier)."""
+    import glob
+
+    old = glob.glob(os.path.join(out_dir, "finetune_lr*.csv")) + [
+        p for p in (os.path.join(out_dir, n) for n in ("lr_sweep.csv", "classifier.keras"))
+        if os.path.exists(p)]
+    if old:
+        print(f"replacing the earlier fine-tuning run in {out_dir} ({len(old)} files)")
+        for p in old:
+            os.remove(p)
+
+
 def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=None,
              encoder_kwargs=None):
     """Fine-tune from ``encoder`` (None: random init of ``build_encoder(**encoder_kwargs)``).
@@ -230,6 +244,8 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
     cfg.check()
     _labelled(train_df, "train")
     _labelled(valid_df, "valid")
+    if out_dir:
+        _clear_earlier_run(out_dir)
     keras.utils.set_random_seed(cfg.seed)
     cache = "" if cfg.cache else None
     train = pipeline.manifest_dataset(train_df, shuffle=True, seed=cfg.seed, cache=cache)

@@ -126,9 +126,12 @@ def check_out_dir(out_dir, overwrite=False):
     ``backup/`` to resume) and ``overwrite`` is off. Changes nothing on disk."""
     found = [n for n in OUTPUTS if os.path.exists(os.path.join(out_dir, n))]
     if found and not overwrite and not os.path.isdir(os.path.join(out_dir, "backup")):
+        what = ("a finished pretraining run" if "pretrain_config.json" in found else
+                "an unfinished pretraining run that cannot be resumed (stopped before its "
+                "first epoch ended, or by a NaN loss)")
         raise FileExistsError(
-            f"{out_dir} holds a finished pretraining run ({', '.join(found)}) and no unfinished "
-            "backup/ to resume; pass --overwrite to replace it, or choose another --out")
+            f"{out_dir} holds {what} ({', '.join(found)}) and no backup/ to resume; pass "
+            "--overwrite to replace it, or choose another --out")
 
 
 def _prepare_out_dir(out_dir, overwrite, epochs):

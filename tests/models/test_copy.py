@@ -87,5 +87,9 @@ def test_memory_saved_loaded_and_every_export_agree(tmp_path):
         path = tmp_path / "exp" / ("savedmodel" if kind == "savedmodel" else
                                    f"model_{kind}.tflite")
         np.testing.assert_allclose(Predictor(str(path))(x), ref, atol=tol[kind], err_msg=kind)
-    held = card["heldout_metrics"]
+    held = card["heldout_metrics"]                  # the shipped SavedModel's own AUC
+    from sklearn.metrics import roc_auc_score
+
+    shipped = Predictor(str(tmp_path / "exp" / "savedmodel"))(x)
+    assert held["auc"] == pytest.approx(roc_auc_score(np.arange(10) % 2, shipped), abs=1e-9)
     assert held["computed_from"] == "savedmodel" and held["n_ecgs"] == 10

@@ -52,6 +52,10 @@ def test_finetune_sweep_keeps_lowest_val_loss_and_leaves_encoder_alone(small_coh
     assert res.best_learning_rate == best
     assert os.path.exists(tmp_path / "classifier.keras") and os.path.exists(
         tmp_path / "lr_sweep.csv")
+    one = FinetuneConfig(learning_rates=(1e-3,), epochs=1, batch_size=8, hidden_units=8,
+                         verbose=0)
+    finetune(view["train"], view["valid"], enc, one, out_dir=str(tmp_path))   # same folder
+    assert sorted(p.name for p in tmp_path.glob("finetune_lr*.csv")) == ["finetune_lr0.001.csv"]
     bad = view["train"].copy()
     bad.loc[bad.index[0], "label"] = pd.NA
     with pytest.raises(ValueError, match="no label"):

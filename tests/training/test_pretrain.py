@@ -207,7 +207,8 @@ def test_same_seed_same_models_even_when_two_runs_share_the_cpu(small_cohort, tm
     runs = [subprocess.Popen([sys.executable, "-c", _TWIN, path, str(tmp_path / r)], cwd=root,
                              stderr=subprocess.PIPE, text=True) for r in "ab"]
     for r in runs:
-        assert r.wait(timeout=600) == 0, r.stderr.read()[-2000:]
+        err = r.communicate(timeout=600)[1]
+        assert r.returncode == 0, err[-2000:]
     a, b = (np.load(tmp_path / r / "weights.npy") for r in "ab")
     assert a.size > 1000
     np.testing.assert_array_equal(a, b)
