@@ -94,6 +94,9 @@ class Predictor:
 
     def __init__(self, path, num_threads=None):
         self.path = path
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"model {path} not found (a .keras file, SavedModel folder "
+                                    "or .tflite file)")
         if path.endswith(".tflite"):
             from ai_edge_litert.interpreter import Interpreter   # LiteRT (ex tf.lite runtime)
 

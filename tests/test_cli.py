@@ -51,3 +51,14 @@ def test_a_usage_error_raised_as_systemexit_is_one_line_and_exit_2(tmp_path):
     r = _cli("finetune", f"--manifest={tmp_path}/m.csv", "--experiment=proposed")
     assert r.returncode == 2
     assert "--experiment=proposed needs --encoder" in r.stderr.strip().splitlines()[-1]
+
+
+def test_missing_files_are_one_line_and_exit_2(tmp_path):
+    for args, what in ((("predict", f"--model={tmp_path}/nope.keras", f"--input={tmp_path}",
+                         f"--out={tmp_path}/p.csv"), "nope.keras"),
+                       (("pretrain", f"--manifest={tmp_path}/nope.csv",
+                         f"--out={tmp_path}/pre"), "nope.csv")):
+        r = _cli(*args)
+        assert r.returncode == 2, r.stderr[-1500:]
+        last = r.stderr.strip().splitlines()[-1]
+        assert what in last and "Traceback" not in r.stderr

@@ -6,6 +6,8 @@ lists just those. Every command accepts ``--flagfile=path`` (absl).
 import importlib
 import sys
 
+from ecg_moco_tf.data.manifest import ManifestError
+
 COMMANDS = {
     "synth": "Generate the synthetic 12-lead cohort (WFDB + manifest), splits included.",
     "split": "Assign patient-wise train1/valid1/train2/valid2/test splits to a manifest.",
@@ -57,6 +59,11 @@ def run(argv=None):
             print(f"ecg-moco {cmd}: {e.code}", file=sys.stderr)
             return 2
         return 0 if e.code is None else e.code
+    except (FileNotFoundError, ManifestError) as e:  # a missing file or a wrong manifest
+        if "--verbosity=debug" in rest:
+            raise
+        print(f"ecg-moco {cmd}: {e} (traceback: --verbosity=debug)", file=sys.stderr)
+        return 2
     return 0
 
 
