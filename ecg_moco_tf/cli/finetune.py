@@ -37,6 +37,8 @@ flags.DEFINE_integer("linear_probe_epochs", 0, "LP-FT: head-only epochs (encoder
                      "fine-tuning.")
 flags.DEFINE_bool("reestimate_bn", False, "Re-estimate batch-norm statistics on the training "
                   "ECGs after training, before validating and saving.")
+flags.DEFINE_integer("min_steps_per_epoch", 0, "repeat a training set smaller than this "
+                     "many batches so every epoch has this many steps (0: one pass per epoch).")
 flags.DEFINE_bool("cache", True, "Keep decoded ECGs in memory.")
 flags.DEFINE_integer("seed", 0, "Seed.")
 
@@ -61,7 +63,8 @@ def main(argv):
                          bn_momentum=FLAGS.bn_momentum, weight_decay=FLAGS.weight_decay,
                          encoder_lr_multiplier=FLAGS.encoder_lr_multiplier,
                          linear_probe_epochs=FLAGS.linear_probe_epochs,
-                         reestimate_bn=FLAGS.reestimate_bn, cache=FLAGS.cache, seed=FLAGS.seed)
+                         reestimate_bn=FLAGS.reestimate_bn,
+                        min_steps_per_epoch=FLAGS.min_steps_per_epoch, cache=FLAGS.cache, seed=FLAGS.seed)
     enc_kwargs = common.encoder_kwargs()
     res = finetune(view["train"], view["valid"], encoder, cfg, FLAGS.out, enc_kwargs)
     pred = predict(res.model, view["test"])

@@ -84,6 +84,8 @@ flags.DEFINE_integer("linear_probe_epochs", 0, "Fine-tuning: head-only epochs (e
                      "before fine-tuning (LP-FT).")
 flags.DEFINE_bool("reestimate_bn", False, "Fine-tuning: re-estimate batch-norm statistics on "
                   "the training ECGs before the final validation and saving.")
+flags.DEFINE_integer("min_steps_per_epoch", 0, "Fine-tuning: repeat a training set smaller than this "
+                     "many batches so every epoch has this many steps (0: one pass per epoch).")
 flags.DEFINE_bool("cache", True, "Keep decoded ECGs in memory (turn off for large data).")
 flags.DEFINE_integer("n_boot", 2000, "Bootstrap resamples for the AUC CIs.")
 flags.DEFINE_string("export_dir", "", "Export the proposed classifier here (SavedModel, TFLite, "
@@ -195,7 +197,8 @@ def main(argv):
                         weight_decay=FLAGS.weight_decay,
                         encoder_lr_multiplier=FLAGS.encoder_lr_multiplier,
                         linear_probe_epochs=FLAGS.linear_probe_epochs,
-                        reestimate_bn=FLAGS.reestimate_bn, cache=FLAGS.cache, seed=FLAGS.seed,
+                        reestimate_bn=FLAGS.reestimate_bn,
+                        min_steps_per_epoch=FLAGS.min_steps_per_epoch, cache=FLAGS.cache, seed=FLAGS.seed,
                         verbose=verbose).check()
     pt = PretrainConfig(epochs=FLAGS.pretrain_epochs, batch_size=FLAGS.pretrain_batch_size,
                         learning_rate=FLAGS.pretrain_learning_rate, queue_size=FLAGS.queue_size,

@@ -25,6 +25,10 @@ Settings for a few hundred labelled ECGs (all off by default except ``bn_momentu
   many epochs at the same learning rate with the encoder frozen (its batch norms in inference
   mode, not one of its weights changes), then unfreeze and fine-tune with a fresh optimizer,
   early-stopped as usual. The CSV log numbers the epochs through both phases.
+- ``min_steps_per_epoch`` > 0: a training set too small to fill that many batches is repeated
+  (reshuffled each pass) so that every epoch has that many optimizer steps; otherwise an
+  epoch of 5 % of a few hundred labels is one step, and early stopping ends the run after a
+  handful of updates. Both arms of a label-efficiency comparison get the same rule.
 - ``augment``: the pretraining augmentations (:func:`~ecg_moco_tf.augment.build_augmenter`)
   on every training batch; ``dropout``: before the output layer.
 - ``reestimate_bn``: after training (best weights restored), re-estimate the batch norms'
@@ -77,6 +81,7 @@ class FinetuneConfig:
     encoder_lr_multiplier: float = 1.0  # encoder learning rate / head learning rate
     linear_probe_epochs: int = 0        # LP-FT: head-only epochs before fine-tuning
     reestimate_bn: bool = False         # average BN statistics over train before validating
+    min_steps_per_epoch: int = 0        # > 0: small training sets repeat within an epoch
     cache: bool = True
     seed: int = 0
     verbose: int = 2
@@ -91,6 +96,8 @@ class FinetuneConfig:
                              f"{self.encoder_lr_multiplier}")
         if self.linear_probe_epochs < 0:
             raise ValueError(f"linear_probe_epochs must be >= 0, got {self.linear_probe_epochs}")
+        if self.min_steps_per_epoch < 0:
+            raise ValueError(f"min_steps_per_epoch must be >= 0, got {self.min_steps_per_epoch}")
         if self.linear_probe_epochs and self.freeze_encoder:
             raise ValueError("linear_probe_epochs needs an encoder that is fine-tuned after the "
                              "probe; with freeze_encoder the whole run is a linear probe")
@@ -99,7 +106,7 @@ class FinetuneConfig:
 
 # settings written into every row of the sweep table (all of them are in results.json too)
 SWEEP_SETTINGS = ("bn_momentum", "weight_decay", "encoder_lr_multiplier", "linear_probe_epochs",
-                  "augment", "dropout", "reestimate_bn")
+                  "augment", "dropout", "reestimate_bn", "min_steps_per_epoch")
 
 
 @dataclass
@@ -255,6 +262,9 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
         adapt_normalization(encoder, train.batch(cfg.batch_size))
     aug = build_augmenter(seed=cfg.seed) if cfg.augment else None
     train_b = pipeline.supervised(train, cfg.batch_size, augmenter=aug, seed=cfg.seed)
+    steps = None                # one pass over train2 per epoch, unless that is too few steps
+    if -(-len(train_df) // cfg.batch_size) < cfg.min_steps_per_epoch:
+        steps, train_b = cfg.min_steps_per_epoch, train_b.repeat()
     valid_b = pipeline.supervised(valid, cfg.batch_size)
     class_weight = _class_weight(train_df, cfg.class_weight)
     probe = cfg.linear_probe_epochs
@@ -281,7 +291,8 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
             callbacks = [nan] + ([keras.callbacks.CSVLogger(csv)] if csv else [])
             probe_histories[lr] = prober.fit(
                 train_b, validation_data=valid_b, epochs=probe, class_weight=class_weight,
-                callbacks=callbacks, verbose=cfg.verbose, shuffle=False).history
+                steps_per_epoch=steps, callbacks=callbacks, verbose=cfg.verbose,
+                shuffle=False).history
             nan.check()
             for layer in enc.layers:              # phase 2: fine-tune everything
                 layer.trainable = True
@@ -299,7 +310,8 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
             callbacks.append(keras.callbacks.CSVLogger(csv, append=probe > 0))
         hist = trainer.fit(train_b, validation_data=valid_b, initial_epoch=probe,
                            epochs=probe + cfg.epochs, class_weight=class_weight,
-                           callbacks=callbacks, verbose=cfg.verbose, shuffle=False).history
+                           steps_per_epoch=steps, callbacks=callbacks, verbose=cfg.verbose,
+                           shuffle=False).history
         nan.check()
         val = np.asarray(hist.get("val_loss", []), dtype=float)
         row = {"learning_rate": lr}

@@ -243,3 +243,19 @@ def test_two_rate_trainer_scales_the_encoder_step():
     for name, step in steps[1.0].items():
         ratio = 1.0 if name.startswith("head_") else 0.25
         assert steps[0.25][name] == pytest.approx(ratio * step, rel=1e-3), name
+
+
+def test_min_steps_per_epoch_repeats_a_small_training_set(small_cohort):
+    view = experiment_view(small_cohort, "baseline_full_labels")
+    train = view["train"].sort_values("label").groupby("label").head(6)   # 6 + 6 ECGs
+    assert len(train) == 12 and train["label"].nunique() == 2
+    base = dict(learning_rates=(1e-3,), epochs=2, batch_size=8, patience=5, hidden_units=8,
+                verbose=0)
+    plain = finetune(train, view["valid"], build_encoder(**TINY), FinetuneConfig(**base))
+    assert int(plain.model.optimizer.iterations) == 2 * 2              # 12 ECGs: 2 batches
+    more = finetune(train, view["valid"], build_encoder(**TINY),
+                    FinetuneConfig(min_steps_per_epoch=5, **base))
+    assert int(more.model.optimizer.iterations) == 2 * 5
+    assert more.sweep["min_steps_per_epoch"].iloc[0] == 5
+    with pytest.raises(ValueError, match="min_steps_per_epoch"):
+        FinetuneConfig(min_steps_per_epoch=-1).check()
