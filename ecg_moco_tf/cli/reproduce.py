@@ -309,7 +309,7 @@ def _explain(df, out, encoder_path):
         res = explain_cohort(load_model(path), part("test"),
                              os.path.join(out, "explain", name),
                              methods=FLAGS.explain_methods, reference=ref, formats=("png",),
-                             seed=FLAGS.seed)
+                             seed=FLAGS.seed, options=common.read_options_from_flags())
         what = ("proposed classifier, score = class logit" if name == "classifier" else
                 "pretrained encoder (paper Figure 2), score = cosine to the class prototype")
         lines += [f"**{what}**: [summary](explain/{name}/summary.md)", ""]
@@ -332,6 +332,7 @@ def _export(df, model_path):
     from ecg_moco_tf.export import export_from_manifest
 
     card = export_from_manifest(model_path, df, FLAGS.export_dir, seed=FLAGS.seed,
-                                formats=FLAGS.export_formats)
+                                formats=FLAGS.export_formats,
+                                options=common.read_options_from_flags())
     for kind, r in card["parity"]["formats"].items():
         print(f"{kind:13s} {r['bytes'] / 1e3:9.1f} kB  max|diff| {r['max_abs_diff']:.2e}")
