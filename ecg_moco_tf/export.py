@@ -15,8 +15,12 @@ Formats written to ``<out>/``:
 - ``model_card.json``: input spec, preprocessing, training data summary, test metrics, parity
   figures, versions.
 
-Parity (run at every export): each format vs the Keras model on held-out ECGs, max absolute
-probability difference and AUC change; a format beyond its tolerance makes the export fail.
+Parity (run at every export): each format vs the Keras model on held-out ECGs, max and mean
+absolute probability difference, decisions at 0.5 that flip, and AUC change; a format beyond
+its tolerance makes the export fail. The quantized formats (int8 weights or kernels) are
+allowed more than the float tolerance, with a printed warning when they exceed it; the card's
+``quantization`` section states the calibration ECGs, their parity, int8's output step of
+1/256 and the caveat that int8 can flip decisions near the threshold.
 """
 from __future__ import annotations
 
@@ -85,8 +89,52 @@ def export_tflite(savedmodel_path, out_path, kind, representative=None):
     return out_path
 
 
+MAX_ABS_MV = 50.0        # above this the input is taken for microvolts (ECGs are a few mV)
+
+
+def check_input(signals, shape=(12, 5000)):
+    """The model input as float32 ``(n, 12, 5000)`` millivolts, or a ``ValueError`` that says
+    what is wrong and what to do.
+
+    Rule: a 2-D array of exactly ``shape`` is one ECG (a batch of one is made); anything else
+    must be ``(n, *shape)``. The samples x leads layout of wfdb's ``p_signal`` (last axis 12),
+    NaN/Inf, and amplitudes above ``MAX_ABS_MV`` (microvolts) are refused.
+    """
+    x = np.asarray(signals, np.float32)
+    leads, samples = shape
+    want = (f"expected (n, {leads}, {samples}) in mV: n ECGs x {leads} leads (I, II, III, aVR, "
+            f"aVL, aVF, V1-V6) x {samples} samples (10 s at 500 Hz)")
+    if x.shape == tuple(shape):
+        x = x[None]
+    if x.ndim in (2, 3) and x.shape[-1] == leads and x.shape[-2] != leads:
+        raise ValueError(f"ECGs of shape {x.shape} have the leads on the last axis: transpose "
+                         f"wfdb's p_signal (samples x leads) to (n, {leads}, {samples}), e.g. "
+                         "np.stack([rec.p_signal.T for rec in records]); " + want)
+    if x.ndim != 3 or x.shape[1:] != tuple(shape):
+        raise ValueError(f"ECGs of shape {x.shape}; {want}. Resample and crop/pad with "
+                         "ecg_moco_tf.data.read_record (or records.standardize)")
+    def which(bad):
+        return ("the ECG" if len(x) == 1 else
+                f"{int(bad.sum())} of {len(x)} ECGs (first: index {int(np.argmax(bad))})")
+
+    bad = ~np.isfinite(x).all(axis=(1, 2))
+    if bad.any():
+        raise ValueError(f"{which(bad)}: NaN/Inf samples")
+    peak = np.abs(x).max(axis=(1, 2)) if x.size else np.zeros(0)
+    bad = peak > MAX_ABS_MV
+    if bad.any():
+        raise ValueError(f"{which(bad)}: |amplitude| up to {peak[bad][0]:.4g}, above "
+                         f"{MAX_ABS_MV:g}: the input must be in millivolts (mV); microvolts "
+                         "must be divided by 1000 (check the header's gain / units)")
+    return x
+
+
 class Predictor:
     """Probabilities from a ``.keras`` model, a SavedModel folder or a ``.tflite`` file.
+
+    The model must end in one probability per ECG (output shape (n, 1); for ``.keras`` also a
+    sigmoid): an encoder, which gives features, is refused. Input: ``(n, 12, 5000)`` mV, or one
+    ECG ``(12, 5000)`` (see :func:`check_input`); output: ``(n,)`` probabilities.
 
     Example:
         >>> Predictor("saved_models/lvsd/model_int8.tflite")(signals)   # (n, 12, 5000) -> (n,)
@@ -103,43 +151,107 @@ class Predictor:
             self.kind = "tflite"
             self.interp = Interpreter(model_path=path, num_threads=num_threads)
             self.runner = self.interp.get_signature_runner("serve")
-            self.output = "probability"
+            outputs = {k: tuple(d["shape_signature"]) for k, d in
+                       self.runner.get_output_details().items()}
+            self.output = "probability" if "probability" in outputs else next(iter(outputs))
+            self.input_shape = tuple(int(d) for d in
+                                     self.runner.get_input_details()["ecg_mv"]["shape"][1:])
+            self._check_output(outputs)
         elif os.path.isdir(path):
             import tensorflow as tf
 
             self.kind = "savedmodel"
             self.fn = tf.saved_model.load(path).signatures["serving_default"]
+            outputs = {k: tuple(v.shape) for k, v in self.fn.structured_outputs.items()}
+            self.output = "probability" if "probability" in outputs else next(iter(outputs))
+            self.input_shape = tuple(self.fn.structured_input_signature[1]["ecg_mv"].shape[1:])
+            self._check_output(outputs)
         elif path.endswith(".keras"):
             from .models import load_model
 
             self.kind = "keras"
             self.model = load_model(path)
+            self.input_shape = tuple(self.model.input_shape[1:])
+            self.output = "output"
+            self._check_output({f"output{i or ''}": tuple(o.shape) for i, o in
+                                enumerate(self.model.outputs)}, _final_activation(self.model))
         else:
             raise ValueError(f"{path}: not a .keras file, SavedModel folder or .tflite file")
 
+    def _check_output(self, outputs, activation="sigmoid"):
+        """Refuse a model whose output (``self.output``) is not one probability per ECG; an
+        export may add ``embedding`` beside ``probability``."""
+        shape = outputs.get(self.output, ())
+        extra = set(outputs) - {self.output, "embedding"}
+        if extra or len(shape) != 2 or shape[-1] != 1 or activation != "sigmoid":
+            found = ", ".join(f"{k} {tuple(v)}" for k, v in outputs.items())
+            act = f", final activation {activation}" if self.kind == "keras" else ""
+            raise ValueError(
+                f"model {self.path} outputs {found}{act}: predict needs a classifier that "
+                "ends in one sigmoid probability per ECG, shape (n, 1), e.g. "
+                "runs/demo/proposed/classifier.keras or its export. An encoder (encoder.keras) "
+                "gives features, not probabilities: fine-tune it first (ecg-moco finetune)")
+
     def __call__(self, signals, batch_size=32):
-        x = np.asarray(signals, np.float32)
+        x = check_input(signals, self.input_shape)
         if self.kind == "keras":
             return self.model.predict(x, batch_size=batch_size, verbose=0).ravel()
         out = []
         for i in range(0, len(x), batch_size if self.kind == "savedmodel" else 1):
             chunk = x[i:i + (batch_size if self.kind == "savedmodel" else 1)]
             if self.kind == "savedmodel":
-                out.append(self.fn(ecg_mv=chunk)["probability"].numpy().ravel())
+                out.append(self.fn(ecg_mv=chunk)[self.output].numpy().ravel())
             else:
                 out.append(np.asarray(self.runner(ecg_mv=chunk)[self.output]).ravel())
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def parity(reference, candidate, labels=None):
-    """Max |p_ref - p| and the AUC change (if both classes are in ``labels``)."""
+def _final_activation(model):
+    """Name of the activation of a Keras model's last layer (nested models followed)."""
+    layer = model
+    while hasattr(layer, "layers") and layer.layers:
+        layer = layer.layers[-1]
+    act = getattr(layer, "activation", None)
+    return getattr(act, "__name__", str(act))
+
+
+def parity(reference, candidate, labels=None, threshold=0.5):
+    """Max and mean |p_ref - p|, the decisions at ``threshold`` that flip, and the AUC change
+    (if both classes are in ``labels``)."""
     from sklearn.metrics import roc_auc_score
 
-    out = {"max_abs_diff": float(np.max(np.abs(reference - candidate)))}
+    diff = np.abs(reference - candidate)
+    out = {"max_abs_diff": float(diff.max()) if diff.size else 0.0,
+           "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+           "decision_flips": int(((reference >= threshold) != (candidate >= threshold)).sum())}
     if labels is not None and len(np.unique(labels)) == 2:
         out["auc_change"] = float(roc_auc_score(labels, candidate) - roc_auc_score(labels,
                                                                                   reference))
     return out
+
+
+INT8_OUTPUT_STEP = 1 / 256   # TFLite int8 LOGISTIC output: scale 1/256, zero point -128
+
+
+def _quantization_note(report, calibration, heldout):
+    """The card's statement on the quantized formats: calibration data, measured parity, the
+    int8 output step and the caveat."""
+    note = {"calibration_ecgs": calibration, "parity_measured_on": heldout,
+            "decision_threshold": 0.5}
+    for kind in ("dynamic_int8", "int8"):
+        if kind in report:
+            note[kind] = {k: report[kind][k] for k in ("max_abs_diff", "mean_abs_diff",
+                                                       "decision_flips")}
+    if "int8" in report:
+        note["int8"]["output_step"] = INT8_OUTPUT_STEP
+    note["caveat"] = (
+        "int8 probabilities come in steps of 1/256 and differ from the Keras model by up to "
+        "max_abs_diff on the held-out ECGs above, which come from the same source as the "
+        "calibration ECGs; on ECGs from another source (device, site, population) the "
+        "difference can be larger (see the README). Near the decision threshold this flips "
+        "decisions: use float32/float16 there, or compare int8 with the SavedModel on your "
+        "own ECGs (ecg-moco predict) first.")
+    return note
 
 
 def export_all(model, out_dir, heldout, heldout_labels=None, representative=None,
@@ -172,7 +284,7 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
             paths[kind] = export_tflite(sm, os.path.join(out_dir, f"model_{kind}.tflite"), kind,
                                         representative if representative is not None
                                         else heldout)
-    report, failures, outputs = {}, [], {}
+    report, failures, warnings, outputs = {}, [], [], {}
     for kind, path in paths.items():
         p = outputs[kind] = Predictor(path)(heldout)
         size = (sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path)
@@ -182,6 +294,15 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
         if report[kind]["max_abs_diff"] > tol[kind]:
             failures.append(f"{kind}: max |diff| {report[kind]['max_abs_diff']:.4g} > "
                             f"{tol[kind]}")
+        elif kind.endswith("int8") and report[kind]["max_abs_diff"] > tol["float16"]:
+            warnings.append(f"{kind} differs from the Keras model by up to "
+                            f"{report[kind]['max_abs_diff']:.3f} (float16 tolerance "
+                            f"{tol['float16']:g}) on the {len(heldout)} held-out ECGs; "
+                            f"{report[kind]['decision_flips']} decision(s) at 0.5 flip. "
+                            "See the model card's 'quantization' caveat before using it near "
+                            "the threshold")
+    for w in warnings:
+        print(f"warning: {w}")
     import keras
 
     card = {
@@ -195,11 +316,18 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
                          "model (no per-ECG scaling)",
         "outputs": {"probability": "P(positive), sigmoid", "embedding": "encoder features "
                     "(SavedModel only)"},
-        "parity": {"heldout_ecgs": int(len(heldout)), "formats": report},
+        "parity": {"heldout_ecgs": int(len(heldout)), "formats": report,
+                   "warnings": warnings},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                      "python": platform.python_version()},
         **(card_extra or {}),
     }
+    if any(k.endswith("int8") for k in report):
+        card["quantization"] = _quantization_note(
+            report, card.get("calibration_ecgs", f"{len(representative)} ECGs given for "
+                             "calibration" if representative is not None else
+                             f"the {len(heldout)} held-out ECGs (no calibration set given)"),
+            card.get("heldout_ecgs", f"{len(heldout)} held-out ECGs"))
     if heldout_labels is not None and len(np.unique(heldout_labels)) == 2:
         from .evaluation import evaluate
 
@@ -220,32 +348,44 @@ def _sample(df, n, seed):
 
 def export_from_manifest(model_path, df, out_dir, heldout_split="test",
                          calibration_split="train2", max_heldout=0, max_calibration=200, seed=0,
-                         formats=FORMATS, tolerance=None, card_extra=None):
+                         formats=FORMATS, tolerance=None, card_extra=None,
+                         on_error="raise", options=None):
     """:func:`export_all` for a classifier file and a manifest with splits.
 
     Parity and the card's held-out metrics use every ECG of ``heldout_split`` (or a seeded
     sample of ``max_heldout``); full-int8 calibration a seeded sample of ``max_calibration``
-    ECGs of ``calibration_split``. The card says which.
+    ECGs of ``calibration_split``. The card says which. Records are read with ``options``
+    (a ``ReadOptions``); an unreadable one raises (``on_error="raise"``) or is left out
+    (``"skip"``: listed with the reason in the card's ``skipped_records``).
     """
-    from .data import load_records, split_summary
+    import pandas as pd
+
+    from .data import ReadOptions, load_records, split_summary
     from .models import load_model
 
-    parts = {}
+    parts, problems = {}, []
     for name, split, n in (("heldout", heldout_split, max_heldout),
                            ("calibration", calibration_split, max_calibration)):
         rows = df[df["split"] == split]
         if not len(rows):
             raise ValueError(f"the manifest has no '{split}' rows for the {name} ECGs; "
                              f"choose another --{name}_split")
-        parts[name] = load_records(_sample(rows, n, seed), progress=False)
+        sample = _sample(rows, n, seed)
+        parts[name] = load_records(sample, on_error=on_error, progress=False,
+                                   options=options or ReadOptions())
+        bad = parts[name].problems
+        problems.append(bad)
         parts[name + "_selection"] = (
             f"{len(parts[name].signals)} of {len(rows)} '{split}' ECGs"
-            + ("" if len(parts[name].signals) == len(rows) else f" (random sample, seed {seed})"))
+            + ("" if len(sample) == len(rows) else f" (random sample of {len(sample)}, seed "
+               f"{seed})") + (f"; {len(bad)} unreadable left out" if len(bad) else ""))
     held = parts["heldout"].manifest
     extra = {"source_model": model_path,
              "training_data": split_summary(df).reset_index().to_dict(orient="records"),
              "heldout_ecgs": parts["heldout_selection"],
-             "calibration_ecgs": parts["calibration_selection"], **(card_extra or {})}
+             "calibration_ecgs": parts["calibration_selection"],
+             "skipped_records": pd.concat(problems).drop_duplicates().to_dict("records"),
+             **(card_extra or {})}
     labels = _labels_or_none(held)
     return export_all(load_model(model_path), out_dir, parts["heldout"].signals,
                       labels, parts["calibration"].signals, formats, tolerance, extra,

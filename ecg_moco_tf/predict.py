@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .data.manifest import check_manifest, read_manifest, read_row
 from .data.records import ReadOptions, RecordError
-from .export import Predictor
+from .export import Predictor, check_input
 
 RECORD_PATTERNS = ("*.hea", "*.npz", "*.h5", "*.hdf5")
 
@@ -66,9 +66,14 @@ def predict_records(model_path, input_path, threshold=0.5, batch_size=32,
                            disable=not progress):
         try:
             x = read(o=options)
+            check_input(x, predictor.input_shape)      # e.g. microvolts stored as mV
         except RecordError as e:
             rows.append({"record": name, "probability": np.nan, "decision": pd.NA,
                          "error": e.problem + (f" -> {e.fix}" if e.fix else "")})
+            continue
+        except ValueError as e:
+            rows.append({"record": name, "probability": np.nan, "decision": pd.NA,
+                         "error": str(e)})
             continue
         batch.append(x)
         names.append(name)

@@ -32,9 +32,11 @@ def test_synth_then_validate_with_flagfile(tmp_path):
     assert r.returncode == 0 and "0 with problems" in r.stdout
     os.remove(tmp_path / "c" / (df["record"][0] + ".dat"))
     r = _cli("validate", f"--manifest={tmp_path}/c/manifest.csv",
-             f"--report={tmp_path}/problems.csv")
+             f"--report={tmp_path}/report.csv")
     assert r.returncode == 1 and df["record"][0] in r.stdout
-    assert len(pd.read_csv(tmp_path / "problems.csv")) == 1
+    report = pd.read_csv(tmp_path / "report.csv")
+    assert len(report) == len(df) and list(report.loc[report["status"] != "ok", "record"]) == [
+        df["record"][0]]
 
 
 def test_import_turns_onednn_on_unless_the_user_chose():

@@ -76,7 +76,7 @@ def test_augmentation_layer_in_front_of_a_classifier(exported):
     assert all(g is not None for g in tape.gradient(loss, model.trainable_variables))
 
 
-def test_predict_cli_reports_corrupt_record(exported, tmp_path):
+def test_predict_cli_stops_at_a_corrupt_record_or_skips_it(exported, tmp_path):
     _, x, out, _ = exported
     d = tmp_path / "ecgs"
     d.mkdir()
@@ -86,18 +86,21 @@ def test_predict_cli_reports_corrupt_record(exported, tmp_path):
     with open(d / "broken.dat", "r+b") as f:
         f.truncate(100)
     csv = tmp_path / "p.csv"
-    r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "predict",
-                        f"--model={out / 'model_float32.tflite'}", f"--input={d}",
-                        f"--out={csv}"], capture_output=True, text=True, timeout=300)
+    args = [sys.executable, "-m", "ecg_moco_tf.cli.main", "predict",
+            f"--model={out / 'model_float32.tflite'}", f"--input={d}", f"--out={csv}"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert "1 of 4 records could not be read: broken:" in last and "corrupt or truncated" in last
+    assert not csv.exists()
+    r = subprocess.run(args + ["--on_error=skip"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stderr[-2000:]
     df = pd.read_csv(csv)
-    assert len(df) == 4
-    good = df[df["error"].isna()]
-    assert sorted(good["record"]) == ["ok0", "ok1", "ok2"]
-    assert good["probability"].between(0, 1).all()
-    bad = df[df["record"] == "broken"].iloc[0]
-    assert np.isnan(bad["probability"]) and "corrupt or truncated" in bad["error"]
-    assert "broken" in r.stdout
+    assert sorted(df["record"]) == ["ok0", "ok1", "ok2"] and "error" not in df
+    assert df["probability"].between(0, 1).all()
+    bad = pd.read_csv(tmp_path / "problems.csv")
+    assert list(bad["record"]) == ["broken"] and "corrupt or truncated" in bad["problem"][0]
+    assert "broken" in r.stdout and "1 of 4 record(s) skipped" in r.stdout
 
 
 def test_predict_cli_loads_a_keras_classifier_in_a_fresh_process(exported, tmp_path):
@@ -127,3 +130,52 @@ def test_export_into_an_earlier_export_leaves_no_stale_model(exported, tmp_path)
     left = sorted(p.name for p in again.iterdir() if p.name != "clf.keras")
     assert left == ["model_card.json", "model_float32.tflite", "savedmodel"]
     assert set(card["parity"]["formats"]) == {"savedmodel", "float32"}
+
+
+def test_predictor_checks_shape_units_and_adds_the_batch_axis_of_one_ecg(exported):
+    _, x, out, _ = exported
+    for path in (out / "clf.keras", out / "savedmodel", out / "model_int8.tflite"):
+        pred = Predictor(str(path))
+        one = pred(x[0])                                    # (12, 5000): one ECG
+        assert one.shape == (1,) and one[0] == pytest.approx(pred(x[:1])[0], abs=1e-6)
+        with pytest.raises(ValueError, match=r"transpose wfdb's p_signal .* \(n, 12, 5000\)"):
+            pred(x[:2].transpose(0, 2, 1))                  # wfdb layout (n, 5000, 12)
+        with pytest.raises(ValueError, match=r"transpose wfdb's p_signal"):
+            pred(x[0].T)
+        with pytest.raises(ValueError, match=r"index 1\): \|amplitude\| up to .* millivolts"):
+            pred(np.stack([x[0], x[1] * 1000]))             # microvolts
+        with pytest.raises(ValueError, match=r"shape \(2, 12, 2500\); expected \(n, 12, 5000\)"):
+            pred(x[:2, :, :2500])
+
+
+def test_predictor_refuses_an_encoder_in_every_format(exported, tmp_path):
+    from ecg_moco_tf.export import export_savedmodel, export_tflite
+
+    keras.utils.set_random_seed(0)
+    enc = build_encoder(**TINY)
+    enc.save(tmp_path / "encoder.keras")
+    sm = export_savedmodel(enc, str(tmp_path / "sm"))
+    tfl = export_tflite(sm, str(tmp_path / "enc.tflite"), "float32")
+    for path in (tmp_path / "encoder.keras", sm, tfl):
+        with pytest.raises(ValueError, match=r"outputs .*16\).*one sigmoid probability"):
+            Predictor(str(path))
+    logits = keras.Model(exported[0].input, exported[0].get_layer("head_logit").output)
+    logits.save(tmp_path / "logits.keras")              # (n, 1) but no sigmoid
+    with pytest.raises(ValueError, match="final activation linear"):
+        Predictor(str(tmp_path / "logits.keras"))
+
+
+def test_card_states_quantization_and_int8_beyond_float_tolerance_warns(exported, tmp_path,
+                                                                        capsys):
+    clf, x, out, card = exported
+    q = card["quantization"]
+    assert q["int8"]["output_step"] == 1 / 256 and "flip" in q["caveat"]
+    assert q["calibration_ecgs"] == "the 12 held-out ECGs (no calibration set given)"
+    assert q["int8"]["max_abs_diff"] == card["parity"]["formats"]["int8"]["max_abs_diff"]
+    p = Predictor(str(out / "model_int8.tflite"))(x)
+    np.testing.assert_allclose(p * 256, np.round(p * 256), atol=1e-4)   # steps of 1/256
+    again = export_all(clf, str(tmp_path), x, formats=("savedmodel", "int8"),
+                       tolerance={"float16": 1e-9})               # int8 exceeds it: a warning
+    assert "warning: int8 differs from the Keras model by up to" in capsys.readouterr().out
+    assert len(again["parity"]["warnings"]) == 1
+    assert "decision_flips" in again["parity"]["formats"]["int8"]

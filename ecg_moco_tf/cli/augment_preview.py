@@ -26,6 +26,8 @@ def main(argv):
         from ecg_moco_tf.data import synthetic
 
         x = synthetic.generate(synthetic.CohortConfig(num_patients=1, seed=FLAGS.seed))[0][0]
-    path = plot_augmentations(x, FLAGS.out, lead=FLAGS.lead, seconds=FLAGS.seconds,
+    from ecg_moco_tf.cli.common import output_file
+
+    path = plot_augmentations(x, output_file(FLAGS.out), lead=FLAGS.lead, seconds=FLAGS.seconds,
                               seed=FLAGS.seed, extras=FLAGS.extras)
     print(f"wrote {path}")

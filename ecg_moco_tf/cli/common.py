@@ -38,6 +38,7 @@ def augment_overrides_from_flags():
 
     text = (FLAGS.augment_overrides or "").strip()
     if not text:
+        build_augmenter(list(FLAGS.augmentations) or None)          # checks the names
         return {}
     try:
         value = json.loads(text)
@@ -53,3 +54,59 @@ def augment_overrides_from_flags():
 def define_manifest_flag(module_name, required=True):
     flags.DEFINE_string("manifest", None, "Manifest (CSV or Parquet) with a 'split' column.",
                         required=required, module_name=module_name)
+
+
+def define_read_flags(module_name, on_error=None):
+    """How records are read (``--min_seconds``, ``--drop_extra_leads``) and, with
+    ``on_error`` (its default), what an unreadable record does (``--on_error``)."""
+    m = {"module_name": module_name}
+    flags.DEFINE_float("min_seconds", 5.0, "Shortest accepted record, seconds.", **m)
+    flags.DEFINE_bool("drop_extra_leads", False, "Records with leads beyond the 12 standard ones "
+                      "(e.g. vx, vy, vz): keep the 12 (default: the record is an error).", **m)
+    if on_error:
+        flags.DEFINE_enum("on_error", on_error, ["raise", "skip"], "Unreadable records: stop "
+                          "with one line listing them (raise), or leave them out, listed in "
+                          "problems.csv with the reason (skip).", **m)
+
+
+def read_options_from_flags():
+    from ecg_moco_tf.data.records import ReadOptions
+
+    return ReadOptions(min_seconds=FLAGS.min_seconds, drop_extra_leads=FLAGS.drop_extra_leads)
+
+
+def readable_records(df, out_dir, on_error=None, options=None):
+    """Read every record of ``df`` once (signals not kept) before any work: with
+    ``on_error='raise'`` an unreadable record stops the command (one ``RecordError`` listing
+    them, exit status 2); with ``'skip'`` they are left out and listed by
+    :func:`write_problems`. Returns the manifest of the readable records. Defaults: the
+    command's ``--on_error`` and read flags."""
+    from ecg_moco_tf.data import load_records
+
+    res = load_records(df, on_error=on_error or FLAGS.on_error, keep_signals=False,
+                       options=options or read_options_from_flags())
+    write_problems(res.problems, out_dir, len(df))
+    return res.manifest
+
+
+def write_problems(problems, out_dir, total=None):
+    """Skipped records (a DataFrame: record, problem) to ``<out_dir>/problems.csv`` and, with
+    their count (of ``total``), to the console; nothing when there are none."""
+    import os
+
+    if len(problems):
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, "problems.csv")
+        problems.to_csv(path, index=False)
+        of = "" if total is None else f" of {total}"
+        print(f"{len(problems)}{of} record(s) skipped (unreadable), listed in {path}:")
+        print(problems.to_string(index=False))
+
+
+def output_file(path):
+    """``path`` with its folder created (before any work, so a long run never ends without a
+    place to write)."""
+    import os
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return path

@@ -7,24 +7,22 @@ import os
 
 from absl import flags
 
+from ecg_moco_tf.cli import common
 from ecg_moco_tf.data import manifest
 from ecg_moco_tf.data.pipeline import write_tfrecords
-from ecg_moco_tf.data.records import ReadOptions
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("manifest", None, "Manifest (CSV or Parquet).", required=True)
 flags.DEFINE_string("out", None, "Output folder for the shards.", required=True)
 flags.DEFINE_integer("shard_size", 1024, "ECGs per shard (about 120 kB each).")
-flags.DEFINE_enum("on_error", "raise", ["raise", "skip"],
-                  "Bad records: stop with the list, or leave them out with problems.csv.")
-flags.DEFINE_float("min_seconds", 5.0, "Shortest accepted record, seconds.")
+common.define_read_flags(__name__, on_error="raise")
 
 
 def main(argv):
     del argv
     df = manifest.read_manifest(FLAGS.manifest)
     written, problems = write_tfrecords(df, FLAGS.out, FLAGS.shard_size,
-                                        ReadOptions(min_seconds=FLAGS.min_seconds),
+                                        common.read_options_from_flags(),
                                         on_error=FLAGS.on_error)
     problems.to_csv(os.path.join(FLAGS.out, "problems.csv"), index=False)
     print(f"wrote {sum(written.values())} ECGs ({written}) to {FLAGS.out}; "

@@ -13,6 +13,8 @@ explained by cosine similarity to class prototypes: it needs labels (in --record
 """
 from absl import flags
 
+from ecg_moco_tf.cli import common
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Keras model (.keras): a classifier or an encoder.",
                     required=True)
@@ -37,6 +39,7 @@ flags.DEFINE_list("formats", ["png", "svg"], "Figure formats.")
 flags.DEFINE_integer("n_random", 20, "Random maps for the faithfulness baselines.")
 flags.DEFINE_integer("scorecam_max_n", 0, "Score-CAM: channels used (0 = all).")
 flags.DEFINE_integer("seed", 0, "Seed (record sample, random maps, tie breaks).")
+common.define_read_flags(__name__)
 
 
 def load_keras_model(path):
@@ -55,16 +58,6 @@ def load_keras_model(path):
 
 def main(argv):
     del argv
-    import sys
-
-    try:
-        return _run()
-    except (FileNotFoundError, ValueError) as e:     # bad usage: say what, no traceback
-        print(f"ecg-moco explain: {e}", file=sys.stderr)
-        return 2
-
-
-def _run():
     from ecg_moco_tf.explain.cohort import explain_cohort
     from ecg_moco_tf.predict import record_table
 
@@ -86,7 +79,8 @@ def _run():
                          target=FLAGS.target, reference=reference, n_plots=FLAGS.plots,
                          layouts=tuple(FLAGS.layouts), formats=tuple(FLAGS.formats),
                          seed=FLAGS.seed, n_random=FLAGS.n_random,
-                         max_n=FLAGS.scorecam_max_n or None)
+                         max_n=FLAGS.scorecam_max_n or None,
+                         options=common.read_options_from_flags())
     print(f"explained {res['explained']} of {res['records']} ECGs -> {FLAGS.out}/summary.md")
     for method, r in res["methods"].items():
         f = r.get("faithfulness")

@@ -3,15 +3,20 @@
 Example: ecg-moco export --model=runs/demo/proposed/classifier.keras \
              --manifest=runs/demo/manifest_with_splits.csv --out=saved_models/lvsd_demo
 Parity is measured on --heldout_split ECGs; int8 is calibrated on --calibration_split ECGs.
-The export fails (exit 1) when a format differs from the Keras model beyond its tolerance.
+The export fails (exit 1) when a format differs from the Keras model beyond its tolerance; a
+quantized format beyond the float16 tolerance is a warning (see the card's 'quantization').
+An unreadable record stops the export (--on_error=raise) or is left out, listed in
+<out>/problems.csv and the card (--on_error=skip).
 """
 from absl import flags
+
+from ecg_moco_tf.cli import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Trained classifier (.keras).", required=True)
 flags.DEFINE_string("manifest", None, "Manifest with splits (held-out and calibration ECGs).",
                     required=True)
-flags.DEFINE_string("out", "saved_models/model", "Output folder.")
+flags.DEFINE_string("out", "saved_models/model", "Output folder (created).")
 flags.DEFINE_string("heldout_split", "test", "Split used for the parity check and the card.")
 flags.DEFINE_string("calibration_split", "train2", "Split whose ECGs calibrate full int8.")
 flags.DEFINE_integer("max_ecgs", 0, "Held-out ECGs for parity and the card's metrics: 0 = all "
@@ -24,10 +29,13 @@ flags.DEFINE_list("formats", ["savedmodel", "float32", "float16", "dynamic_int8"
 flags.DEFINE_float("tol_float16", 0.02, "Max |probability difference| for float16.")
 flags.DEFINE_float("tol_dynamic_int8", 0.1, "Max |probability difference| for dynamic int8.")
 flags.DEFINE_float("tol_int8", 0.2, "Max |probability difference| for full int8.")
+common.define_read_flags(__name__, on_error="raise")
 
 
 def main(argv):
     del argv
+    import pandas as pd
+
     from ecg_moco_tf.data import read_manifest
     from ecg_moco_tf.export import ParityError, export_from_manifest
 
@@ -37,13 +45,16 @@ def main(argv):
         card = export_from_manifest(FLAGS.model, read_manifest(FLAGS.manifest), FLAGS.out,
                                     FLAGS.heldout_split, FLAGS.calibration_split,
                                     FLAGS.max_ecgs, FLAGS.max_calibration_ecgs, FLAGS.seed,
-                                    FLAGS.formats, tol)
+                                    FLAGS.formats, tol, on_error=FLAGS.on_error,
+                                    options=common.read_options_from_flags())
     except ParityError as e:
         print(e)
         return 1
     for kind, r in card["parity"]["formats"].items():
         print(f"{kind:13s} {r['bytes'] / 1e3:9.1f} kB  max|diff| {r['max_abs_diff']:.2e}  "
               f"AUC change {r.get('auc_change', float('nan')):+.4f}")
+    skipped = pd.DataFrame(card["skipped_records"], columns=["record", "problem"])
+    common.write_problems(skipped, FLAGS.out)
     m = card.get("heldout_metrics")
     if m:
         print(f"held-out AUC (SavedModel) {m['auc']:.4f} [{m['auc_ci_low']:.4f}, "

@@ -4,7 +4,10 @@ Example: ecg-moco finetune --manifest=runs/demo/manifest_with_splits.csv \
              --flagfile=flags/proposed.flags --encoder=runs/demo/pretrain/encoder.keras
 The learning-rate sweep keeps the model with the lowest validation loss; the test AUC is
 printed with its 95 % patient-bootstrap CI. Writes classifier.keras, lr_sweep.csv,
-test_predictions.csv and metrics.json to --out.
+test_predictions.csv and metrics.json to --out. --encoder is for --experiment=proposed only
+(the baselines start from random weights). Every record used is read once before training: an
+unreadable one stops the command (--on_error=raise) or is left out, listed in
+<out>/problems.csv (--on_error=skip).
 """
 import json
 import os
@@ -16,10 +19,11 @@ from ecg_moco_tf.cli import common
 FLAGS = flags.FLAGS
 common.define_manifest_flag(__name__)
 common.define_encoder_flags(__name__)
+common.define_read_flags(__name__, on_error="raise")
 flags.DEFINE_enum("experiment", "proposed", ["proposed", "baseline_unpretrained",
                                              "baseline_full_labels"], "Which Table 3 row.")
 flags.DEFINE_string("encoder", None, "Pretrained encoder (.keras); required for 'proposed'.")
-flags.DEFINE_string("out", "runs/finetune", "Output folder.")
+flags.DEFINE_string("out", "runs/finetune", "Output folder (created).")
 flags.DEFINE_list("learning_rates", ["1e-4", "3e-5", "1e-5"], "Learning-rate sweep (Adam).")
 flags.DEFINE_integer("epochs", 50, "Maximum epochs per learning rate.")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
@@ -48,12 +52,13 @@ def main(argv):
     from ecg_moco_tf.data import read_manifest
     from ecg_moco_tf.models import load_model
     from ecg_moco_tf.evaluation import evaluate
-    from ecg_moco_tf.training.experiments import experiment_view
+    from ecg_moco_tf.training.experiments import check_encoder, experiment_view
     from ecg_moco_tf.training.finetune import FinetuneConfig, finetune, predict
 
-    if FLAGS.experiment == "proposed" and not FLAGS.encoder:
-        raise SystemExit("--experiment=proposed needs --encoder=<pretrained encoder.keras>")
-    view = experiment_view(read_manifest(FLAGS.manifest), FLAGS.experiment)
+    check_encoder(FLAGS.experiment, FLAGS.encoder)
+    parts = ("train", "valid", "test")
+    df = read_manifest(FLAGS.manifest)
+    view = experiment_view(df, FLAGS.experiment, require=parts)
     encoder = load_model(FLAGS.encoder) if FLAGS.encoder else None
     cfg = FinetuneConfig(learning_rates=tuple(float(x) for x in FLAGS.learning_rates),
                          epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
@@ -64,10 +69,15 @@ def main(argv):
                          encoder_lr_multiplier=FLAGS.encoder_lr_multiplier,
                          linear_probe_epochs=FLAGS.linear_probe_epochs,
                          reestimate_bn=FLAGS.reestimate_bn,
-                        min_steps_per_epoch=FLAGS.min_steps_per_epoch, cache=FLAGS.cache, seed=FLAGS.seed)
+                         min_steps_per_epoch=FLAGS.min_steps_per_epoch, cache=FLAGS.cache,
+                         seed=FLAGS.seed,
+                         read_options=common.read_options_from_flags()).check()
+    used = df.loc[df.index.isin(set().union(*(view[k].index for k in parts)))]
+    view = experiment_view(common.readable_records(used, FLAGS.out), FLAGS.experiment,
+                           require=parts)
     enc_kwargs = common.encoder_kwargs()
     res = finetune(view["train"], view["valid"], encoder, cfg, FLAGS.out, enc_kwargs)
-    pred = predict(res.model, view["test"])
+    pred = predict(res.model, view["test"], options=cfg.read_options)
     pred.to_csv(os.path.join(FLAGS.out, "test_predictions.csv"), index=False)
     m = evaluate(pred["label"].astype(int), pred["probability"], pred["patient_id"],
                  seed=FLAGS.seed)

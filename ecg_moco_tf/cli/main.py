@@ -2,11 +2,18 @@
 
 Each command lives in its own module and defines only its own flags, so ``ecg-moco CMD --help``
 lists just those. Every command accepts ``--flagfile=path`` (absl).
+
+Usage mistakes end in one line on stderr and exit status 2: a bad flag (unknown, out of range,
+missing, a flag file that does not exist), ``SystemExit("what to do")``, and the library's
+``ValueError`` (its subclasses ``ManifestError``, ``RecordError``, ...), ``FileNotFoundError``
+and ``FileExistsError``, whose messages name the problem. ``--verbosity=debug`` (or the
+environment variable ``ECG_MOCO_DEBUG=1``) shows the traceback instead.
 """
 import importlib
+import os
 import sys
 
-from ecg_moco_tf.data.manifest import ManifestError
+USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
 
 COMMANDS = {
     "synth": "Generate the synthetic 12-lead cohort (WFDB + manifest), splits included.",
@@ -52,19 +59,42 @@ def run(argv=None):
         return 0
     from absl import app
 
+    # absl's --verbosity takes integers; "debug" (what the error lines suggest) is its level 1
+    rest = ["--verbosity=1" if a in ("--verbosity=debug", "-v=debug") else a for a in rest]
     try:
-        app.run(module.main, argv=[f"ecg-moco {cmd}"] + rest)
+        app.run(module.main, argv=[f"ecg-moco {cmd}"] + rest, flags_parser=_parse_flags)
     except SystemExit as e:
         if isinstance(e.code, str):                 # SystemExit("what to do"): a usage error
             print(f"ecg-moco {cmd}: {e.code}", file=sys.stderr)
             return 2
         return 0 if e.code is None else e.code
-    except (FileNotFoundError, ManifestError) as e:  # a missing file or a wrong manifest
-        if "--verbosity=debug" in rest:
+    except USAGE_ERRORS as e:                       # a missing file, a wrong manifest, ...
+        if _debug():
             raise
         print(f"ecg-moco {cmd}: {e} (traceback: --verbosity=debug)", file=sys.stderr)
         return 2
     return 0
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, a bad flag as SystemExit(message) (one line, exit 2)."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        msg = str(e).removeprefix("ERROR:: ")
+        raise SystemExit(f"{msg} (see {argv[0]} --help)") from None
+
+
+def _debug():
+    """Tracebacks wanted: --verbosity=debug (= 1, or any -v >= 1, also from a flag file) or
+    ECG_MOCO_DEBUG=1."""
+    from absl import flags
+
+    if os.environ.get("ECG_MOCO_DEBUG", "0").strip() not in ("", "0"):
+        return True
+    return flags.FLAGS.is_parsed() and flags.FLAGS.verbosity >= 1
 
 
 def main():

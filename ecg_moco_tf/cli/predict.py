@@ -2,33 +2,41 @@
 
 Example: ecg-moco predict --model=saved_models/demo/model_int8.tflite --input=my_ecgs/ \
              --out=predictions.csv --threshold=0.5
---input: one record, a folder of records (WFDB, .npz, HDF5) or a manifest. Every record gets a
-row; unreadable ones carry the reason in 'error'. Exit status: 0 all scored, 1 some records
-could not be read (the others are scored), 2 bad usage.
+--input: one record, a folder of records (WFDB, .npz, HDF5) or a manifest. The model must end
+in one probability per ECG (a classifier, not an encoder). An unreadable record stops the
+command (--on_error=raise, exit status 2, nothing written) or is left out of --out and listed
+with the reason in problems.csv beside it (--on_error=skip, exit status 1). Exit status: 0 all
+scored, 1 some records skipped, 2 bad usage.
 """
+import os
+
 from absl import flags
+
+from ecg_moco_tf.cli import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Model: .keras, SavedModel folder or .tflite.", required=True)
 flags.DEFINE_string("input", None, "Record file, folder or manifest.", required=True)
-flags.DEFINE_string("out", "predictions.csv", "Output CSV.")
-flags.DEFINE_float("threshold", 0.5, "Decision threshold on the probability.")
-flags.DEFINE_integer("batch_size", 32, "Batch size.")
-flags.DEFINE_float("min_seconds", 5.0, "Shortest accepted record, seconds.")
+flags.DEFINE_string("out", "predictions.csv", "Output CSV (its folder is created).")
+flags.DEFINE_float("threshold", 0.5, "Decision threshold on the probability, in [0, 1].",
+                   lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
+common.define_read_flags(__name__, on_error="raise")
 
 
 def main(argv):
     del argv
-    from ecg_moco_tf.data.records import ReadOptions
+    from ecg_moco_tf.data.manifest import UnreadableRecords
     from ecg_moco_tf.predict import predict_records
 
+    out = common.output_file(FLAGS.out)
     df = predict_records(FLAGS.model, FLAGS.input, FLAGS.threshold, FLAGS.batch_size,
-                         ReadOptions(min_seconds=FLAGS.min_seconds))
-    df.to_csv(FLAGS.out, index=False)
-    bad = df[df["error"] != ""]
-    print(f"scored {len(df) - len(bad)} of {len(df)} records -> {FLAGS.out}")
-    if len(bad):
-        print(f"{len(bad)} record(s) could not be read:")
-        print(bad[["record", "error"]].to_string(index=False))
-        return 1
-    return 0
+                         common.read_options_from_flags())
+    bad = df["error"] != ""
+    problems = df.loc[bad, ["record", "error"]].rename(columns={"error": "problem"})
+    if len(problems) and FLAGS.on_error == "raise":
+        raise UnreadableRecords(problems, len(df))
+    df[~bad].drop(columns="error").to_csv(out, index=False)
+    print(f"scored {int((~bad).sum())} of {len(df)} records -> {out}")
+    common.write_problems(problems, os.path.dirname(os.path.abspath(out)), len(df))
+    return 1 if len(problems) else 0

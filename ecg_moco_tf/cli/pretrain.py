@@ -6,10 +6,10 @@ Writes encoder.keras (chosen by --select_encoder: by default the highest logisti
 the representation monitor, which uses the manifest's labelled train2 -> valid2 when both
 classes are there, else the last epoch's), moco.keras, pretrain_log.csv, tensorboard/.
 Re-running the same command after an interruption resumes from backup/; a folder that holds
-a finished run is refused (exit code 2) unless --overwrite replaces it.
+a finished run is refused (exit code 2) unless --overwrite replaces it. Every record used is
+read once before training: an unreadable one stops the command (--on_error=raise) or is left
+out, listed in <out>/problems.csv (--on_error=skip).
 """
-import sys
-
 from absl import flags
 
 from ecg_moco_tf.cli import common
@@ -17,7 +17,8 @@ from ecg_moco_tf.cli import common
 FLAGS = flags.FLAGS
 common.define_manifest_flag(__name__)
 common.define_encoder_flags(__name__)
-flags.DEFINE_string("out", "runs/pretrain", "Output folder.")
+common.define_read_flags(__name__, on_error="raise")
+flags.DEFINE_string("out", "runs/pretrain", "Output folder (created).")
 flags.DEFINE_integer("epochs", 50, "Epochs.")
 flags.DEFINE_integer("batch_size", 64, "Batch size (two views each).")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
@@ -53,15 +54,14 @@ flags.DEFINE_enum("select_encoder", "monitor", ["monitor", "last", "val_loss"],
 def main(argv):
     del argv
     from ecg_moco_tf.data import experiment_view, read_manifest
-    from ecg_moco_tf.training.pretrain import PretrainConfig, check_out_dir, pretrain
+    from ecg_moco_tf.training.pretrain import (PretrainConfig, check_config, check_out_dir,
+                                               pretrain)
 
-    try:
-        overrides = common.augment_overrides_from_flags()
-        check_out_dir(FLAGS.out, FLAGS.overwrite)         # before any work
-    except (FileExistsError, ValueError) as e:
-        print(f"ecg-moco pretrain: {e}", file=sys.stderr)
-        return 2
-    view = experiment_view(read_manifest(FLAGS.manifest), "proposed")
+    overrides = common.augment_overrides_from_flags()
+    check_out_dir(FLAGS.out, FLAGS.overwrite)             # before any work
+    df = read_manifest(FLAGS.manifest)
+    pre = ("pretrain_train", "pretrain_valid")
+    view = experiment_view(df, "proposed", require=pre)
     cfg = PretrainConfig(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
                          learning_rate=FLAGS.learning_rate, queue_size=FLAGS.queue_size,
                          momentum=FLAGS.momentum, temperature=FLAGS.temperature,
@@ -72,7 +72,11 @@ def main(argv):
                          augment_overrides=overrides, warmup_steps=FLAGS.warmup_steps,
                          lr_schedule=FLAGS.lr_schedule, momentum_final=FLAGS.momentum_final,
                          seed=FLAGS.seed, monitor_every=FLAGS.monitor_every,
-                         select=FLAGS.select_encoder)
+                         select=FLAGS.select_encoder,
+                         read_options=common.read_options_from_flags())
+    check_config(cfg, *(len(view[k]) for k in pre))       # before reading any record
+    used = df[df["split"].isin(["train1", "valid1", "train2", "valid2"])]   # + monitor's
+    view = experiment_view(common.readable_records(used, FLAGS.out), "proposed", require=pre)
     from ecg_moco_tf.training.monitor import check_split, split_labels
 
     why = [r for s in ("train", "valid") if (r := check_split(s + "2", split_labels(view[s])))]

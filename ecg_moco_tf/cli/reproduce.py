@@ -35,13 +35,15 @@ flags.DEFINE_string("ptbxl_pool", None, "With --ptbxl_root: another PTB-XL folde
 flags.register_multi_flags_validator(
     ["ptbxl_pool", "ptbxl_root"], lambda f: not f["ptbxl_pool"] or bool(f["ptbxl_root"]),
     message="--ptbxl_pool needs --ptbxl_root (the labelled PTB-XL folder)")
+flags.register_multi_flags_validator(
+    ["manifest", "ptbxl_root"], lambda f: not (f["manifest"] and f["ptbxl_root"]),
+    message="--manifest and --ptbxl_root both name the data: give one of them")
 flags.DEFINE_integer("num_patients", 1000, "Synthetic cohort: number of patients.")
 flags.DEFINE_float("prevalence", 0.10, "Synthetic cohort: share of LVSD patients.")
 flags.DEFINE_float("phenotype_scale", 0.4, "Synthetic cohort: strength of the LVSD-like "
                    "phenotype (0.4: calibrated to full-label AUC ~0.9, README).")
 flags.DEFINE_integer("seed", 0, "Seed for data, splits, training and bootstrap.")
-flags.DEFINE_enum("on_error", "skip", ["skip", "raise"],
-                  "Unreadable records: leave out with a report, or stop.")
+common.define_read_flags(__name__, on_error="skip")
 flags.DEFINE_string("pretrained_encoder", None, "Skip pretraining and use this encoder.")
 flags.DEFINE_integer("pretrain_epochs", 50, "MoCo epochs.")
 flags.DEFINE_integer("pretrain_batch_size", 64, "MoCo batch size.")
@@ -145,39 +147,29 @@ def main(argv):
     del argv
     from dataclasses import asdict
 
-    from ecg_moco_tf.data import load_records, split_summary, write_manifest
+    from ecg_moco_tf.data import split_summary, write_manifest
     from ecg_moco_tf.evaluation.plots import plot_calibration, plot_roc
     from ecg_moco_tf.evaluation.report import LABELS, table2, write_report
     from ecg_moco_tf.training import experiments as X
     from ecg_moco_tf.training.finetune import FinetuneConfig
-    from ecg_moco_tf.training.pretrain import PretrainConfig, check_out_dir, pretrain
+    from ecg_moco_tf.training.pretrain import (PretrainConfig, check_config, check_out_dir,
+                                               pretrain)
 
     out = FLAGS.out
     needs_encoder = "proposed" in FLAGS.experiments or FLAGS.label_efficiency
-    try:
-        augment_overrides = common.augment_overrides_from_flags()
-    except ValueError as e:
-        print(f"ecg-moco reproduce: {e}", file=sys.stderr)
-        return 2
+    augment_overrides = common.augment_overrides_from_flags()
     if needs_encoder and not FLAGS.pretrained_encoder:
-        try:
-            check_out_dir(os.path.join(out, "pretrain"), FLAGS.overwrite)   # before any work
-        except FileExistsError as e:
-            print(f"ecg-moco reproduce: {e}", file=sys.stderr)
-            return 2
+        check_out_dir(os.path.join(out, "pretrain"), FLAGS.overwrite)      # before any work
     os.makedirs(out, exist_ok=True)
     verbose = 1 if sys.stdout.isatty() else 2
     enc_kwargs = common.encoder_kwargs()
     X.stage("1/5 data")
     df, source = _data(out)
-    checked = load_records(df, on_error=FLAGS.on_error, keep_signals=False)
     notes = [f"data: {source}; {len(df)} ECGs, {df['patient_id'].nunique()} patients"]
-    if len(checked.problems):
-        checked.problems.to_csv(os.path.join(out, "problems.csv"), index=False)
-        notes.append(f"{len(checked.problems)} unreadable records left out, listed in "
-                     "problems.csv")
-        print(checked.problems.to_string(index=False))
-    df = checked.manifest
+    n_all = len(df)
+    df = common.readable_records(df, out)
+    if len(df) < n_all:
+        notes.append(f"{n_all - len(df)} unreadable records left out, listed in problems.csv")
     write_manifest(df, os.path.join(out, "manifest_with_splits.csv"))
     splits_table = split_summary(df)
     print(splits_table.to_string())
@@ -198,8 +190,9 @@ def main(argv):
                         encoder_lr_multiplier=FLAGS.encoder_lr_multiplier,
                         linear_probe_epochs=FLAGS.linear_probe_epochs,
                         reestimate_bn=FLAGS.reestimate_bn,
-                        min_steps_per_epoch=FLAGS.min_steps_per_epoch, cache=FLAGS.cache, seed=FLAGS.seed,
-                        verbose=verbose).check()
+                        min_steps_per_epoch=FLAGS.min_steps_per_epoch, cache=FLAGS.cache,
+                        seed=FLAGS.seed, verbose=verbose,
+                        read_options=common.read_options_from_flags()).check()
     pt = PretrainConfig(epochs=FLAGS.pretrain_epochs, batch_size=FLAGS.pretrain_batch_size,
                         learning_rate=FLAGS.pretrain_learning_rate, queue_size=FLAGS.queue_size,
                         momentum=FLAGS.moco_momentum, temperature=FLAGS.temperature,
@@ -210,7 +203,13 @@ def main(argv):
                         augment_probability=FLAGS.augment_probability,
                         augment_overrides=augment_overrides,
                         cache=FLAGS.cache, seed=FLAGS.seed, verbose=verbose,
-                        monitor_every=FLAGS.monitor_every, select=_select_rule())
+                        monitor_every=FLAGS.monitor_every, select=_select_rule(),
+                        read_options=common.read_options_from_flags())
+    for name in FLAGS.experiments:                # empty splits, bad settings: fail now
+        X.experiment_view(df, name, require=("train", "valid", "test"))
+    if needs_encoder and not FLAGS.pretrained_encoder:
+        view = X.experiment_view(df, "proposed", require=("pretrain_train", "pretrain_valid"))
+        check_config(pt, len(view["pretrain_train"]), len(view["pretrain_valid"]))
     encoder_path, monitor_png = FLAGS.pretrained_encoder, None
     if needs_encoder and not encoder_path:
         X.stage("2/5 MoCo pretraining on train1/valid1 (labels unused; monitor: frozen "
@@ -230,7 +229,8 @@ def main(argv):
     preds, sweeps = {}, {}
     for i, name in enumerate(FLAGS.experiments):
         X.stage(f"3/5 experiment {i + 1}/{len(FLAGS.experiments)}: {name}")
-        preds[name], sweeps[name] = X.run_experiment(df, name, out, ft, encoder_path, enc_kwargs)
+        preds[name], sweeps[name] = X.run_experiment(
+            df, name, out, ft, encoder_path if name == "proposed" else None, enc_kwargs)
     settings = {**X.experiments_settings(ft, pt), "encoder": enc_kwargs, "source": source}
     summary, tests, figures = {}, {}, {}
     if monitor_png:
@@ -313,7 +313,7 @@ def _explain(df, out, encoder_path):
         res = explain_cohort(load_model(path), part("test"),
                              os.path.join(out, "explain", name),
                              methods=FLAGS.explain_methods, reference=ref, formats=("png",),
-                             seed=FLAGS.seed)
+                             seed=FLAGS.seed, options=common.read_options_from_flags())
         what = ("proposed classifier, score = class logit" if name == "classifier" else
                 "pretrained encoder (paper Figure 2), score = cosine to the class prototype")
         lines += [f"**{what}**: [summary](explain/{name}/summary.md)", ""]
@@ -336,6 +336,7 @@ def _export(df, model_path):
     from ecg_moco_tf.export import export_from_manifest
 
     card = export_from_manifest(model_path, df, FLAGS.export_dir, seed=FLAGS.seed,
-                                formats=FLAGS.export_formats)
+                                formats=FLAGS.export_formats,
+                                options=common.read_options_from_flags())
     for kind, r in card["parity"]["formats"].items():
         print(f"{kind:13s} {r['bytes'] / 1e3:9.1f} kB  max|diff| {r['max_abs_diff']:.2e}")

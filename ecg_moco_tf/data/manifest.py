@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .records import ReadOptions, RecordError, read_record
+from .records import ReadOptions, RecordError, plausibility, read_record
 
 REQUIRED = ("record", "patient_id")
 SPLITS = ("train1", "valid1", "train2", "valid2", "test")
@@ -30,13 +30,25 @@ class ManifestError(ValueError):
 
 
 def read_manifest(path):
-    """Read a CSV/Parquet manifest, check it, and remember its folder in ``df.attrs['root']``."""
+    """Read a CSV/Parquet manifest, check it, and remember its folder in ``df.attrs['root']``.
+
+    A file that is not a table, has no rows or lacks the required columns is a
+    :class:`ManifestError` saying so."""
     if not os.path.exists(path):
         raise ManifestError(f"manifest {path} not found")
-    df = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(
-        path, dtype={"record": str, "patient_id": str, "split": str, "leads": str})
+    try:
+        df = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(
+            path, dtype={"record": str, "patient_id": str, "split": str, "leads": str})
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"manifest {path} is an empty file") from None
+    except (ValueError, OSError) as e:         # binary or malformed files, bad Parquet
+        raise ManifestError(f"{path} is not a CSV/Parquet manifest ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''})") from None
     df.attrs["root"] = os.path.dirname(os.path.abspath(path))
-    return check_manifest(df, source=path)
+    df = check_manifest(df, source=path)
+    if not len(df):
+        raise ManifestError(f"manifest {path} has no rows (columns only): add one row per ECG")
+    return df
 
 
 def write_manifest(df, path):
@@ -63,30 +75,49 @@ def write_manifest(df, path):
     return path
 
 
-def check_manifest(df, source="manifest"):
-    """Validate the documented columns; raise ManifestError listing every bad row."""
+_YES_NO = {"yes", "no", "y", "n", "true", "false", "pos", "neg", "positive", "negative"}
+
+
+def check_manifest(df, source="manifest", max_listed=10):
+    """Validate the documented columns; raise ManifestError naming the bad rows (the first
+    ``max_listed`` of each kind, and how many)."""
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
-        raise ManifestError(f"{source}: missing column(s) {missing}; required: {list(REQUIRED)}")
+        raise ManifestError(
+            f"{source}: missing column(s) {missing}; found {list(df.columns)[:20]}; a manifest "
+            f"needs {list(REQUIRED)}, optional 'label' (0/1), 'split', 'fs', 'leads' (README: "
+            "The manifest)")
     df = df.copy() if "label" in df.columns and "split" in df.columns else df.assign(
         **{c: np.nan for c in ("label", "split") if c not in df.columns})
     problems = []
+
+    def rows(mask, what):
+        idx = np.where(mask)[0]
+        listed = [f"row {i} (record '{df['record'].iloc[i]}'): {what(i)}"
+                  for i in idx[:max_listed]]
+        problems.extend(listed + ([f"... and {len(idx) - max_listed} more row(s) like these"]
+                                  if len(idx) > max_listed else []))
+
     pid = df["patient_id"].astype("string").str.strip()
-    for i in np.where(pid.isna() | (pid == ""))[0]:
-        problems.append(f"row {i} (record '{df['record'].iloc[i]}'): no patient_id")
+    rows(pid.isna() | (pid == ""), lambda i: "no patient_id")
     labels = pd.to_numeric(df["label"], errors="coerce")
-    bad = df["label"].notna() & ~labels.isin([0, 1])
-    for i in np.where(bad)[0]:
-        problems.append(f"row {i} (record '{df['record'].iloc[i]}'): label "
-                        f"{str(df['label'].iloc[i])!r} is not 0/1 (leave empty if unknown)")
+    bad = (df["label"].notna() & ~labels.isin([0, 1])).to_numpy()
+    rows(bad, lambda i: f"label {str(df['label'].iloc[i])!r} is not 0/1 (leave empty if "
+                        "unknown)")
+    words = sorted({str(v).strip() for v in df["label"][bad]})
+    if bad.any() and {w.lower() for w in words} <= _YES_NO:
+        to = {w: int(w.lower() in ("yes", "y", "true", "pos", "positive")) for w in words}
+        problems.append(f"labels {words} must be mapped to 1/0, e.g. in pandas: "
+                        f"df['label'] = df['label'].map({to})")
     split = df["split"].astype("string")
-    for i in np.where(split.notna() & ~split.isin(SPLITS))[0]:
-        problems.append(f"row {i} (record '{df['record'].iloc[i]}'): split "
-                        f"{split.iloc[i]!r} not in {list(SPLITS)}")
-    dup = df["record"][df["record"].duplicated()]
-    problems += [f"record '{r}' is listed twice" for r in dup.unique()]
+    rows((split.notna() & ~split.isin(SPLITS)).to_numpy(),
+         lambda i: f"split {split.iloc[i]!r} not in {list(SPLITS)}")
+    dup = df["record"][df["record"].duplicated()].unique()
+    problems += [f"record '{r}' is listed twice" for r in dup[:max_listed]]
+    if len(dup) > max_listed:
+        problems.append(f"... and {len(dup) - max_listed} more duplicated record(s)")
     if problems:
-        raise ManifestError(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        raise ManifestError(f"{source}: " + "; ".join(problems))
     df["patient_id"] = pid.astype(str)
     df["label"] = labels.astype("Int64")
     df["split"] = split.astype(object).where(split.notna(), None)
@@ -107,11 +138,50 @@ def _row_hints(row):
     return fs, leads
 
 
-def read_row(df, row, options=ReadOptions()):
-    """Read one manifest row into the standard (12, 5000) array."""
+def read_row(df, row, options=ReadOptions(), info=None):
+    """Read one manifest row into the standard (12, 5000) array (``info``: see
+    :func:`~ecg_moco_tf.data.records.standardize`)."""
     fs, leads = _row_hints(row)
     return read_record(record_path(df, row), fs=fs, leads=leads, options=options,
-                       record=row["record"])
+                       record=row["record"], info=info)
+
+
+class UnreadableRecords(RecordError):
+    """Records that cannot be used, all at once: ``problems`` (a DataFrame: record, problem);
+    the message gives the count, the first five and the ``--on_error=skip`` way out."""
+
+    def __init__(self, problems, total, verb="read"):
+        listed = "; ".join(f"{r}: {p}" for r, p in problems.values[:5])
+        more = f"; ... and {len(problems) - 5} more" if len(problems) > 5 else ""
+        self.problems = problems
+        self.record, self.problem = f"{len(problems)} of {total} records", (
+            f"could not be {verb}: {listed}{more}")
+        self.fix = ("fix them, or pass on_error='skip' (--on_error=skip) to leave them out, "
+                    "listed in problems.csv")
+        ValueError.__init__(self, f"{self.record} {self.problem} -> {self.fix}")
+
+
+def check_records(df, options=ReadOptions(), max_p2p_mv=10.0, min_fs=250.0, progress=True):
+    """Read every record and say what reading it does and what looks wrong, one row per record:
+    ``record``, ``status`` (ok / warning / error), ``fs``, ``seconds`` (as stored), ``actions``
+    (resample, crop, zero-pad, drop extra leads), ``message`` (the error, or the warnings of
+    :func:`~ecg_moco_tf.data.records.plausibility`)."""
+    rows = []
+    for _, row in tqdm(df.iterrows(), total=len(df), desc="checking ECGs", disable=not progress,
+                       unit="ecg"):
+        info = {}
+        try:
+            x = read_row(df, row, options, info=info)
+        except RecordError as e:
+            rows.append({"record": e.record, "status": "error", "message": e.problem + (
+                f" -> {e.fix}" if e.fix else "")})
+            continue
+        warnings = plausibility(x, info["fs"], max_p2p_mv, min_fs)
+        rows.append({"record": str(row["record"]), "status": "warning" if warnings else "ok",
+                     "fs": info["fs"], "seconds": info["seconds"],
+                     "actions": "; ".join(info["actions"]), "message": "; ".join(warnings)})
+    cols = ["record", "status", "fs", "seconds", "actions", "message"]
+    return pd.DataFrame(rows, columns=cols).fillna({"actions": "", "message": ""})
 
 
 @dataclass
@@ -147,10 +217,7 @@ def load_records(df, on_error="raise", options=ReadOptions(), progress=True,
                 f" -> {e.fix}" if e.fix else "")})
     problems = pd.DataFrame(problems, columns=["record", "problem"])
     if len(problems) and on_error == "raise":
-        raise RecordError(f"{len(problems)} of {len(df)} records", "could not be read:\n  " +
-                          "\n  ".join(f"{r}: {p}" for r, p in problems.values),
-                          "fix them, or pass on_error='skip' (--on_error=skip) to leave them out "
-                          "with this report")
+        raise UnreadableRecords(problems, len(df))
     good = df.iloc[keep].reset_index(drop=True)
     good.attrs = dict(df.attrs)
     arr = np.stack(signals) if signals else np.zeros((0, 12, options.num_samples), np.float32)

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from .manifest import _row_hints, record_path
+from .manifest import UnreadableRecords, _row_hints, record_path
 from .records import NUM_SAMPLES, ReadOptions, RecordError, read_record
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -130,9 +130,7 @@ def write_tfrecords(df, out_dir, shard_size=1024, options=ReadOptions(), on_erro
     bar.close()
     problems = pd.DataFrame(problems, columns=["record", "problem"])
     if len(problems) and on_error == "raise":
-        raise RecordError(f"{len(problems)} of {len(df)} records", "could not be converted:\n  "
-                          + "\n  ".join(f"{r}: {p}" for r, p in problems.values),
-                          "fix them or use --on_error=skip")
+        raise UnreadableRecords(problems, len(df), "converted")
     return written, problems
 
 

@@ -105,8 +105,14 @@ def folds_to_splits(df, pretrain_folds=(), valid_fold=9, test_fold=10):
     Folds in ``pretrain_folds`` become train1/valid1 (the last of them valid1); the remaining
     folds below ``valid_fold`` are train2; ``valid_fold`` is valid2; ``test_fold`` is test.
     """
+    pretrain = [int(f) for f in pretrain_folds]
+    clash = sorted({valid_fold, test_fold} & set(pretrain))
+    if clash:
+        raise ValueError(f"pretraining folds {pretrain} include fold(s) {clash}, which are "
+                         f"valid2 ({valid_fold}) and test ({test_fold}): choose pretraining "
+                         f"folds among 1-{min(valid_fold, test_fold) - 1} (--pretrain_folds / "
+                         "--ptbxl_pretrain_folds)")
     df = df.copy()
-    pretrain = list(pretrain_folds)
     fold = df["strat_fold"].astype(int)
     df["split"] = "train2"
     if pretrain:

@@ -8,6 +8,9 @@ resampled to 500 Hz and brought to 10 s by this policy:
 - between ``min_seconds`` (default 5 s) and 10 s: zero-padded at the end (0 mV = baseline);
 - shorter than ``min_seconds``: a :class:`RecordError`.
 
+Leads beyond the 12 standard ones (e.g. Frank leads vx, vy, vz) make a record an error unless
+``ReadOptions(drop_extra_leads=True)`` (``--drop_extra_leads``), which keeps the 12.
+
 Every problem raises :class:`RecordError` naming the record, what is wrong and what to do.
 """
 from __future__ import annotations
@@ -41,6 +44,7 @@ class ReadOptions:
     num_samples: int = NUM_SAMPLES
     min_seconds: float = 5.0
     crop: str = "center"
+    drop_extra_leads: bool = False      # keep the 12 standard leads of a record with more
 
 
 def canonical_lead(name, record="?"):
@@ -53,21 +57,34 @@ def canonical_lead(name, record="?"):
     return _CANON[key]
 
 
-def lead_order(names, record="?"):
-    """Indices that put ``names`` into canonical order; raises on unknown/duplicated/missing."""
-    canon = [canonical_lead(n, record) for n in names]
-    dup = sorted({c for c in canon if canon.count(c) > 1})
+def lead_order(names, record="?", drop_extra=False):
+    """Indices that put ``names`` into canonical order; raises on unknown/duplicated/missing
+    names, and on leads beyond the 12 standard ones unless ``drop_extra`` (then ignored)."""
+    key = [_ALIASES.get(str(n).strip().lower(), str(n).strip().lower()) for n in names]
+    canon = [_CANON.get(k) for k in key]
+    dup = sorted({c for c in canon if c and canon.count(c) > 1})
     if dup:
         raise RecordError(record, f"duplicated lead name(s) {dup}", "each lead must appear once")
     missing = [lead for lead in LEADS if lead not in canon]
-    if len(names) != 12 or missing:
-        raise RecordError(record, f"has {len(names)} leads {list(names)}; missing {missing}",
-                          "a standard 12-lead ECG (I, II, III, aVR, aVL, aVF, V1-V6) is required")
+    extra = [str(n) for n, c in zip(names, canon) if c is None]
+    if missing:
+        raise RecordError(record, f"has {len(names)} leads {list(names)}; missing {missing}"
+                          + (f", unknown {extra}" if extra else ""),
+                          "a standard 12-lead ECG is required: leads named I, II, III, aVR, "
+                          "aVL, aVF, V1-V6 (any case; D1-D3 for I-III)")
+    if extra and not drop_extra:
+        raise RecordError(record, f"has {len(extra)} lead(s) {extra} beyond the 12 standard "
+                          "ones", "pass --drop_extra_leads (ReadOptions(drop_extra_leads=True)) "
+                          "to keep the 12 standard leads")
     return [canon.index(lead) for lead in LEADS]
 
 
-def standardize(signal, fs, leads, record="?", options=ReadOptions()):
-    """Turn a raw (samples x leads) or (leads x samples) array into the standard (12, 5000)."""
+def standardize(signal, fs, leads, record="?", options=ReadOptions(), info=None):
+    """Turn a raw (samples x leads) or (leads x samples) array into the standard (12, 5000).
+
+    ``info`` (a dict, optional) receives what was found and done: ``fs``, ``seconds``,
+    ``leads`` (as stored) and ``actions`` (e.g. ``["resample 100 -> 500 Hz", "pad 8.0 -> 10 s"]``).
+    """
     x = np.asarray(signal, dtype=np.float64)
     if x.ndim != 2:
         raise RecordError(record, f"signal has shape {x.shape}, expected 2-D (samples x leads)")
@@ -80,7 +97,10 @@ def standardize(signal, fs, leads, record="?", options=ReadOptions()):
         x = x.T
     if x.shape[1] != len(leads):
         raise RecordError(record, f"signal has shape {x.shape} but {len(leads)} lead names")
-    x = x[:, lead_order(leads, record)]
+    order = lead_order(leads, record, options.drop_extra_leads)
+    actions = [f"drop extra lead(s) {[n for i, n in enumerate(leads) if i not in order]}"] if (
+        len(leads) > len(order)) else []
+    x = x[:, order]
     if not np.all(np.isfinite(x)):
         bad = [LEADS[i] for i in np.where(~np.isfinite(x).all(axis=0))[0]]
         raise RecordError(record, f"NaN/Inf samples in lead(s) {bad}",
@@ -95,6 +115,15 @@ def standardize(signal, fs, leads, record="?", options=ReadOptions()):
     if seconds < options.min_seconds:
         raise RecordError(record, f"only {seconds:.2f} s long; the minimum is "
                           f"{options.min_seconds} s", "drop it or lower --min_seconds")
+    target = options.num_samples / options.fs
+    if int(round(fs)) != options.fs:
+        actions.append(f"resample {float(fs):g} -> {options.fs} Hz")
+    if abs(seconds - target) * options.fs >= 1:
+        actions.append(f"crop ({options.crop}) {seconds:.2f} -> {target:g} s" if seconds > target
+                       else f"zero-pad {seconds:.2f} -> {target:g} s")
+    if info is not None:
+        info.update(fs=float(fs), seconds=round(float(seconds), 3), leads=len(leads),
+                    actions=actions)
     if int(round(fs)) != options.fs:
         from scipy.signal import resample_poly
 
@@ -107,6 +136,22 @@ def standardize(signal, fs, leads, record="?", options=ReadOptions()):
     elif x.shape[0] < n:
         x = np.pad(x, ((0, n - x.shape[0]), (0, 0)))
     return np.ascontiguousarray(x.T, dtype=np.float32)
+
+
+def plausibility(x, fs, max_p2p_mv=10.0, min_fs=250.0):
+    """Warnings (strings) for a standard array ``x`` read from a record sampled at ``fs``: leads
+    above ``max_p2p_mv`` peak-to-peak (a wrong header gain or units is the usual cause) and a
+    sampling rate below ``min_fs`` (upsampling cannot restore what was never recorded)."""
+    out = []
+    p2p = np.ptp(np.asarray(x), axis=1)
+    high = [f"{LEADS[i]} {p2p[i]:.1f} mV" for i in np.where(p2p > max_p2p_mv)[0]]
+    if high:
+        out.append(f"lead(s) {', '.join(high)} peak-to-peak, above {max_p2p_mv:g} mV "
+                   "(--max_p2p_mv): check the header gain / units")
+    if fs < min_fs:
+        out.append(f"sampled at {fs:g} Hz, below {min_fs:g} Hz (--min_fs): upsampled to {FS} "
+                   "Hz, the QRS detail above the original Nyquist frequency is missing")
+    return out
 
 
 def _read_wfdb(path, record):
@@ -183,10 +228,11 @@ def read_raw(path, fs=None, leads=None, record=None):
     return _read_wfdb(path, record)
 
 
-def read_record(path, fs=None, leads=None, options=ReadOptions(), record=None):
-    """Read any supported record into the standard float32 (12, 5000) millivolt array."""
+def read_record(path, fs=None, leads=None, options=ReadOptions(), record=None, info=None):
+    """Read any supported record into the standard float32 (12, 5000) millivolt array
+    (``info``: see :func:`standardize`)."""
     sig, rfs, rleads = read_raw(path, fs=fs, leads=leads, record=record)
-    return standardize(sig, rfs, rleads, record=record or path, options=options)
+    return standardize(sig, rfs, rleads, record=record or path, options=options, info=info)
 
 
 def write_wfdb(base_path, signal, fs=FS, leads=LEADS, comments=()):

@@ -95,11 +95,17 @@ def check_patient_disjoint(df):
     return True
 
 
-def experiment_view(df, name):
+_VIEW_SPLITS = {"pretrain_train": ("train1",), "pretrain_valid": ("valid1",),
+                "test": ("test",)}
+
+
+def experiment_view(df, name, require=()):
     """The splits one experiment uses (paper Table 3), as manifest subsets.
 
     Returns a dict with ``pretrain_train``/``pretrain_valid`` (None when the experiment does not
     pretrain) and ``train``/``valid``/``test``. Downstream subsets keep labelled ECGs only.
+    ``require``: keys that must not be empty; a ``ValueError`` names the empty splits and the
+    command that assigns them.
     """
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment '{name}'; choose from {EXPERIMENTS}")
@@ -109,14 +115,22 @@ def experiment_view(df, name):
         sub = df[df["split"].isin(splits)]
         return sub[sub["label"].notna()] if labelled else sub
 
-    view = {"pretrain_train": None, "pretrain_valid": None, "test": pick("test")}
+    full = name == "baseline_full_labels"
+    where = {**_VIEW_SPLITS, "train": ("train1", "train2") if full else ("train2",),
+             "valid": ("valid1", "valid2") if full else ("valid2",)}
+    view = {"pretrain_train": None, "pretrain_valid": None, "test": pick(*where["test"])}
     if name == "proposed":
-        view.update(pretrain_train=pick("train1", labelled=False),
-                    pretrain_valid=pick("valid1", labelled=False))
-    if name == "baseline_full_labels":
-        view.update(train=pick("train1", "train2"), valid=pick("valid1", "valid2"))
-    else:
-        view.update(train=pick("train2"), valid=pick("valid2"))
+        view.update(pretrain_train=pick(*where["pretrain_train"], labelled=False),
+                    pretrain_valid=pick(*where["pretrain_valid"], labelled=False))
+    view.update(train=pick(*where["train"]), valid=pick(*where["valid"]))
+    empty = [k for k in require if view[k] is None or not len(view[k])]
+    if empty:
+        what = " and ".join("/".join(where[k]) for k in empty)
+        labelled = "" if all(k.startswith("pretrain") for k in empty) else "labelled "
+        counts = df["split"].fillna("(none)").value_counts().to_dict()
+        raise ValueError(f"{name} needs {labelled}{what} ECGs and the manifest has none "
+                         f"(ECGs per split: {counts}); assign splits with `ecg-moco split "
+                         "--manifest=...` (or give the manifest a 'split' column)")
     return view
 
 

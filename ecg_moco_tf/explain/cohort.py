@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ecg_moco_tf.data.manifest import load_records  # noqa: E402
+from ecg_moco_tf.data.records import ReadOptions  # noqa: E402
 from ecg_moco_tf.data.synthetic import read_mask  # noqa: E402
 
 from . import attribution as attr  # noqa: E402
@@ -101,7 +102,8 @@ def _plot_examples(x, maps, table, groups, out_dir, n_plots, layouts, formats, m
 
 def explain_cohort(model, df, out_dir, methods=("gradcam",), layer=None,
                    target="auto", reference=None, n_plots=2, layouts=("4x3", "12"),
-                   formats=("png", "svg"), seed=0, n_random=20, max_n=None, progress=True):
+                   formats=("png", "svg"), seed=0, n_random=20, max_n=None, progress=True,
+                   options=None):
     """Run the explanations of ``model`` (classifier or encoder) on manifest ``df``.
 
     Args:
@@ -110,13 +112,15 @@ def explain_cohort(model, df, out_dir, methods=("gradcam",), layer=None,
         reference: manifest whose labelled ECGs give the class prototypes (encoder only);
             default ``df`` itself.
         n_plots: 12-lead figures per group (most confident first).
+        options: how records are read (a ``ReadOptions``; default the standard ones).
     Returns the results dict also written to ``results.json``.
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     os.makedirs(out_dir, exist_ok=True)
-    loaded = load_records(df, on_error="skip", progress=progress)
+    options = options or ReadOptions()
+    loaded = load_records(df, on_error="skip", progress=progress, options=options)
     x, rows = loaded.signals, loaded.manifest
     problems = loaded.problems.to_dict("records")
     if not len(x):
@@ -130,7 +134,8 @@ def explain_cohort(model, df, out_dir, methods=("gradcam",), layer=None,
     prototypes = None
     if not classifier:
         ref = rows if reference is None else reference
-        ref_x = x if reference is None else load_records(reference, progress=progress).signals
+        ref_x = x if reference is None else load_records(reference, progress=progress,
+                                                         options=options).signals
         ref_y = pd.to_numeric(ref["label"], errors="coerce").to_numpy(float)
         keep = ~np.isnan(ref_y)
         if not ((ref_y[keep] == 0).any() and (ref_y[keep] == 1).any()):

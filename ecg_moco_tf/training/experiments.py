@@ -38,22 +38,30 @@ class Stages:
 stage = Stages()
 
 
+def check_encoder(name, encoder):
+    """Only ``proposed`` starts from a pretrained encoder: it needs one, and a baseline given
+    one is refused (its results would carry a wrong name). ``ValueError`` saying so."""
+    if name == "proposed" and not encoder:
+        raise ValueError("--experiment=proposed needs --encoder=<pretrained encoder.keras>")
+    if name != "proposed" and encoder:
+        raise ValueError(f"--experiment={name} starts from random weights; it takes no "
+                         f"--encoder (given: {encoder}). Fine-tuning a pretrained encoder is "
+                         "--experiment=proposed")
+
+
 def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_path=None,
                    encoder_kwargs=None):
     """Fine-tune and test one experiment; returns (test predictions, sweep table).
 
-    ``encoder_path`` (the pretrained encoder) is used by ``proposed`` only.
+    ``encoder_path`` (the pretrained encoder): required by ``proposed``, refused by the
+    baselines (see :func:`check_encoder`).
     """
-    view = experiment_view(df, name)
-    if name == "proposed":
-        if encoder_path is None:
-            raise ValueError("the proposed experiment needs a pretrained encoder")
-        encoder = load_model(encoder_path)
-    else:
-        encoder = None                      # random init: baselines never see pretraining
+    check_encoder(name, encoder_path)
+    view = experiment_view(df, name, require=("train", "valid", "test"))
+    encoder = load_model(encoder_path) if encoder_path else None   # None: random init
     res = finetune(view["train"], view["valid"], encoder, finetune_cfg,
                    out_dir=os.path.join(out_dir, name), encoder_kwargs=encoder_kwargs)
-    pred = predict(res.model, view["test"])
+    pred = predict(res.model, view["test"], options=finetune_cfg.read_options)
     pred.to_csv(os.path.join(out_dir, name, "test_predictions.csv"), index=False)
     return pred, res.sweep
 
@@ -138,7 +146,7 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
                 enc = load_model(encoder_path) if init == "pretrained" else None
                 cfg = replace(finetune_cfg, seed=seed)
                 res = finetune(train, view["valid"], enc, cfg, encoder_kwargs=encoder_kwargs)
-                pred = predict(res.model, view["test"])
+                pred = predict(res.model, view["test"], options=cfg.read_options)
                 rows.append({"fraction": frac, "seed": seed, "init": init,
                              "n_train_ecgs": len(train),
                              "n_train_positive": int(train["label"].sum()),

@@ -54,6 +54,7 @@ import pandas as pd
 
 from ..augment import build_augmenter
 from ..data import pipeline
+from ..data.records import ReadOptions
 from ..models.classifier import build_classifier, copy_encoder
 from ..models.encoder import adapt_normalization, build_encoder
 from .callbacks import StopOnNaN
@@ -85,6 +86,7 @@ class FinetuneConfig:
     cache: bool = True
     seed: int = 0
     verbose: int = 2
+    read_options: ReadOptions = ReadOptions()   # how records are read (e.g. drop_extra_leads)
 
     def check(self):
         if not 0.0 <= self.bn_momentum < 1.0:
@@ -255,8 +257,9 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
         _clear_earlier_run(out_dir)
     keras.utils.set_random_seed(cfg.seed)
     cache = "" if cfg.cache else None
-    train = pipeline.manifest_dataset(train_df, shuffle=True, seed=cfg.seed, cache=cache)
-    valid = pipeline.manifest_dataset(valid_df, cache=cache)
+    train = pipeline.manifest_dataset(train_df, shuffle=True, seed=cfg.seed, cache=cache,
+                                      options=cfg.read_options)
+    valid = pipeline.manifest_dataset(valid_df, cache=cache, options=cfg.read_options)
     if encoder is None:
         encoder = build_encoder(**(encoder_kwargs or {}))
         adapt_normalization(encoder, train.batch(cfg.batch_size))
@@ -341,9 +344,9 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
     return FinetuneResult(best[2], best[1], sweep, histories, probe_histories)
 
 
-def predict(model, df, batch_size=64):
+def predict(model, df, batch_size=64, options=ReadOptions()):
     """Probabilities for every ECG of a manifest, as a DataFrame beside its ids and labels."""
-    ds = pipeline.supervised(pipeline.manifest_dataset(df), batch_size)
+    ds = pipeline.supervised(pipeline.manifest_dataset(df, options=options), batch_size)
     prob = model.predict(ds.map(lambda x, y: x), verbose=0).ravel()
     return pd.DataFrame({"record": df["record"].to_numpy(),
                          "patient_id": df["patient_id"].to_numpy(),

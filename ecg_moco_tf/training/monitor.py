@@ -190,16 +190,19 @@ def split_labels(df):
 
 
 def build_monitor(get_encoder, train_df, valid_df, every=1, views_df=None, augmenter=None,
-                  seed=0, batch_size=64, k=20, max_ecgs=MAX_ECGS, max_view_ecgs=MAX_VIEW_ECGS):
-    """A :class:`RepresentationMonitor` from manifests: labelled ``train_df``/``valid_df``
+                  seed=0, batch_size=64, k=20, max_ecgs=MAX_ECGS, max_view_ecgs=MAX_VIEW_ECGS,
+                  options=None):
+    """A :class:`RepresentationMonitor` from manifests (records read with ``options``, a
+    ``ReadOptions``; default: the standard ones): labelled ``train_df``/``valid_df``
     (unlabelled rows dropped; a seeded sample of at most ``max_ecgs`` each) and, with
     ``augmenter``, two fixed views (stateless seeds from ``seed``) of at most
     ``max_view_ecgs`` ECGs of ``views_df`` for alignment / uniformity.
 
     Returns None, with a warning naming the split and its class counts, when a split is
     missing, empty or one-class (checked before any record is read), or ``every`` < 1."""
-    from ..data import load_records
+    from ..data import ReadOptions, load_records
 
+    options = options or ReadOptions()
     if every < 1:
         return None
     parts = {}
@@ -213,7 +216,7 @@ def build_monitor(get_encoder, train_df, valid_df, every=1, views_df=None, augme
         parts[name] = _sample(df, max_ecgs, seed)
     data = {}
     for name, df in parts.items():
-        rec = load_records(df, on_error="skip", progress=False)
+        rec = load_records(df, on_error="skip", progress=False, options=options)
         if len(rec.problems):
             warnings.warn(f"representation monitor: {len(rec.problems)} unreadable records of "
                           f"the {name} split left out")
@@ -221,7 +224,7 @@ def build_monitor(get_encoder, train_df, valid_df, every=1, views_df=None, augme
     views = None
     if views_df is not None and augmenter is not None and len(views_df) > 1:
         x = load_records(_sample(views_df, max_view_ecgs, seed), on_error="skip",
-                         progress=False).signals
+                         progress=False, options=options).signals
         views = fixed_views(x, augmenter, seed, batch_size)
     return RepresentationMonitor(get_encoder, *data["train"], *data["valid"], every=every, k=k,
                                  views=views, batch_size=batch_size)

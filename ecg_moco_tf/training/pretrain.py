@@ -27,6 +27,7 @@ import keras
 
 from ..augment import build_augmenter
 from ..data import pipeline
+from ..data.records import ReadOptions
 from ..models.encoder import adapt_normalization, build_encoder
 from ..models.moco import MoCo
 from .callbacks import SaveBest, StopOnNaN
@@ -57,6 +58,7 @@ class PretrainConfig:
     verbose: int = 2
     monitor_every: int = 1             # representation monitor every N epochs (0: off)
     select: str = "monitor"            # saved encoder: "monitor" | "last" | "val_loss"
+    read_options: ReadOptions = ReadOptions()   # how records are read (e.g. drop_extra_leads)
 
 
 SELECT = ("monitor", "last", "val_loss")
@@ -164,10 +166,34 @@ def _prepare_out_dir(out_dir, overwrite, epochs):
 def _datasets(train_df, valid_df, cfg):
     aug = _augmenter(cfg)
     cache = "" if cfg.cache else None
-    train = pipeline.manifest_dataset(train_df, shuffle=True, seed=cfg.seed, cache=cache)
-    valid = pipeline.manifest_dataset(valid_df, cache=cache)
+    train = pipeline.manifest_dataset(train_df, shuffle=True, seed=cfg.seed, cache=cache,
+                                      options=cfg.read_options)
+    valid = pipeline.manifest_dataset(valid_df, cache=cache, options=cfg.read_options)
     return (train, pipeline.two_view(train, aug, cfg.batch_size, seed=cfg.seed),
             pipeline.two_view(valid, aug, cfg.batch_size, seed=cfg.seed + 1, fixed=True), aug)
+
+
+def check_config(cfg, num_train, num_valid):
+    """Check ``cfg`` against the numbers of train1 / valid1 ECGs before any work: a
+    ``ValueError`` naming the flag to change. Returns (Adam's learning rate, total steps)."""
+    for n, split in ((num_train, "train1"), (num_valid, "valid1")):
+        if not n:
+            raise ValueError(f"no pretraining ECGs in {split}: give the manifest splits "
+                             "with `ecg-moco split --manifest=...` (or a 'split' column)")
+    check_queue_size(cfg.queue_size, num_train, cfg.batch_size)
+    if cfg.select not in SELECT:
+        raise ValueError(f"select={cfg.select!r}: choose from {SELECT}")
+    g = cfg.shuffle_bn_splits
+    if g > 1 and (cfg.batch_size % g or cfg.batch_size // g < 2):
+        raise ValueError(f"--batch_size={cfg.batch_size} must be a multiple of "
+                         f"--shuffle_bn_splits={g} with at least 2 ECGs per group")
+    if num_valid < cfg.batch_size:
+        raise ValueError(f"valid1 has {num_valid} ECGs, fewer than one batch of "
+                         f"{cfg.batch_size}; lower --batch_size")
+    steps = total_steps(cfg, num_train)
+    lr = learning_rate(cfg, steps)                    # checks lr_schedule and warmup_steps
+    _augmenter(cfg)                                   # checks names and overrides
+    return lr, steps
 
 
 def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
@@ -191,19 +217,7 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
     ``out_dir`` with a finished run: ``FileExistsError``, unless ``overwrite`` (delete that
     run's outputs and any backup, start fresh). Other files in ``out_dir`` are left alone.
     """
-    check_queue_size(cfg.queue_size, len(train_df), cfg.batch_size)
-    if cfg.select not in SELECT:
-        raise ValueError(f"select={cfg.select!r}: choose from {SELECT}")
-    g = cfg.shuffle_bn_splits
-    if g > 1 and (cfg.batch_size % g or cfg.batch_size // g < 2):
-        raise ValueError(f"--batch_size={cfg.batch_size} must be a multiple of "
-                         f"--shuffle_bn_splits={g} with at least 2 ECGs per group")
-    if len(valid_df) < cfg.batch_size:
-        raise ValueError(f"valid1 has {len(valid_df)} ECGs, fewer than one batch of "
-                         f"{cfg.batch_size}; lower --batch_size")
-    steps = total_steps(cfg, len(train_df))
-    lr = learning_rate(cfg, steps)                    # checks lr_schedule and warmup_steps
-    _augmenter(cfg)                                   # checks names and overrides
+    lr, steps = check_config(cfg, len(train_df), len(valid_df))
     resume = _prepare_out_dir(out_dir, overwrite, cfg.epochs)
     keras.utils.set_random_seed(cfg.seed)
     os.makedirs(out_dir, exist_ok=True)
@@ -222,7 +236,8 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
     if monitor_train_df is not None and monitor_valid_df is not None:
         monitor = build_monitor(lambda: moco.encoder, monitor_train_df, monitor_valid_df,
                                 every=cfg.monitor_every, views_df=valid_df, augmenter=aug,
-                                seed=cfg.seed + 1, batch_size=cfg.batch_size)
+                                seed=cfg.seed + 1, batch_size=cfg.batch_size,
+                                options=cfg.read_options)
     if select == "monitor" and monitor is None:
         print("no representation monitor (labelled monitor splits with both classes and "
               "monitor_every >= 1 needed): keeping the last epoch's encoder (select='last')")

@@ -37,6 +37,16 @@ def test_missing_columns():
         check_manifest(pd.DataFrame({"record": ["a"]}))
 
 
+def test_many_bad_rows_are_one_line_listing_the_first_ten():
+    df = pd.DataFrame({"record": [f"r{i}" for i in range(50)], "patient_id": "p",
+                       "label": ["yes", "no"] * 25})
+    with pytest.raises(ManifestError) as e:
+        check_manifest(df)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.count("is not 0/1") == 10 and "and 40 more row(s)" in msg
+    assert "df['label'] = df['label'].map({'no': 0, 'yes': 1})" in msg
+
+
 def test_csv_and_parquet_roundtrip(tmp_path):
     df = check_manifest(_df(split=["train1", "test", None]))
     for name in ("m.csv", "m.parquet"):

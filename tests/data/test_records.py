@@ -45,9 +45,27 @@ def test_long_record_center_crop(rng):
     assert out[0, 0] == pytest.approx(x[0, 0], abs=1e-3)
 
 
+def test_extra_leads_are_refused_or_dropped_and_standardize_says_what_it_does(rng):
+    x = _ecg(rng)
+    names = ["vx"] + list(LEADS[::-1]) + ["vy"]          # 14 leads, standard ones reversed
+    raw = np.concatenate([x[:1] + 5, x[::-1], x[:1] - 5]).T      # samples x leads
+    with pytest.raises(RecordError, match=r"2 lead\(s\) \['vx', 'vy'\] beyond the 12") as e:
+        standardize(raw, 500, names, record="frank")
+    assert "--drop_extra_leads" in str(e.value) and "rename" not in str(e.value)
+    info = {}
+    out = standardize(raw[::5], 100, names, options=ReadOptions(drop_extra_leads=True),
+                      info=info)
+    assert out.shape == (12, 5000)
+    np.testing.assert_allclose(out[:, ::5][:, 1:-1], x[:, ::5][:, 1:-1], atol=0.2)
+    assert info["fs"] == 100 and info["leads"] == 14 and info["seconds"] == 10
+    assert info["actions"] == ["drop extra lead(s) ['vx', 'vy']", "resample 100 -> 500 Hz"]
+    standardize(x[:, :3000], 500, LEADS, info=info)
+    assert info["actions"] == ["zero-pad 6.00 -> 10 s"]
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda x, n: (x[:8], n[:8]), "has 8 leads"),
-    (lambda x, n: (x, n[:11] + ["V7"]), "unknown lead name 'V7'"),
+    (lambda x, n: (x, n[:11] + ["V7"]), r"missing \['V6'\], unknown \['V7'\]"),
     (lambda x, n: (x, n[:11] + ["V5"]), "duplicated lead name"),
     (lambda x, n: (np.where(np.arange(5000) == 7, np.nan, x), n), "NaN/Inf"),
     (lambda x, n: (np.where(np.arange(5000) == 9, np.inf, x), n), "NaN/Inf"),

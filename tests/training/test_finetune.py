@@ -62,12 +62,15 @@ def test_finetune_sweep_keeps_lowest_val_loss_and_leaves_encoder_alone(small_coh
         finetune(bad, view["valid"], enc, cfg)
 
 
-def test_baselines_never_load_the_pretrained_encoder(small_cohort, tmp_path):
+def test_baselines_refuse_a_pretrained_encoder(small_cohort, tmp_path):
     cfg = FinetuneConfig(learning_rates=(1e-3,), epochs=1, batch_size=8, hidden_units=8,
                          verbose=0)
     missing = str(tmp_path / "no_such_encoder.keras")
+    with pytest.raises(ValueError, match="baseline_unpretrained starts from random weights"):
+        run_experiment(small_cohort, "baseline_unpretrained", str(tmp_path), cfg,
+                       encoder_path=missing, encoder_kwargs=TINY)
     pred, sweep = run_experiment(small_cohort, "baseline_unpretrained", str(tmp_path), cfg,
-                                 encoder_path=missing, encoder_kwargs=TINY)
+                                 encoder_kwargs=TINY)
     test_ids = small_cohort.loc[small_cohort["split"] == "test", "record"]
     assert sorted(pred["record"]) == sorted(test_ids)
     with pytest.raises(ValueError, match="File not found|not found|No such"):
