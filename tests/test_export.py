@@ -127,3 +127,27 @@ def test_export_into_an_earlier_export_leaves_no_stale_model(exported, tmp_path)
     left = sorted(p.name for p in again.iterdir() if p.name != "clf.keras")
     assert left == ["model_card.json", "model_float32.tflite", "savedmodel"]
     assert set(card["parity"]["formats"]) == {"savedmodel", "float32"}
+
+
+def test_predict_keeps_manifest_columns_needs_no_patient_id_and_filters_split(exported,
+                                                                              tmp_path):
+    _, x, out, _ = exported
+    for i in range(4):
+        write_wfdb(str(tmp_path / f"r{i}"), x[i])
+    pd.DataFrame({"record": [f"r{i}" for i in range(4)], "age": [50, 60, 70, 80],
+                  "label": [0, 1, 0, 1], "split": ["test", "test", "train2", "test"]}
+                 ).to_csv(tmp_path / "m.csv", index=False)
+    from ecg_moco_tf.predict import predict_records
+
+    model = str(out / "model_float32.tflite")
+    df = predict_records(model, str(tmp_path / "m.csv"), progress=False)
+    assert list(df.columns) == ["record", "label", "split", "age", "probability", "decision",
+                                "error"]
+    np.testing.assert_allclose(df["probability"], Predictor(model)(x[:4]), atol=1e-3)
+    test = predict_records(model, str(tmp_path / "m.csv"), progress=False, split="test")
+    assert list(test["record"]) == ["r0", "r1", "r3"] and list(test["age"]) == [50, 60, 80]
+    r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "predict",
+                        f"--model={model}", f"--input={tmp_path / 'm.csv'}", "--split=valid2",
+                        f"--out={tmp_path / 'p.csv'}"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and "no rows with split 'valid2'" in r.stderr.strip().splitlines()[-1]

@@ -10,6 +10,7 @@ from ecg_moco_tf.data.manifest import ManifestError
 
 COMMANDS = {
     "synth": "Generate the synthetic 12-lead cohort (WFDB + manifest), splits included.",
+    "manifest": "Build a manifest from a folder of records (patient ids, labels from a CSV).",
     "split": "Assign patient-wise train1/valid1/train2/valid2/test splits to a manifest.",
     "validate": "Check every record of a manifest and print a table of problems.",
     "ptbxl": "Build a manifest (with splits from strat_fold) from a PTB-XL folder.",

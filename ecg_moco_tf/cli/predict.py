@@ -3,7 +3,9 @@
 Example: ecg-moco predict --model=saved_models/demo/model_int8.tflite --input=my_ecgs/ \
              --out=predictions.csv --threshold=0.5
 --input: one record, a folder of records (WFDB, .npz, HDF5) or a manifest. Every record gets a
-row; unreadable ones carry the reason in 'error'. Exit status: 0 all scored, 1 some records
+row; unreadable ones carry the reason in 'error'. A manifest needs only a 'record' column; its
+patient_id, label, split and other columns are copied to the output; --split scores only that
+split's rows (default: every row). Exit status: 0 all scored, 1 some records
 could not be read (the others are scored), 2 bad usage.
 """
 from absl import flags
@@ -15,6 +17,8 @@ flags.DEFINE_string("out", "predictions.csv", "Output CSV.")
 flags.DEFINE_float("threshold", 0.5, "Decision threshold on the probability.")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
 flags.DEFINE_float("min_seconds", 5.0, "Shortest accepted record, seconds.")
+flags.DEFINE_string("split", None, "With a manifest as --input: score only the rows of this "
+                    "split (e.g. test); default: every row.")
 
 
 def main(argv):
@@ -22,11 +26,15 @@ def main(argv):
     from ecg_moco_tf.data.records import ReadOptions
     from ecg_moco_tf.predict import predict_records
 
-    df = predict_records(FLAGS.model, FLAGS.input, FLAGS.threshold, FLAGS.batch_size,
-                         ReadOptions(min_seconds=FLAGS.min_seconds))
+    try:
+        df = predict_records(FLAGS.model, FLAGS.input, FLAGS.threshold, FLAGS.batch_size,
+                             ReadOptions(min_seconds=FLAGS.min_seconds), split=FLAGS.split)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     df.to_csv(FLAGS.out, index=False)
     bad = df[df["error"] != ""]
-    print(f"scored {len(df) - len(bad)} of {len(df)} records -> {FLAGS.out}")
+    which = f"split {FLAGS.split}" if FLAGS.split else "all rows"
+    print(f"scored {len(df) - len(bad)} of {len(df)} records ({which}) -> {FLAGS.out}")
     if len(bad):
         print(f"{len(bad)} record(s) could not be read:")
         print(bad[["record", "error"]].to_string(index=False))

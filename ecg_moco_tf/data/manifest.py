@@ -29,14 +29,16 @@ class ManifestError(ValueError):
     """The manifest itself is malformed (missing columns, bad ids or labels)."""
 
 
-def read_manifest(path):
-    """Read a CSV/Parquet manifest, check it, and remember its folder in ``df.attrs['root']``."""
+def read_manifest(path, required=REQUIRED):
+    """Read a CSV/Parquet manifest, check it, and remember its folder in ``df.attrs['root']``.
+
+    ``required=("record",)`` accepts a manifest without ``patient_id`` (scoring only)."""
     if not os.path.exists(path):
         raise ManifestError(f"manifest {path} not found")
     df = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(
         path, dtype={"record": str, "patient_id": str, "split": str, "leads": str})
     df.attrs["root"] = os.path.dirname(os.path.abspath(path))
-    return check_manifest(df, source=path)
+    return check_manifest(df, source=path, required=required)
 
 
 def write_manifest(df, path):
@@ -63,15 +65,19 @@ def write_manifest(df, path):
     return path
 
 
-def check_manifest(df, source="manifest"):
-    """Validate the documented columns; raise ManifestError listing every bad row."""
-    missing = [c for c in REQUIRED if c not in df.columns]
+def check_manifest(df, source="manifest", required=REQUIRED):
+    """Validate the documented columns; raise ManifestError listing every bad row.
+
+    ``required``: the columns that must be there (``patient_id`` is checked when present)."""
+    missing = [c for c in required if c not in df.columns]
     if missing:
-        raise ManifestError(f"{source}: missing column(s) {missing}; required: {list(REQUIRED)}")
+        raise ManifestError(f"{source}: missing column(s) {missing}; required: {list(required)}")
     df = df.copy() if "label" in df.columns and "split" in df.columns else df.assign(
         **{c: np.nan for c in ("label", "split") if c not in df.columns})
     problems = []
-    pid = df["patient_id"].astype("string").str.strip()
+    pid = (df["patient_id"] if "patient_id" in df else pd.Series(["-"] * len(df), index=df.index,
+                                                                 dtype=object)
+           ).astype("string").str.strip()
     for i in np.where(pid.isna() | (pid == ""))[0]:
         problems.append(f"row {i} (record '{df['record'].iloc[i]}'): no patient_id")
     labels = pd.to_numeric(df["label"], errors="coerce")
@@ -87,7 +93,8 @@ def check_manifest(df, source="manifest"):
     problems += [f"record '{r}' is listed twice" for r in dup.unique()]
     if problems:
         raise ManifestError(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
-    df["patient_id"] = pid.astype(str)
+    if "patient_id" in df:
+        df["patient_id"] = pid.astype(str)
     df["label"] = labels.astype("Int64")
     df["split"] = split.astype(object).where(split.notna(), None)
     return df
