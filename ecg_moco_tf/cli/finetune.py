@@ -18,7 +18,8 @@ common.define_manifest_flag(__name__)
 common.define_encoder_flags(__name__)
 flags.DEFINE_enum("experiment", "proposed", ["proposed", "baseline_unpretrained",
                                              "baseline_full_labels"], "Which Table 3 row.")
-flags.DEFINE_string("encoder", None, "Pretrained encoder (.keras); required for 'proposed'.")
+flags.DEFINE_string("encoder", None, "Pretrained encoder: a .keras file or a shipped name "
+                    "(ptbxl-pool); required for 'proposed'.")
 flags.DEFINE_string("out", "runs/finetune", "Output folder.")
 flags.DEFINE_list("learning_rates", ["1e-4", "3e-5", "1e-5"], "Learning-rate sweep (Adam).")
 flags.DEFINE_integer("epochs", 50, "Maximum epochs per learning rate.")
@@ -51,8 +52,14 @@ def main(argv):
 
     if FLAGS.experiment == "proposed" and not FLAGS.encoder:
         raise SystemExit("--experiment=proposed needs --encoder=<pretrained encoder.keras>")
+    from ecg_moco_tf.pretrained import encoder_path
+
+    try:
+        encoder_file = encoder_path(FLAGS.encoder) if FLAGS.encoder else None
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     view = experiment_view(read_manifest(FLAGS.manifest), FLAGS.experiment)
-    encoder = load_model(FLAGS.encoder) if FLAGS.encoder else None
+    encoder = load_model(encoder_file) if encoder_file else None
     cfg = FinetuneConfig(learning_rates=tuple(float(x) for x in FLAGS.learning_rates),
                          epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
                          patience=FLAGS.patience, hidden_units=FLAGS.hidden_units,

@@ -42,7 +42,9 @@ flags.DEFINE_float("phenotype_scale", 0.4, "Synthetic cohort: strength of the LV
 flags.DEFINE_integer("seed", 0, "Seed for data, splits, training and bootstrap.")
 flags.DEFINE_enum("on_error", "skip", ["skip", "raise"],
                   "Unreadable records: leave out with a report, or stop.")
-flags.DEFINE_string("pretrained_encoder", None, "Skip pretraining and use this encoder.")
+flags.DEFINE_string("pretrained_encoder", None, "Skip pretraining and use this encoder: a "
+                    ".keras file or a shipped name (ptbxl-pool). Alias: --encoder.")
+flags.DEFINE_alias("encoder", "pretrained_encoder")
 flags.DEFINE_integer("pretrain_epochs", 50, "MoCo epochs.")
 flags.DEFINE_integer("pretrain_batch_size", 64, "MoCo batch size.")
 flags.DEFINE_float("pretrain_learning_rate", 1e-3, "MoCo Adam learning rate.")
@@ -157,6 +159,13 @@ def main(argv):
     except ValueError as e:
         print(f"ecg-moco reproduce: {e}", file=sys.stderr)
         return 2
+    if FLAGS.pretrained_encoder:
+        from ecg_moco_tf.pretrained import encoder_path
+
+        try:
+            FLAGS.pretrained_encoder = encoder_path(FLAGS.pretrained_encoder)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
     if needs_encoder and not FLAGS.pretrained_encoder:
         try:
             check_out_dir(os.path.join(out, "pretrain"), FLAGS.overwrite)   # before any work
