@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from .data import (LEADS, ManifestError, RecordError, SplitLeakageError,  # noqa: E402
                    assign_splits, experiment_view, load_records, read_manifest, read_record)
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"          # the one place (pyproject.toml reads it)
 
 _LAZY = {
     "build_encoder": "models.encoder", "MoCo": "models.moco", "KeyQueue": "models.queue",

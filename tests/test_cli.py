@@ -21,6 +21,13 @@ def test_help_lists_commands_and_only_own_flags():
     assert run(["ecg-moco", "nope"]) == 2
 
 
+def test_version():
+    import ecg_moco_tf
+
+    r = _cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"ecg-moco {ecg_moco_tf.__version__}"
+
+
 def test_synth_then_validate_with_flagfile(tmp_path):
     ff = tmp_path / "synth.flags"
     ff.write_text(f"--out={tmp_path}/c\n--num_patients=12\n--seed=4\n")

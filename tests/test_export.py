@@ -94,9 +94,9 @@ def test_predict_cli_reports_corrupt_record(exported, tmp_path):
     assert len(df) == 4
     good = df[df["error"].isna()]
     assert sorted(good["record"]) == ["ok0", "ok1", "ok2"]
-    assert good["probability"].between(0, 1).all()
+    assert good["p_positive"].between(0, 1).all()
     bad = df[df["record"] == "broken"].iloc[0]
-    assert np.isnan(bad["probability"]) and "corrupt or truncated" in bad["error"]
+    assert np.isnan(bad["p_positive"]) and "corrupt or truncated" in bad["error"]
     assert "broken" in r.stdout
 
 
@@ -112,7 +112,7 @@ def test_predict_cli_loads_a_keras_classifier_in_a_fresh_process(exported, tmp_p
                         f"--model={out / 'clf.keras'}", f"--input={d}", f"--out={csv}"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    got = pd.read_csv(csv).sort_values("record")["probability"].to_numpy()
+    got = pd.read_csv(csv).sort_values("record")["p_positive"].to_numpy()
     ref = Predictor(str(out / "clf.keras"))(x[:3])          # the same file, in this process
     np.testing.assert_allclose(got, ref, atol=1e-3)        # WFDB stores 1 uV steps
 
@@ -151,3 +151,29 @@ def test_predict_keeps_manifest_columns_needs_no_patient_id_and_filters_split(ex
                         f"--out={tmp_path / 'p.csv'}"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2 and "no rows with split 'valid2'" in r.stderr.strip().splitlines()[-1]
+
+
+def test_predict_names_the_column_after_the_models_task(exported, tmp_path):
+    """The task recorded in an export's model card names predict's column (p_MI); a bad
+    --task_name is one line and exit 2."""
+    import json
+    import shutil
+
+    _, x, out, card = exported
+    assert card["task"]["name"] == "positive" and card["versions"]["ecg_moco_tf"]
+    for k in ("intended_use", "limitations", "threshold", "input", "parity"):
+        assert card[k], k
+    model = tmp_path / "export" / "model_float32.tflite"
+    model.parent.mkdir()
+    shutil.copy(out / "model_float32.tflite", model)
+    (model.parent / "model_card.json").write_text(json.dumps({"task": {"name": "MI"}}))
+    write_wfdb(str(tmp_path / "r0"), x[0])
+    base = [sys.executable, "-m", "ecg_moco_tf.cli.main", "predict", f"--model={model}",
+            f"--input={tmp_path / 'r0'}", f"--out={tmp_path / 'p.csv'}"]
+    r = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["record", "p_MI", "decision",
+                                                              "error"]
+    r = subprocess.run(base + ["--task_name=p(LVSD)"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and "--task_name='p(LVSD)'" in r.stderr.strip().splitlines()[-1]

@@ -59,7 +59,9 @@ def test_the_wheel_ships_the_encoder(tmp_path):
                         "--no-build-isolation", "--no-index", "-q", "-w", str(tmp_path / "dist"),
                         str(src)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    wheel = zipfile.ZipFile(glob.glob(str(tmp_path / "dist" / "*.whl"))[0])
+    path = glob.glob(str(tmp_path / "dist" / "*.whl"))[0]
+    assert os.path.basename(path).startswith(f"ecg_moco_tf-{ecg_moco_tf.__version__}-")
+    wheel = zipfile.ZipFile(path)
     shipped = os.path.join(REPO, "ecg_moco_tf", "pretrained", "ptbxl-pool")
     for name in os.listdir(shipped):
         data = wheel.read(f"ecg_moco_tf/pretrained/ptbxl-pool/{name}")

@@ -37,6 +37,8 @@ flags.DEFINE_list("formats", ["png", "svg"], "Figure formats.")
 flags.DEFINE_integer("n_random", 20, "Random maps for the faithfulness baselines.")
 flags.DEFINE_integer("scorecam_max_n", 0, "Score-CAM: channels used (0 = all).")
 flags.DEFINE_integer("seed", 0, "Seed (record sample, random maps, tie breaks).")
+flags.DEFINE_string("task_name", None, "What the classifier detects (column p_<task>, figure "
+                    "titles); default: the task recorded with --model, else 'positive'.")
 
 
 def load_keras_model(path):
@@ -68,6 +70,9 @@ def _run():
     from ecg_moco_tf.explain.cohort import explain_cohort
     from ecg_moco_tf.predict import record_table
 
+    from ecg_moco_tf.provenance import task_of
+
+    task = task_of(FLAGS.model, FLAGS.task_name)
     model = load_keras_model(FLAGS.model)
     df = record_table(FLAGS.records)
     if FLAGS.split:
@@ -86,7 +91,7 @@ def _run():
                          target=FLAGS.target, reference=reference, n_plots=FLAGS.plots,
                          layouts=tuple(FLAGS.layouts), formats=tuple(FLAGS.formats),
                          seed=FLAGS.seed, n_random=FLAGS.n_random,
-                         max_n=FLAGS.scorecam_max_n or None)
+                         max_n=FLAGS.scorecam_max_n or None, task_name=task)
     print(f"explained {res['explained']} of {res['records']} ECGs -> {FLAGS.out}/summary.md")
     for method, r in res["methods"].items():
         f = r.get("faithfulness")

@@ -4,7 +4,8 @@ Example: ecg-moco finetune --manifest=runs/demo/manifest_with_splits.csv \
              --flagfile=flags/proposed.flags --encoder=runs/demo/pretrain/encoder.keras
 The learning-rate sweep keeps the model with the lowest validation loss; the test AUC is
 printed with its 95 % patient-bootstrap CI. Writes classifier.keras, lr_sweep.csv,
-test_predictions.csv and metrics.json to --out.
+test_predictions.csv (column p_<task_name>), metrics.json and provenance.json (task, experiment,
+pretrained encoder; `ecg-moco export` puts it in the model card) to --out.
 """
 import json
 import os
@@ -40,6 +41,8 @@ flags.DEFINE_bool("reestimate_bn", False, "Re-estimate batch-norm statistics on 
                   "ECGs after training, before validating and saving.")
 flags.DEFINE_bool("cache", True, "Keep decoded ECGs in memory.")
 flags.DEFINE_integer("seed", 0, "Seed.")
+flags.DEFINE_string("task_name", "positive", "What the classifier detects, e.g. MI or LVSD: "
+                    "test_predictions.csv's column p_<task>, provenance.json, the model card.")
 
 
 def main(argv):
@@ -53,8 +56,11 @@ def main(argv):
     if FLAGS.experiment == "proposed" and not FLAGS.encoder:
         raise SystemExit("--experiment=proposed needs --encoder=<pretrained encoder.keras>")
     from ecg_moco_tf.pretrained import encoder_path
+    from ecg_moco_tf.provenance import check_task_name, write_provenance
+    from ecg_moco_tf.training.experiments import save_predictions
 
     try:
+        check_task_name(FLAGS.task_name)
         encoder_file = encoder_path(FLAGS.encoder) if FLAGS.encoder else None
     except ValueError as e:
         raise SystemExit(str(e)) from None
@@ -72,11 +78,12 @@ def main(argv):
     enc_kwargs = common.encoder_kwargs()
     res = finetune(view["train"], view["valid"], encoder, cfg, FLAGS.out, enc_kwargs)
     pred = predict(res.model, view["test"])
-    pred.to_csv(os.path.join(FLAGS.out, "test_predictions.csv"), index=False)
+    save_predictions(pred, os.path.join(FLAGS.out, "test_predictions.csv"), FLAGS.task_name)
+    write_provenance(FLAGS.out, FLAGS.experiment, FLAGS.task_name, encoder_file)
     m = evaluate(pred["label"].astype(int), pred["probability"], pred["patient_id"],
                  seed=FLAGS.seed)
     with open(os.path.join(FLAGS.out, "metrics.json"), "w") as f:
         json.dump(m, f, indent=1)
     print(res.sweep.to_string(index=False))
-    print(f"{FLAGS.experiment}: test AUC {m['auc']:.4f} [{m['auc_ci_low']:.4f}, "
+    print(f"{FLAGS.experiment} ({FLAGS.task_name}): test AUC {m['auc']:.4f} [{m['auc_ci_low']:.4f}, "
           f"{m['auc_ci_high']:.4f}] (best learning rate {res.best_learning_rate:g})")

@@ -26,7 +26,8 @@ COMMANDS = {
 
 
 def _usage():
-    lines = ["usage: ecg-moco <command> [--flags] [--flagfile=FILE]", "", "commands:"]
+    lines = ["usage: ecg-moco <command> [--flags] [--flagfile=FILE] | ecg-moco --version", "",
+             "commands:"]
     lines += [f"  {name:<16}{doc}" for name, doc in COMMANDS.items()]
     lines += ["", "ecg-moco <command> --help shows the flags of one command."]
     return "\n".join(lines)
@@ -34,6 +35,11 @@ def _usage():
 
 def run(argv=None):
     argv = list(sys.argv if argv is None else argv)
+    if len(argv) >= 2 and argv[1] in ("--version", "version"):
+        from ecg_moco_tf import __version__
+
+        print(f"ecg-moco {__version__}")
+        return 0
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if len(argv) >= 2 else 2

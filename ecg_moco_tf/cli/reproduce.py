@@ -27,6 +27,8 @@ flags.DEFINE_bool("overwrite", False, "Pretrain again over a finished run in <ou
 flags.DEFINE_string("manifest", None, "Use this manifest instead of the synthetic cohort.")
 flags.DEFINE_string("ptbxl_root", None, "Use a PTB-XL folder instead of the synthetic cohort.")
 flags.DEFINE_string("ptbxl_label", "MI", "PTB-XL superclass or SCP code to predict.")
+flags.DEFINE_string("task_name", "positive", "What the classifier detects, e.g. MI or LVSD: the "
+                    "probability column p_<task> of the CSVs, figure titles, the model card.")
 flags.DEFINE_list("ptbxl_pretrain_folds", ["1", "2", "3", "4", "5"],
                   "PTB-XL strat_folds used for pretraining (train1/valid1).")
 flags.DEFINE_string("ptbxl_pool", None, "With --ptbxl_root: another PTB-XL folder (e.g. "
@@ -152,7 +154,13 @@ def main(argv):
     from ecg_moco_tf.training.finetune import FinetuneConfig
     from ecg_moco_tf.training.pretrain import PretrainConfig, check_out_dir, pretrain
 
+    from ecg_moco_tf.provenance import check_task_name
+
     out = FLAGS.out
+    try:
+        check_task_name(FLAGS.task_name)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     needs_encoder = "proposed" in FLAGS.experiments or FLAGS.label_efficiency
     try:
         augment_overrides = common.augment_overrides_from_flags()
@@ -236,7 +244,8 @@ def main(argv):
     preds, sweeps = {}, {}
     for i, name in enumerate(FLAGS.experiments):
         X.stage(f"3/5 experiment {i + 1}/{len(FLAGS.experiments)}: {name}")
-        preds[name], sweeps[name] = X.run_experiment(df, name, out, ft, encoder_path, enc_kwargs)
+        preds[name], sweeps[name] = X.run_experiment(df, name, out, ft, encoder_path, enc_kwargs,
+                                                     task_name=FLAGS.task_name)
     settings = {**X.experiments_settings(ft, pt), "encoder": enc_kwargs, "source": source}
     summary, tests, figures = {}, {}, {}
     if monitor_png:
@@ -246,9 +255,12 @@ def main(argv):
         summary, tests = X.summarize(preds, n_boot=FLAGS.n_boot, seed=FLAGS.seed)
         figures["roc"] = plot_roc({LABELS[n]: (p["label"].astype(int), p["probability"],
                                                summary[n]) for n, p in preds.items()},
-                                  os.path.join(out, "roc.png"))
-        figures["calibration"] = plot_calibration({LABELS[n]: s for n, s in summary.items()},
-                                                  os.path.join(out, "calibration.png"))
+                                  os.path.join(out, "roc.png"),
+                                  title=f"ROC on the test split: {FLAGS.task_name}")
+        figures["calibration"] = plot_calibration(
+            {LABELS[n]: (preds[n]["label"].astype(int), preds[n]["probability"], s)
+             for n, s in summary.items()},
+            os.path.join(out, "calibration.png"), task_name=FLAGS.task_name)
     if FLAGS.label_efficiency:
         X.stage("5/5 label efficiency")
         table = X.label_efficiency(df, encoder_path, out, [float(f) for f in FLAGS.le_fractions],
@@ -319,7 +331,7 @@ def _explain(df, out, encoder_path):
         res = explain_cohort(load_model(path), part("test"),
                              os.path.join(out, "explain", name),
                              methods=FLAGS.explain_methods, reference=ref, formats=("png",),
-                             seed=FLAGS.seed)
+                             seed=FLAGS.seed, task_name=FLAGS.task_name)
         what = ("proposed classifier, score = class logit" if name == "classifier" else
                 "pretrained encoder (paper Figure 2), score = cosine to the class prototype")
         lines += [f"**{what}**: [summary](explain/{name}/summary.md)", ""]
@@ -342,6 +354,6 @@ def _export(df, model_path):
     from ecg_moco_tf.export import export_from_manifest
 
     card = export_from_manifest(model_path, df, FLAGS.export_dir, seed=FLAGS.seed,
-                                formats=FLAGS.export_formats)
+                                formats=FLAGS.export_formats, task_name=FLAGS.task_name)
     for kind, r in card["parity"]["formats"].items():
         print(f"{kind:13s} {r['bytes'] / 1e3:9.1f} kB  max|diff| {r['max_abs_diff']:.2e}")

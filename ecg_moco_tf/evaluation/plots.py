@@ -24,17 +24,47 @@ def plot_roc(results, path, title="ROC on the test split"):
     return path
 
 
-def plot_calibration(summaries, path):
-    """``summaries``: {name: evaluate(...) dict}."""
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for name, s in summaries.items():
-        c = s["calibration"]
-        ax.plot(c["mean_predicted"], c["fraction_positive"], marker="o", ms=3,
-                label=f"{name} (Brier {s['brier']:.3f})")
+def calibration_bins(y, p, n_bins=10):
+    """Quantile-bin reliability curve with the number of ECGs per bin: (mean predicted,
+    fraction positive, count) arrays over the non-empty bins (the bins of
+    ``sklearn.calibration.calibration_curve(strategy="quantile")``)."""
+    y, p = np.asarray(y, float).ravel(), np.asarray(p, float).ravel()
+    edges = np.percentile(p, np.linspace(0, 100, n_bins + 1))
+    ids = np.searchsorted(edges[1:-1], p)
+    count = np.bincount(ids, minlength=n_bins)
+    keep = count > 0
+    mean_p = np.bincount(ids, p, n_bins)[keep] / count[keep]
+    frac = np.bincount(ids, y, n_bins)[keep] / count[keep]
+    return mean_p, frac, count[keep]
+
+
+def plot_calibration(predictions, path, task_name="positive", n_bins=10):
+    """Reliability curves (quantile bins, each point labelled with its ECG count) above a
+    histogram of the predictions, so that clustered predictions stay readable.
+
+    ``predictions``: {name: (y, p, summary-dict with ``brier``)}.
+    """
+    fig, (ax, hx) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True,
+                                 gridspec_kw={"height_ratios": [3, 1.2]})
+    lo, hi = 1.0, 0.0
+    for k, (name, (y, p, s)) in enumerate(predictions.items()):
+        mean_p, frac, count = calibration_bins(y, p, n_bins)
+        line, = ax.plot(mean_p, frac, marker="o", ms=4,
+                        label=f"{name} (Brier {s['brier']:.3f})")
+        for xm, fm, c in zip(mean_p, frac, count):
+            ax.annotate(str(c), (xm, fm), textcoords="offset points", xytext=(3, 4 - 11 * (k % 2)),
+                        fontsize=6, color=line.get_color())
+        hx.hist(np.asarray(p, float), bins=40, range=(0, 1), histtype="step", lw=1.2,
+                color=line.get_color())
+        lo, hi = min(lo, float(np.min(p))), max(hi, float(np.max(p)))
     ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1)
-    ax.set(xlabel="mean predicted probability", ylabel="fraction positive",
-           title="Calibration (test)", xlim=(0, 1), ylim=(0, 1))
-    ax.legend(fontsize=7)
+    ax.set(ylabel=f"fraction {task_name}", xlim=(0, 1), ylim=(0, 1),
+           title=f"Calibration (test): {task_name}\n{n_bins} quantile bins, "
+                 "number = ECGs in the bin")
+    ax.legend(fontsize=7, loc="upper left")
+    hx.set(xlabel=f"predicted P({task_name})", ylabel="ECGs")
+    hx.text(0.99, 0.9, f"predictions span {lo:.2f}-{hi:.2f}", transform=hx.transAxes,
+            ha="right", va="top", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -21,6 +21,7 @@ import pandas as pd
 from ..data.splits import EXPERIMENTS, experiment_view
 from ..evaluation import bootstrap_auc_difference, delong_test, evaluate
 from ..models import load_model
+from ..provenance import prob_column, write_provenance
 from .finetune import FinetuneConfig, finetune, predict
 
 
@@ -39,10 +40,11 @@ stage = Stages()
 
 
 def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_path=None,
-                   encoder_kwargs=None):
+                   encoder_kwargs=None, task_name="positive"):
     """Fine-tune and test one experiment; returns (test predictions, sweep table).
 
-    ``encoder_path`` (the pretrained encoder) is used by ``proposed`` only.
+    ``encoder_path`` (the pretrained encoder) is used by ``proposed`` only. Writes
+    ``test_predictions.csv`` (probability column ``p_<task_name>``) and ``provenance.json``.
     """
     view = experiment_view(df, name)
     if name == "proposed":
@@ -54,8 +56,15 @@ def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_pat
     res = finetune(view["train"], view["valid"], encoder, finetune_cfg,
                    out_dir=os.path.join(out_dir, name), encoder_kwargs=encoder_kwargs)
     pred = predict(res.model, view["test"])
-    pred.to_csv(os.path.join(out_dir, name, "test_predictions.csv"), index=False)
+    save_predictions(pred, os.path.join(out_dir, name, "test_predictions.csv"), task_name)
+    write_provenance(os.path.join(out_dir, name), name, task_name,
+                     encoder_path if name == "proposed" else None)
     return pred, res.sweep
+
+
+def save_predictions(pred, path, task_name="positive"):
+    """Write ``predict``'s table with the probability column named ``p_<task_name>``."""
+    pred.rename(columns={"probability": prob_column(task_name)}).to_csv(path, index=False)
 
 
 def summarize(predictions, n_boot=2000, seed=0, sensitivity=0.9):
