@@ -11,6 +11,7 @@ import os
 # Same seed, same machine type: bit-identical runs with oneDNN on, also when two runs share the
 # CPU (benchmarks/bench_determinism.py, tests/training/test_pretrain.py).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+_USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")   # the CLI keeps a user's choice
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .data import (LEADS, ManifestError, RecordError, SplitLeakageError,  # noqa: E402

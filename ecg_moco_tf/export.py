@@ -81,8 +81,12 @@ def export_tflite(savedmodel_path, out_path, kind, representative=None):
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     elif kind != "float32":
         raise ValueError(f"unknown TFLite kind '{kind}'; choose from {FORMATS[1:]}")
+    from .console import native_quiet
+
+    with native_quiet():                   # the converter's C++ prints (quantization settings)
+        flat = conv.convert()
     with open(out_path, "wb") as f:
-        f.write(conv.convert())
+        f.write(flat)
     return out_path
 
 
@@ -100,6 +104,8 @@ class Predictor:
                                     "or .tflite file)")
         if path.endswith(".tflite"):
             from ai_edge_litert.interpreter import Interpreter   # LiteRT (ex tf.lite runtime)
+
+            from .console import native_quiet
 
             self.kind = "tflite"
             self.interp = Interpreter(model_path=path, num_threads=num_threads)
@@ -127,6 +133,11 @@ class Predictor:
             chunk = x[i:i + (batch_size if self.kind == "savedmodel" else 1)]
             if self.kind == "savedmodel":
                 out.append(self.fn(ecg_mv=chunk)["probability"].numpy().ravel())
+            elif i == 0:                   # "INFO: Created TensorFlow Lite XNNPACK delegate"
+                from .console import native_quiet
+
+                with native_quiet():
+                    out.append(np.asarray(self.runner(ecg_mv=chunk)[self.output]).ravel())
             else:
                 out.append(np.asarray(self.runner(ecg_mv=chunk)[self.output]).ravel())
         return np.concatenate(out) if out else np.zeros(0, np.float32)

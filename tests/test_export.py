@@ -177,3 +177,38 @@ def test_predict_names_the_column_after_the_models_task(exported, tmp_path):
     r = subprocess.run(base + ["--task_name=p(LVSD)"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2 and "--task_name='p(LVSD)'" in r.stderr.strip().splitlines()[-1]
+
+
+NOISE = ("cuda", "onednn", "initializelog", "xnnpack", "renamed", "I0000", "W0000", "E0000",
+         "fully_quantize", "Assets written")
+
+
+def test_cli_console_is_quiet_unless_debug(exported, tmp_path):
+    """export and predict print their own lines only: no CUDA / oneDNN / absl / converter /
+    LiteRT notices (a user's environment: TF_CPP_MIN_LOG_LEVEL unset)."""
+    clf, x, out, _ = exported
+    for i in range(4):
+        write_wfdb(str(tmp_path / f"r{i}"), x[i])
+    pd.DataFrame({"record": [f"r{i}" for i in range(4)], "patient_id": list("abcd"),
+                  "label": [0, 1, 0, 1], "split": ["test", "test", "train2", "train2"]}
+                 ).to_csv(tmp_path / "m.csv", index=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",
+                                                            "ECG_MOCO_DEBUG")}
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", *args], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout + r.stderr
+
+    text = cli("export", f"--model={out / 'clf.keras'}", f"--manifest={tmp_path / 'm.csv'}",
+               f"--out={tmp_path / 'exp'}", "--formats=savedmodel,float32,int8",
+               "--max_calibration_ecgs=2", "--calibration_split=train2")
+    text += cli("predict", f"--model={tmp_path / 'exp' / 'model_int8.tflite'}",
+                f"--input={tmp_path / 'm.csv'}", f"--out={tmp_path / 'p.csv'}")
+    assert "wrote" in text and "scored 4 of 4" in text
+    assert not [n for n in NOISE if n.lower() in text.lower()], text
+    env["ECG_MOCO_DEBUG"] = "1"
+    debug = cli("predict", f"--model={tmp_path / 'exp' / 'model_int8.tflite'}",
+                 f"--input={tmp_path / 'm.csv'}", f"--out={tmp_path / 'p.csv'}")
+    assert "XNNPACK" in debug and "open file" in debug     # the notices, when asked for

@@ -4,10 +4,13 @@ Each command lives in its own module and defines only its own flags, so ``ecg-mo
 lists just those. Every command accepts ``--flagfile=path`` (absl).
 """
 import importlib
+import os
 import sys
 
+import ecg_moco_tf
 from ecg_moco_tf.data.manifest import ManifestError
 
+NO_TENSORFLOW = {"synth", "split", "validate", "ptbxl", "manifest"}   # data-only commands
 COMMANDS = {
     "synth": "Generate the synthetic 12-lead cohort (WFDB + manifest), splits included.",
     "manifest": "Build a manifest from a folder of records (patient ids, labels from a CSV).",
@@ -47,8 +50,9 @@ def run(argv=None):
     if cmd not in COMMANDS:
         print(f"ecg-moco: unknown command '{cmd}'\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"ecg_moco_tf.cli.{cmd.replace('-', '_')}")
     rest = argv[2:]
+    _quiet_console(cmd, debug="--verbosity=debug" in rest)
+    module = importlib.import_module(f"ecg_moco_tf.cli.{cmd.replace('-', '_')}")
     if any(a in ("-h", "--help", "--helpshort", "-?") for a in rest):
         from absl import flags
 
@@ -60,7 +64,7 @@ def run(argv=None):
     from absl import app
 
     try:
-        app.run(module.main, argv=[f"ecg-moco {cmd}"] + rest)
+        app.run(_quiet_main(module.main), argv=[f"ecg-moco {cmd}"] + rest)
     except SystemExit as e:
         if isinstance(e.code, str):                 # SystemExit("what to do"): a usage error
             print(f"ecg-moco {cmd}: {e.code}", file=sys.stderr)
@@ -72,6 +76,38 @@ def run(argv=None):
         print(f"ecg-moco {cmd}: {e} (traceback: --verbosity=debug)", file=sys.stderr)
         return 2
     return 0
+
+
+def _quiet_console(cmd, debug):
+    """No CUDA / oneDNN / absl start-up notices on the console unless --verbosity=debug (or the
+    user set TF_CPP_MIN_LOG_LEVEL): TensorFlow's log level 3 (errors of TF ops still raise as
+    Python exceptions), its import with the native prints captured (replayed if it fails) and
+    its Python logger at ERROR."""
+    from ecg_moco_tf import console
+
+    debug = debug or console.debug()
+    if debug:
+        os.environ["ECG_MOCO_DEBUG"] = "1"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = ecg_moco_tf._USER_TF_LOG_LEVEL or "0"
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = ecg_moco_tf._USER_TF_LOG_LEVEL or "3"
+    if cmd not in NO_TENSORFLOW:
+        console.import_tensorflow_quietly()
+
+
+def _quiet_main(main):
+    """``main`` with absl's Python logging at WARNING unless --verbosity is given (TensorFlow
+    logs INFO lines through absl: SavedModel writing, "input name(s) ... renamed")."""
+    def wrapped(argv):
+        from absl import flags, logging
+
+        from ecg_moco_tf import console
+
+        if not flags.FLAGS["verbosity"].present and not console.debug():
+            logging.set_verbosity(logging.WARNING)
+        return main(argv)
+
+    return wrapped
 
 
 def main():
