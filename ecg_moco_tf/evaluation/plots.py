@@ -111,7 +111,9 @@ def plot_monitor(log_csv, path, selected_epoch=None, selected_by=None):
     keys = ("monitor_probe_auc", "monitor_knn_auc", "monitor_alignment", "monitor_uniformity")
     if not any(k in log and log[k].notna().any() for k in keys):
         return None
-    epoch = log["epoch"] + 1
+    from ..training.callbacks import log_epochs
+
+    epoch = log_epochs(log)
 
     def series(ax, key, label, **kw):
         if key in log and log[key].notna().any():

@@ -180,7 +180,9 @@ def test_linear_probe_leaves_encoder_alone_then_fine_tunes(small_cohort, tmp_pat
     assert not np.allclose(start["temporal_1_conv"][0], after["temporal_1_conv"][0])
     assert all(layer.trainable for layer in ft.model.layers)
     log = pd.read_csv(tmp_path / "finetune_lr0.01.csv")
-    assert list(log["epoch"]) == [0, 1]           # probe epoch, then fine-tuning epoch
+    assert list(log["epoch"]) == [1, 2]           # probe epoch, then fine-tuning epoch
+    assert ft.sweep["best_epoch"].iloc[0] == 2     # numbered as in the log
+    assert os.listdir(tmp_path / "tensorboard" / "lr0.01")      # TensorBoard events
 
 
 def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
