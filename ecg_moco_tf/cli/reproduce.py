@@ -264,7 +264,8 @@ def main(argv):
     if FLAGS.label_efficiency:
         X.stage("5/5 label efficiency")
         table = X.label_efficiency(df, encoder_path, out, [float(f) for f in FLAGS.le_fractions],
-                                   [int(s) for s in FLAGS.le_seeds], ft, enc_kwargs)
+                                   [int(s) for s in FLAGS.le_seeds], ft, enc_kwargs,
+                                   task_name=FLAGS.task_name)
         figures["label_efficiency"] = os.path.join(out, "label_efficiency.png")
         print(table.groupby(["fraction", "init"])["auc"].agg(["mean", "std", "count"]))
     if FLAGS.export_dir and "proposed" in preds:

@@ -71,8 +71,9 @@ def plot_calibration(predictions, path, task_name="positive", n_bins=10):
     return path
 
 
-def plot_label_efficiency(table, path):
-    """``table``: DataFrame with columns fraction, init, auc (one row per seed)."""
+def plot_label_efficiency(table, path, task_name="positive"):
+    """``table``: DataFrame with columns fraction, init, auc (one row per seed); the x axis is
+    marked at the fractions run (log scale), a dotted line at chance (AUC 0.5)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for init, part in table.groupby("init"):
         g = part.groupby("fraction")["auc"]
@@ -83,8 +84,13 @@ def plot_label_efficiency(table, path):
         ax.fill_between(mean.index * 100, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1),
                         alpha=0.2)
     ax.set_xscale("log")
+    fractions = sorted(table["fraction"].unique())
+    ax.set_xticks([f * 100 for f in fractions], [f"{f * 100:g} %" for f in fractions])
+    ax.minorticks_off()
+    ax.axhline(0.5, ls=":", color="0.5", lw=1)
     seeds = table.groupby(["fraction", "init"]).size().min()
-    ax.set(xlabel="% of downstream training labels", ylabel="test AUC", ylim=(0, 1),
+    ax.set(xlabel="share of downstream training labels (train2)", ylim=(0, 1),
+           ylabel=f"test AUC ({task_name})",
            title=f"Label efficiency (mean, t-based 95% CI over {seeds} seeds)")
     ax.legend()
     ax.grid(alpha=0.3)

@@ -125,7 +125,8 @@ def label_subsets(df, fractions, seeds):
 
 
 def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28, 0.5, 1.0),
-                     seeds=(0, 1, 2), finetune_cfg=FinetuneConfig(), encoder_kwargs=None):
+                     seeds=(0, 1, 2), finetune_cfg=FinetuneConfig(), encoder_kwargs=None,
+                     task_name="positive"):
     """Test AUC vs share of train2 labels, pretrained vs from scratch, over seeds.
 
     valid2 and test stay whole. Every fraction x seed subset is drawn before any training: one
@@ -156,7 +157,7 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
     table = pd.DataFrame(rows)
     os.makedirs(out_dir, exist_ok=True)
     table.to_csv(os.path.join(out_dir, "label_efficiency.csv"), index=False)
-    plot_label_efficiency(table, os.path.join(out_dir, "label_efficiency.png"))
+    plot_label_efficiency(table, os.path.join(out_dir, "label_efficiency.png"), task_name)
     return table
 
 
