@@ -66,3 +66,27 @@ def test_the_wheel_ships_the_encoder(tmp_path):
     for name in os.listdir(shipped):
         data = wheel.read(f"ecg_moco_tf/pretrained/ptbxl-pool/{name}")
         assert data == open(os.path.join(shipped, name), "rb").read(), name
+
+
+def test_finetune_from_the_shipped_encoder_by_name(small_cohort, tmp_path):
+    """`finetune --encoder=ptbxl-pool` fine-tunes the shipped weights and records where they
+    came from; the task names the prediction column."""
+    import json
+
+    import pandas as pd
+
+    manifest = os.path.join(small_cohort.attrs["root"], "manifest.csv")
+    out = tmp_path / "ft"
+    r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "finetune",
+                        f"--manifest={manifest}", "--encoder=ptbxl-pool", "--task_name=LVSD",
+                        "--epochs=1", "--learning_rates=1e-3", "--batch_size=16",
+                        f"--out={out}"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "proposed (LVSD): test AUC" in r.stdout
+    prov = json.loads((out / "provenance.json").read_text())
+    enc = prov["pretrained_encoder"]
+    assert prov["task_name"] == "LVSD" and enc["shipped_name"] == "ptbxl-pool"
+    assert enc["pretrain_config"]["best_epoch"] == 16
+    pred = pd.read_csv(out / "test_predictions.csv")
+    assert "p_LVSD" in pred and pred["p_LVSD"].between(0, 1).all()
+    assert os.listdir(out / "tensorboard" / "lr0.001")
