@@ -18,6 +18,7 @@ flags.DEFINE_string("model", None, "Keras model (.keras): a classifier or an enc
                     required=True)
 flags.DEFINE_string("records", None, "Manifest (.csv/.parquet), folder of records or a record.",
                     required=True)
+flags.DEFINE_alias("input", "records")                     # predict's name for the setting
 flags.DEFINE_string("out", "explain", "Output folder.")
 flags.DEFINE_list("methods", ["gradcam"], "Any of gradcam, gradcam++, scorecam, layercam "
                   "(which to trust: see explain/gradcam.py and the faithfulness scores).")
