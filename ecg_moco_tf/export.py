@@ -112,11 +112,17 @@ class Predictor:
             self.runner = self.interp.get_signature_runner("serve")
             self.output = "probability"
         elif os.path.isdir(path):
+            from .console import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
             import tensorflow as tf
 
             self.kind = "savedmodel"
             self.fn = tf.saved_model.load(path).signatures["serving_default"]
         elif path.endswith(".keras"):
+            from .console import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
             from .models import load_model
 
             self.kind = "keras"

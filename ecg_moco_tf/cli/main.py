@@ -10,7 +10,8 @@ import sys
 import ecg_moco_tf
 from ecg_moco_tf.data.manifest import ManifestError
 
-NO_TENSORFLOW = {"synth", "split", "validate", "ptbxl", "manifest"}   # data-only commands
+# commands that need no TensorFlow (predict loads it itself, quietly, unless the model is .tflite)
+NO_TENSORFLOW = {"synth", "split", "validate", "ptbxl", "manifest", "predict"}
 COMMANDS = {
     "synth": "Generate the synthetic 12-lead cohort (WFDB + manifest), splits included.",
     "manifest": "Build a manifest from a folder of records (patient ids, labels from a CSV).",
