@@ -85,5 +85,6 @@ def main(argv):
     with open(os.path.join(FLAGS.out, "metrics.json"), "w") as f:
         json.dump(m, f, indent=1)
     print(res.sweep.to_string(index=False))
-    print(f"{FLAGS.experiment} ({FLAGS.task_name}): test AUC {m['auc']:.4f} [{m['auc_ci_low']:.4f}, "
-          f"{m['auc_ci_high']:.4f}] (best learning rate {res.best_learning_rate:g})")
+    print(f"{FLAGS.experiment} ({FLAGS.task_name}): test AUC {m['auc']:.4f} "
+          f"[{m['auc_ci_low']:.4f}, {m['auc_ci_high']:.4f}] "
+          f"(best learning rate {res.best_learning_rate:g})")

@@ -24,7 +24,8 @@ def _pinned(kind, rng):
     name = kind.__name__
     if name == "GaussianNoise":
         v = rng.uniform(0.5, 1.0) * d.max_std_mv
-        return {"min_std_mv": v, "max_std_mv": v}, f"noise std {v:.3f} mV (range 0-{d.max_std_mv:g})"
+        return ({"min_std_mv": v, "max_std_mv": v},
+                f"noise std {v:.3f} mV (range 0-{d.max_std_mv:g})")
     if name == "GaussianSmoothing":
         v = rng.uniform(d.min_sigma_s, d.max_sigma_s)
         return ({"min_sigma_s": v, "max_sigma_s": v}, f"Gaussian sigma {v * 1e3:.1f} ms "

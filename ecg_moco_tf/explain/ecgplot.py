@@ -15,9 +15,10 @@ the trace, transparent at 0 and red at 1, so the grid stays readable.
 Readability on real records: each lead is drawn around its median (baseline offsets do not
 move it out of its row); when complexes are too tall for a row (:func:`gain_mm_per_mv`), the
 whole ECG is drawn at half gain (5 mm/mV, said in the footer, calibration pulse 5 mm), and
-whatever still exceeds the row is clipped at its edge and marked (red ticks). Lead names sit in the row's top-left corner on
-a white box, above the trace. Spans where every lead is exactly 0 mV for at least 0.1 s (the
-zero padding of records shorter than 10 s) are shaded grey and labelled "no signal".
+whatever still exceeds the row is clipped at its edge and marked (red ticks). Lead names sit
+in the row's top-left corner on a white box, above the trace. Spans where every lead is
+exactly 0 mV for at least 0.1 s (the zero padding of records shorter than 10 s) are shaded
+grey and labelled "no signal".
 """
 import os
 
