@@ -11,12 +11,13 @@ import os
 # Same seed, same machine type: bit-identical runs with oneDNN on, also when two runs share the
 # CPU (benchmarks/bench_determinism.py, tests/training/test_pretrain.py).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+_USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")   # the CLI keeps a user's choice
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .data import (LEADS, ManifestError, RecordError, SplitLeakageError,  # noqa: E402
                    assign_splits, experiment_view, load_records, read_manifest, read_record)
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"          # the one place (pyproject.toml reads it)
 
 _LAZY = {
     "build_encoder": "models.encoder", "MoCo": "models.moco", "KeyQueue": "models.queue",
@@ -25,6 +26,7 @@ _LAZY = {
     "PretrainConfig": "training.pretrain", "finetune": "training.finetune",
     "FinetuneConfig": "training.finetune", "load_model": "models", "evaluate": "evaluation.metrics",
     "delong_test": "evaluation.metrics", "export_all": "export", "Predictor": "export",
+    "load_pretrained": "pretrained",
 }
 
 

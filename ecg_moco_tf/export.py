@@ -12,8 +12,9 @@ Formats written to ``<out>/``:
   ``model_dynamic_int8.tflite`` (int8 weights, float activations),
   ``model_int8.tflite`` (full-integer kernels calibrated on a representative set of training
   ECGs; input and output stay float32 for the caller);
-- ``model_card.json``: input spec, preprocessing, training data summary, test metrics, parity
-  figures, versions.
+- ``model_card.json``: task, intended use, limitations, input spec, preprocessing, decision
+  threshold, training / validation / test data summaries, held-out metrics, pretraining
+  provenance, parity figures, versions (package included).
 
 Parity (run at every export): each format vs the Keras model on held-out ECGs, max and mean
 absolute probability difference, decisions at 0.5 that flip, and AUC change; a format beyond
@@ -84,8 +85,12 @@ def export_tflite(savedmodel_path, out_path, kind, representative=None):
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     elif kind != "float32":
         raise ValueError(f"unknown TFLite kind '{kind}'; choose from {FORMATS[1:]}")
+    from .console import native_quiet
+
+    with native_quiet():                   # the converter's C++ prints (quantization settings)
+        flat = conv.convert()
     with open(out_path, "wb") as f:
-        f.write(conv.convert())
+        f.write(flat)
     return out_path
 
 
@@ -158,6 +163,9 @@ class Predictor:
                                      self.runner.get_input_details()["ecg_mv"]["shape"][1:])
             self._check_output(outputs)
         elif os.path.isdir(path):
+            from .console import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
             import tensorflow as tf
 
             self.kind = "savedmodel"
@@ -167,6 +175,9 @@ class Predictor:
             self.input_shape = tuple(self.fn.structured_input_signature[1]["ecg_mv"].shape[1:])
             self._check_output(outputs)
         elif path.endswith(".keras"):
+            from .console import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
             from .models import load_model
 
             self.kind = "keras"
@@ -201,6 +212,11 @@ class Predictor:
             chunk = x[i:i + (batch_size if self.kind == "savedmodel" else 1)]
             if self.kind == "savedmodel":
                 out.append(self.fn(ecg_mv=chunk)[self.output].numpy().ravel())
+            elif i == 0:                   # "INFO: Created TensorFlow Lite XNNPACK delegate"
+                from .console import native_quiet
+
+                with native_quiet():
+                    out.append(np.asarray(self.runner(ecg_mv=chunk)[self.output]).ravel())
             else:
                 out.append(np.asarray(self.runner(ecg_mv=chunk)[self.output]).ravel())
         return np.concatenate(out) if out else np.zeros(0, np.float32)
@@ -255,7 +271,8 @@ def _quantization_note(report, calibration, heldout):
 
 
 def export_all(model, out_dir, heldout, heldout_labels=None, representative=None,
-               formats=FORMATS, tolerance=None, card_extra=None, heldout_groups=None):
+               formats=FORMATS, tolerance=None, card_extra=None, heldout_groups=None,
+               task_name="positive", threshold=0.5):
     """Export ``model`` (a Keras classifier) to every format, check parity, write the card.
 
     ``heldout``: ECGs (n, 12, 5000) for the parity check; ``representative``: training ECGs for
@@ -263,9 +280,13 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
     ``heldout_metrics`` (AUC with a bootstrap CI over ``heldout_groups``, e.g. patient ids) are
     computed from the exported SavedModel's outputs, the artefact that ships, not from the
     in-memory model. Raises :class:`ParityError` listing every format beyond its tolerance
-    (after writing everything, so the files can be inspected).
+    (after writing everything, so the files can be inspected). ``task_name`` names what the
+    probability is of; ``threshold`` is the decision threshold the card states (with the
+    held-out sensitivity / specificity at it).
     """
     import tensorflow as tf
+
+    from . import __version__
 
     tol = {**TOLERANCE, **(tolerance or {})}
     os.makedirs(out_dir, exist_ok=True)
@@ -306,6 +327,23 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
     import keras
 
     card = {
+        "task": {"name": task_name, "output": f"probability = P({task_name}), sigmoid"},
+        "intended_use": (f"Research on detecting {task_name} from resting 12-lead, 10 s ECGs "
+                         "with this toolkit (screening studies, method comparison). Not a "
+                         "medical device: not for diagnosis or treatment decisions without "
+                         "a validation for that use."),
+        "limitations": [
+            "Valid only for ECGs like the training data (see training_data): other "
+            "populations, devices, filters or label definitions need a new validation.",
+            "The held-out metrics below come from one split of one data set; their CI is a "
+            "patient bootstrap of that split, not of other sites.",
+            f"The decision threshold ({threshold:g}) is not tuned on the held-out ECGs; "
+            "choose it for the intended sensitivity on your own validation data "
+            "(`ecg-moco predict --threshold`).",
+            "Quantized formats change probabilities: see parity (max |difference| per "
+            "format) before using them."],
+        "threshold": {"value": float(threshold), "set_by": "--threshold of ecg-moco export "
+                      "(ecg-moco predict uses its own --threshold)"},
         "input": {"name": "ecg_mv", "dtype": "float32", "shape": [None, *model.input.shape[1:]],
                   "layout": "batch x leads x samples", "leads": ["I", "II", "III", "aVR", "aVL",
                                                                  "aVF", "V1", "V2", "V3", "V4",
@@ -314,12 +352,12 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
         "preprocessing": "read_record(): leads reordered by name, resampled to 500 Hz, central "
                          "10 s or zero-padded; per-lead data-set normalization is inside the "
                          "model (no per-ECG scaling)",
-        "outputs": {"probability": "P(positive), sigmoid", "embedding": "encoder features "
+        "outputs": {"probability": f"P({task_name}), sigmoid", "embedding": "encoder features "
                     "(SavedModel only)"},
         "parity": {"heldout_ecgs": int(len(heldout)), "formats": report,
                    "warnings": warnings},
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
-                     "python": platform.python_version()},
+        "versions": {"ecg_moco_tf": __version__, "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "python": platform.python_version()},
         **(card_extra or {}),
     }
     if any(k.endswith("int8") for k in report):
@@ -334,6 +372,10 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
         m = evaluate(np.asarray(heldout_labels), outputs["savedmodel"], heldout_groups)
         card["heldout_metrics"] = {"computed_from": "savedmodel", **{k: m[k] for k in (
             "n_ecgs", "n_patients", "n_positive", "auc", "auc_ci_low", "auc_ci_high", "brier")}}
+        from .evaluation.metrics import threshold_metrics
+
+        card["threshold"]["heldout"] = threshold_metrics(np.asarray(heldout_labels),
+                                                         outputs["savedmodel"], threshold)
     with open(os.path.join(out_dir, "model_card.json"), "w") as f:
         json.dump(card, f, indent=1, default=str)
     if failures:
@@ -349,19 +391,24 @@ def _sample(df, n, seed):
 def export_from_manifest(model_path, df, out_dir, heldout_split="test",
                          calibration_split="train2", max_heldout=0, max_calibration=200, seed=0,
                          formats=FORMATS, tolerance=None, card_extra=None,
-                         on_error="raise", options=None):
+                         on_error="raise", options=None, task_name=None, threshold=0.5):
     """:func:`export_all` for a classifier file and a manifest with splits.
 
     Parity and the card's held-out metrics use every ECG of ``heldout_split`` (or a seeded
     sample of ``max_heldout``); full-int8 calibration a seeded sample of ``max_calibration``
     ECGs of ``calibration_split``. The card says which. Records are read with ``options``
     (a ``ReadOptions``); an unreadable one raises (``on_error="raise"``) or is left out
-    (``"skip"``: listed with the reason in the card's ``skipped_records``).
+    (``"skip"``: listed with the reason in the card's ``skipped_records``). The task, the
+    experiment (which splits trained and validated the model) and the pretrained encoder come
+    from the ``provenance.json`` that fine-tuning wrote beside the model (``task_name``
+    overrides).
     """
     import pandas as pd
 
     from .data import ReadOptions, load_records, split_summary
+    from .data.splits import experiment_view
     from .models import load_model
+    from .provenance import read_provenance, task_of
 
     parts, problems = {}, []
     for name, split, n in (("heldout", heldout_split, max_heldout),
@@ -380,8 +427,31 @@ def export_from_manifest(model_path, df, out_dir, heldout_split="test",
             + ("" if len(sample) == len(rows) else f" (random sample of {len(sample)}, seed "
                f"{seed})") + (f"; {len(bad)} unreadable left out" if len(bad) else ""))
     held = parts["heldout"].manifest
+    prov = read_provenance(model_path)
+    experiment = prov.get("experiment", "proposed")
+    view = experiment_view(df, experiment)
+
+    def summary(*frames):
+        frames = [f for f in frames if f is not None and len(f)]
+        return (split_summary(pd.concat(frames)).reset_index().to_dict(orient="records")
+                if frames else [])
+
+    enc = prov.get("pretrained_encoder") or {}
     extra = {"source_model": model_path,
-             "training_data": split_summary(df).reset_index().to_dict(orient="records"),
+             "training_data": {
+                 "experiment": experiment + ("" if "experiment" in prov else
+                                             " (assumed: no provenance.json beside the model)"),
+                 "fine_tuning": summary(view["train"]),
+                 "pretraining": (enc.get("shipped_name") and f"shipped encoder "
+                                 f"{enc['shipped_name']} (see its MODEL_CARD.md)") or
+                                summary(view["pretrain_train"], view["pretrain_valid"])},
+             "validation_data": {"use": "early stopping and learning-rate choice",
+                                 "splits": summary(view["valid"])},
+             "test_data": {"split": heldout_split, "ecgs": parts["heldout_selection"],
+                           "splits": summary(held),
+                           "metrics": "heldout_metrics; threshold.heldout"},
+             "pretraining": prov or {"note": "no provenance.json beside the model"},
+             "all_splits": split_summary(df).reset_index().to_dict(orient="records"),
              "heldout_ecgs": parts["heldout_selection"],
              "calibration_ecgs": parts["calibration_selection"],
              "skipped_records": pd.concat(problems).drop_duplicates().to_dict("records"),
@@ -389,7 +459,8 @@ def export_from_manifest(model_path, df, out_dir, heldout_split="test",
     labels = _labels_or_none(held)
     return export_all(load_model(model_path), out_dir, parts["heldout"].signals,
                       labels, parts["calibration"].signals, formats, tolerance, extra,
-                      heldout_groups=held["patient_id"].to_numpy())
+                      heldout_groups=held["patient_id"].to_numpy(),
+                      task_name=task_of(model_path, task_name), threshold=threshold)
 
 
 def _labels_or_none(df):

@@ -6,78 +6,100 @@ and decision at the threshold, or the reason it could not be read (never silentl
 """
 from __future__ import annotations
 
-import glob
 import os
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .data.manifest import check_manifest, read_manifest, read_row
+from .data.folder import find_records
+from .data.manifest import REQUIRED, check_manifest, read_manifest, read_row
 from .data.records import ReadOptions, RecordError
 from .export import Predictor, check_input
 
-RECORD_PATTERNS = ("*.hea", "*.npz", "*.h5", "*.hdf5")
+MANIFEST_COLUMNS = ("patient_id", "label", "split")   # copied to predict's output, in front
 
 
-def record_table(path):
+def record_table(path, required=REQUIRED):
     """A manifest for a file, folder or manifest path (record paths relative to
-    ``attrs['root']``; records outside a manifest are unlabelled, patient_id = record name)."""
+    ``attrs['root']``; records outside a manifest are unlabelled, patient_id = record name).
+    ``required``: the columns a manifest must have (see :func:`read_manifest`)."""
     if path.endswith((".csv", ".parquet")):
-        return read_manifest(path)
+        return read_manifest(path, required=required)
     if os.path.isdir(path):
-        files = sorted({f for pat in RECORD_PATTERNS
-                        for f in glob.glob(os.path.join(path, "**", pat), recursive=True)})
-        if not files:
-            raise FileNotFoundError(f"no records ({', '.join(RECORD_PATTERNS)}) under {path}")
-        root = path
+        names, root = find_records(path), path
     elif os.path.exists(path) or os.path.exists(path + ".hea"):
-        root, files = os.path.dirname(os.path.abspath(path)), [os.path.abspath(path)]
+        root = os.path.dirname(os.path.abspath(path))
+        name = os.path.basename(path)
+        names = [name[:-4] if name.endswith(".hea") else name]
     else:
         raise FileNotFoundError(f"{path} not found")
-    names = [os.path.relpath(f[:-4] if f.endswith(".hea") else f, root) for f in files]
     df = pd.DataFrame({"record": names, "patient_id": names})
     df.attrs["root"] = os.path.abspath(root)
     return check_manifest(df, source=path)
 
 
-def _sources(path):
-    """(display name, reader) pairs for a file, folder or manifest."""
-    df = record_table(path)
-    return [(row["record"], (lambda row=row, o=None: read_row(df, row, o)))
-            for _, row in df.iterrows()]
+def input_table(path, split=None):
+    """The records to score and the manifest columns to copy to the output.
+
+    A manifest needs only ``record``; its ``patient_id``, ``label`` and ``split`` (when it has
+    them) and every other column are kept. ``split``: only its rows (None: all rows)."""
+    df = record_table(path, required=("record",))
+    is_manifest = path.endswith((".csv", ".parquet"))
+    if split:
+        if not is_manifest:
+            raise ValueError(f"--split={split} needs a manifest as --input, not {path}")
+        root = df.attrs["root"]
+        df = df[df["split"] == split].reset_index(drop=True)
+        df.attrs["root"] = root
+        if not len(df):
+            raise ValueError(f"{path} has no rows with split {split!r}: choose another --split "
+                             "or leave it empty to score every row")
+    if not is_manifest:
+        return df, []
+    keep = [c for c in df.columns if c != "record" and not (c in ("label", "split")
+                                                           and df[c].isna().all())]
+    keep = [c for c in MANIFEST_COLUMNS if c in keep] + [c for c in keep
+                                                          if c not in MANIFEST_COLUMNS]
+    return df, keep
 
 
 def predict_records(model_path, input_path, threshold=0.5, batch_size=32,
-                    options=ReadOptions(), progress=True):
-    """Score every record; returns a DataFrame (record, probability, decision, error)."""
+                    options=ReadOptions(), progress=True, split=None, column="probability"):
+    """Score every record; returns a DataFrame: record, the manifest's own columns (when the
+    input is a manifest: patient_id, label, split, then the others), ``column`` (the
+    probability), decision, error. ``split``: score only that split's rows."""
+    df, keep = input_table(input_path, split)
     predictor = Predictor(model_path)
-    rows, batch, names = [], [], []
+    prob = np.full(len(df), np.nan)
+    errors = [""] * len(df)
+    batch, idx = [], []
 
     def flush():
         if batch:
-            for n, p in zip(names, predictor(np.stack(batch), batch_size)):
-                rows.append({"record": n, "probability": float(p),
-                             "decision": int(p >= threshold), "error": ""})
+            prob[idx] = predictor(np.stack(batch), batch_size)
             batch.clear()
-            names.clear()
+            idx.clear()
 
-    for name, read in tqdm(_sources(input_path), desc="scoring", unit="ecg",
-                           disable=not progress):
+    for i, (_, row) in enumerate(tqdm(df.iterrows(), total=len(df), desc="scoring",
+                                      unit="ecg", disable=not progress)):
         try:
-            x = read(o=options)
+            x = read_row(df, row, options)
             check_input(x, predictor.input_shape)      # e.g. microvolts stored as mV
         except RecordError as e:
-            rows.append({"record": name, "probability": np.nan, "decision": pd.NA,
-                         "error": e.problem + (f" -> {e.fix}" if e.fix else "")})
+            errors[i] = e.problem + (f" -> {e.fix}" if e.fix else "")
             continue
         except ValueError as e:
-            rows.append({"record": name, "probability": np.nan, "decision": pd.NA,
-                         "error": str(e)})
+            errors[i] = str(e)
             continue
         batch.append(x)
-        names.append(name)
+        idx.append(i)
         if len(batch) == batch_size:
             flush()
     flush()
-    return pd.DataFrame(rows, columns=["record", "probability", "decision", "error"])
+    out = df[["record"] + keep].reset_index(drop=True)
+    out[column] = prob
+    out["decision"] = pd.array([pd.NA if np.isnan(p) else int(p >= threshold) for p in prob],
+                               dtype="Int64")
+    out["error"] = errors
+    return out

@@ -21,6 +21,13 @@ def test_help_lists_commands_and_only_own_flags():
     assert run(["ecg-moco", "nope"]) == 2
 
 
+def test_version():
+    import ecg_moco_tf
+
+    r = _cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"ecg-moco {ecg_moco_tf.__version__}"
+
+
 def test_synth_then_validate_with_flagfile(tmp_path):
     ff = tmp_path / "synth.flags"
     ff.write_text(f"--out={tmp_path}/c\n--num_patients=12\n--seed=4\n")
@@ -64,3 +71,13 @@ def test_missing_files_are_one_line_and_exit_2(tmp_path):
         assert r.returncode == 2, r.stderr[-1500:]
         last = r.stderr.strip().splitlines()[-1]
         assert what in last and "Traceback" not in r.stderr
+
+
+def test_shared_flag_names_are_accepted_across_commands(tmp_path):
+    """reproduce's --moco_momentum works on pretrain, predict's --input on explain (aliases)."""
+    for args, reached in ((("pretrain", "--moco_momentum=0.9", "--moco_momentum_final=0.99",
+                            f"--manifest={tmp_path}/nope.csv"), "nope.csv"),
+                          (("explain", f"--input={tmp_path}", f"--model={tmp_path}/m.keras"),
+                           "m.keras")):
+        r = _cli(*args)
+        assert r.returncode == 2 and reached in r.stderr.strip().splitlines()[-1], r.stderr

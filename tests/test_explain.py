@@ -221,6 +221,29 @@ def test_ecg_plot_files_have_the_stated_size(tmp_path, layout):
         plot_ecg(sig[0][:6], str(tmp_path / "bad"))
 
 
+def test_ecg_plot_keeps_tall_complexes_in_their_row_and_marks_padding(tmp_path):
+    """A 7 s record (zero-padded to 10 s) with 4 mV complexes: half gain, the padded 3 s
+    shaded grey ("no signal"), and no trace outside its row."""
+    import matplotlib.image as mpimg
+
+    from ecg_moco_tf.explain.ecgplot import gain_mm_per_mv, no_signal_spans
+
+    sig, _, _ = _synthetic_ecg()
+    x = sig[0].copy()
+    assert gain_mm_per_mv(x) == 10
+    x[:, 3500:] = 0
+    for k in range(7):
+        x[6, 500 * k:500 * k + 20] = 4.0                # 4 mV complexes in V1
+    assert gain_mm_per_mv(x) == 5 and no_signal_spans(x) == [(3500, 5000)]
+    path = plot_ecg(x, str(tmp_path / "ecg"), layout="12", dpi=100, formats=("png",))[0]
+    img = mpimg.imread(path)[..., :3]
+    h, w = img.shape[:2]
+    padded = img[h // 4:3 * h // 4, int(w * 0.85):int(w * 0.95)]
+    paper = img[h // 4:3 * h // 4, int(w * 0.05):int(w * 0.10)]
+    assert padded.mean() < paper.mean() - 0.08          # shaded grey, darker than the paper
+    assert no_signal_spans(sig[0]) == []
+
+
 def test_attribution_plot_written(tmp_path):
     codes = np.repeat(np.arange(5), 1000).astype(np.int8)
     per = A.per_ecg_table(np.array(["a", "b"]), np.array(["neg", "pos"]), np.stack(

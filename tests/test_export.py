@@ -97,7 +97,7 @@ def test_predict_cli_stops_at_a_corrupt_record_or_skips_it(exported, tmp_path):
     assert r.returncode == 1, r.stderr[-2000:]
     df = pd.read_csv(csv)
     assert sorted(df["record"]) == ["ok0", "ok1", "ok2"] and "error" not in df
-    assert df["probability"].between(0, 1).all()
+    assert df["p_positive"].between(0, 1).all()
     bad = pd.read_csv(tmp_path / "problems.csv")
     assert list(bad["record"]) == ["broken"] and "corrupt or truncated" in bad["problem"][0]
     assert "broken" in r.stdout and "1 of 4 record(s) skipped" in r.stdout
@@ -115,7 +115,7 @@ def test_predict_cli_loads_a_keras_classifier_in_a_fresh_process(exported, tmp_p
                         f"--model={out / 'clf.keras'}", f"--input={d}", f"--out={csv}"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    got = pd.read_csv(csv).sort_values("record")["probability"].to_numpy()
+    got = pd.read_csv(csv).sort_values("record")["p_positive"].to_numpy()
     ref = Predictor(str(out / "clf.keras"))(x[:3])          # the same file, in this process
     np.testing.assert_allclose(got, ref, atol=1e-3)        # WFDB stores 1 uV steps
 
@@ -179,3 +179,84 @@ def test_card_states_quantization_and_int8_beyond_float_tolerance_warns(exported
     assert "warning: int8 differs from the Keras model by up to" in capsys.readouterr().out
     assert len(again["parity"]["warnings"]) == 1
     assert "decision_flips" in again["parity"]["formats"]["int8"]
+
+
+def test_predict_keeps_manifest_columns_needs_no_patient_id_and_filters_split(exported,
+                                                                              tmp_path):
+    _, x, out, _ = exported
+    for i in range(4):
+        write_wfdb(str(tmp_path / f"r{i}"), x[i])
+    pd.DataFrame({"record": [f"r{i}" for i in range(4)], "age": [50, 60, 70, 80],
+                  "label": [0, 1, 0, 1], "split": ["test", "test", "train2", "test"]}
+                 ).to_csv(tmp_path / "m.csv", index=False)
+    from ecg_moco_tf.predict import predict_records
+
+    model = str(out / "model_float32.tflite")
+    df = predict_records(model, str(tmp_path / "m.csv"), progress=False)
+    assert list(df.columns) == ["record", "label", "split", "age", "probability", "decision",
+                                "error"]
+    np.testing.assert_allclose(df["probability"], Predictor(model)(x[:4]), atol=1e-3)
+    test = predict_records(model, str(tmp_path / "m.csv"), progress=False, split="test")
+    assert list(test["record"]) == ["r0", "r1", "r3"] and list(test["age"]) == [50, 60, 80]
+    with pytest.raises(ValueError, match="no rows with split 'valid2'"):
+        predict_records(model, str(tmp_path / "m.csv"), progress=False, split="valid2")
+
+
+def test_predict_names_the_column_after_the_models_task(exported, tmp_path):
+    """The task recorded in an export's model card names predict's column (p_MI); a bad
+    --task_name is one line and exit 2."""
+    import json
+    import shutil
+
+    _, x, out, card = exported
+    assert card["task"]["name"] == "positive" and card["versions"]["ecg_moco_tf"]
+    for k in ("intended_use", "limitations", "threshold", "input", "parity"):
+        assert card[k], k
+    model = tmp_path / "export" / "model_float32.tflite"
+    model.parent.mkdir()
+    shutil.copy(out / "model_float32.tflite", model)
+    (model.parent / "model_card.json").write_text(json.dumps({"task": {"name": "MI"}}))
+    write_wfdb(str(tmp_path / "r0"), x[0])
+    base = [sys.executable, "-m", "ecg_moco_tf.cli.main", "predict", f"--model={model}",
+            f"--input={tmp_path / 'r0'}", f"--out={tmp_path / 'p.csv'}"]
+    r = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["record", "p_MI", "decision"]
+    from ecg_moco_tf.provenance import task_of
+
+    with pytest.raises(ValueError, match=r"--task_name='p\(LVSD\)': use letters"):
+        task_of(str(model), "p(LVSD)")
+    assert task_of(str(model)) == "MI" and task_of(str(out / "clf.keras")) == "positive"
+
+
+NOISE = ("cuda", "onednn", "initializelog", "xnnpack", "renamed", "I0000", "W0000", "E0000",
+         "fully_quantize", "Assets written")
+
+
+def test_cli_console_is_quiet_unless_debug(exported, tmp_path):
+    """export and predict print their own lines only: no CUDA / oneDNN / absl / converter /
+    LiteRT notices (a user's environment: TF_CPP_MIN_LOG_LEVEL unset)."""
+    clf, x, out, _ = exported
+    for i in range(4):
+        write_wfdb(str(tmp_path / f"r{i}"), x[i])
+    pd.DataFrame({"record": [f"r{i}" for i in range(4)], "patient_id": list("abcd"),
+                  "label": [0, 1, 0, 1], "split": ["test", "test", "train2", "train2"]}
+                 ).to_csv(tmp_path / "m.csv", index=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",
+                                                            "ECG_MOCO_DEBUG")}
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", *args], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout + r.stderr
+
+    text = cli("export", f"--model={out / 'clf.keras'}", f"--manifest={tmp_path / 'm.csv'}",
+               f"--out={tmp_path / 'exp'}", "--formats=savedmodel,float32,int8",
+               "--max_calibration_ecgs=2", "--calibration_split=train2")
+    assert "wrote" in text                     # its parity check ran the .tflite files too
+    assert not [n for n in NOISE if n.lower() in text.lower()], text
+    env["ECG_MOCO_DEBUG"] = "1"
+    debug = cli("predict", f"--model={tmp_path / 'exp' / 'model_int8.tflite'}",
+                 f"--input={tmp_path / 'm.csv'}", f"--out={tmp_path / 'p.csv'}")
+    assert "XNNPACK" in debug                            # the notice, when asked for

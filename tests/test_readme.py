@@ -28,3 +28,32 @@ def test_readme_explain_example_runs(tmp_path, monkeypatch, capsys):
     _run_example("### Python API: explain", tmp_path, monkeypatch)
     assert (tmp_path / "ecg0.png").stat().st_size > 50_000 and (tmp_path / "ecg0.svg").exists()
     assert "'QRS'" in capsys.readouterr().out
+
+
+def test_readme_extend_example_runs_and_its_model_works_in_the_cli(tmp_path, monkeypatch,
+                                                                    capsys):
+    """The Keras extension example runs as written, and predict / export load its model
+    (RandomAugment inside, the shipped encoder's layers) in a fresh process."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from ecg_moco_tf.data.records import write_wfdb
+
+    _run_example("### Python API: extend the model in Keras", tmp_path, monkeypatch)
+    assert "(2, 1)" in capsys.readouterr().out
+    model = tmp_path / "augmented_classifier.keras"
+    x = np.random.default_rng(0).normal(0, 0.2, (12, 5000)).astype("float32")
+    write_wfdb(str(tmp_path / "r0"), x)
+    r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "predict",
+                        f"--model={model}", f"--input={tmp_path / 'r0'}",
+                        f"--out={tmp_path / 'p.csv'}"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "scored 1 of 1" in r.stdout, r.stderr[-2000:]
+    from ecg_moco_tf.export import export_all
+    from ecg_moco_tf.models import load_model
+
+    card = export_all(load_model(str(model)), str(tmp_path / "exp"), x[None].repeat(2, 0),
+                      formats=("savedmodel", "float32"))
+    assert card["parity"]["formats"]["float32"]["max_abs_diff"] < 1e-4

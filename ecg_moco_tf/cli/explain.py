@@ -20,6 +20,7 @@ flags.DEFINE_string("model", None, "Keras model (.keras): a classifier or an enc
                     required=True)
 flags.DEFINE_string("records", None, "Manifest (.csv/.parquet), folder of records or a record.",
                     required=True)
+flags.DEFINE_alias("input", "records")                     # predict's name for the setting
 flags.DEFINE_string("out", "explain", "Output folder.")
 flags.DEFINE_list("methods", ["gradcam"], "Any of gradcam, gradcam++, scorecam, layercam "
                   "(which to trust: see explain/gradcam.py and the faithfulness scores).")
@@ -40,6 +41,8 @@ flags.DEFINE_integer("n_random", 20, "Random maps for the faithfulness baselines
 flags.DEFINE_integer("scorecam_max_n", 0, "Score-CAM: channels used (0 = all).")
 flags.DEFINE_integer("seed", 0, "Seed (record sample, random maps, tie breaks).")
 common.define_read_flags(__name__)
+flags.DEFINE_string("task_name", None, "What the classifier detects (column p_<task>, figure "
+                    "titles); default: the task recorded with --model, else 'positive'.")
 
 
 def load_keras_model(path):
@@ -61,6 +64,9 @@ def main(argv):
     from ecg_moco_tf.explain.cohort import explain_cohort
     from ecg_moco_tf.predict import record_table
 
+    from ecg_moco_tf.provenance import task_of
+
+    task = task_of(FLAGS.model, FLAGS.task_name)
     model = load_keras_model(FLAGS.model)
     df = record_table(FLAGS.records)
     if FLAGS.split:
@@ -79,7 +85,7 @@ def main(argv):
                          target=FLAGS.target, reference=reference, n_plots=FLAGS.plots,
                          layouts=tuple(FLAGS.layouts), formats=tuple(FLAGS.formats),
                          seed=FLAGS.seed, n_random=FLAGS.n_random,
-                         max_n=FLAGS.scorecam_max_n or None,
+                         max_n=FLAGS.scorecam_max_n or None, task_name=task,
                          options=common.read_options_from_flags())
     print(f"explained {res['explained']} of {res['records']} ECGs -> {FLAGS.out}/summary.md")
     for method, r in res["methods"].items():

@@ -30,6 +30,10 @@ flags.DEFINE_float("tol_float16", 0.02, "Max |probability difference| for float1
 flags.DEFINE_float("tol_dynamic_int8", 0.1, "Max |probability difference| for dynamic int8.")
 flags.DEFINE_float("tol_int8", 0.2, "Max |probability difference| for full int8.")
 common.define_read_flags(__name__, on_error="raise")
+flags.DEFINE_string("task_name", None, "What the classifier detects (model card, outputs); "
+                    "default: the task in provenance.json beside --model, else 'positive'.")
+flags.DEFINE_float("threshold", 0.5, "Decision threshold stated in the model card, with the "
+                   "held-out sensitivity / specificity at it.")
 
 
 def main(argv):
@@ -46,7 +50,8 @@ def main(argv):
                                     FLAGS.heldout_split, FLAGS.calibration_split,
                                     FLAGS.max_ecgs, FLAGS.max_calibration_ecgs, FLAGS.seed,
                                     FLAGS.formats, tol, on_error=FLAGS.on_error,
-                                    options=common.read_options_from_flags())
+                                    options=common.read_options_from_flags(),
+                                    task_name=FLAGS.task_name, threshold=FLAGS.threshold)
     except ParityError as e:
         print(e)
         return 1

@@ -4,10 +4,11 @@ Example: ecg-moco finetune --manifest=runs/demo/manifest_with_splits.csv \
              --flagfile=flags/proposed.flags --encoder=runs/demo/pretrain/encoder.keras
 The learning-rate sweep keeps the model with the lowest validation loss; the test AUC is
 printed with its 95 % patient-bootstrap CI. Writes classifier.keras, lr_sweep.csv,
-test_predictions.csv and metrics.json to --out. --encoder is for --experiment=proposed only
-(the baselines start from random weights). Every record used is read once before training: an
-unreadable one stops the command (--on_error=raise) or is left out, listed in
-<out>/problems.csv (--on_error=skip).
+test_predictions.csv (column p_<task_name>), metrics.json and provenance.json (task, experiment,
+pretrained encoder; `ecg-moco export` puts it in the model card) to --out. --encoder is for
+--experiment=proposed only (the baselines start from random weights). Every record used is read
+once before training: an unreadable one stops the command (--on_error=raise) or is left out,
+listed in <out>/problems.csv (--on_error=skip).
 """
 import json
 import os
@@ -22,7 +23,8 @@ common.define_encoder_flags(__name__)
 common.define_read_flags(__name__, on_error="raise")
 flags.DEFINE_enum("experiment", "proposed", ["proposed", "baseline_unpretrained",
                                              "baseline_full_labels"], "Which Table 3 row.")
-flags.DEFINE_string("encoder", None, "Pretrained encoder (.keras); required for 'proposed'.")
+flags.DEFINE_string("encoder", None, "Pretrained encoder: a .keras file or a shipped name "
+                    "(ptbxl-pool); required for 'proposed'.")
 flags.DEFINE_string("out", "runs/finetune", "Output folder (created).")
 flags.DEFINE_list("learning_rates", ["1e-4", "3e-5", "1e-5"], "Learning-rate sweep (Adam).")
 flags.DEFINE_integer("epochs", 50, "Maximum epochs per learning rate.")
@@ -45,6 +47,8 @@ flags.DEFINE_integer("min_steps_per_epoch", 0, "repeat a training set smaller th
                      "many batches so every epoch has this many steps (0: one pass per epoch).")
 flags.DEFINE_bool("cache", True, "Keep decoded ECGs in memory.")
 flags.DEFINE_integer("seed", 0, "Seed.")
+flags.DEFINE_string("task_name", "positive", "What the classifier detects, e.g. MI or LVSD: "
+                    "test_predictions.csv's column p_<task>, provenance.json, the model card.")
 
 
 def main(argv):
@@ -55,11 +59,17 @@ def main(argv):
     from ecg_moco_tf.training.experiments import check_encoder, experiment_view
     from ecg_moco_tf.training.finetune import FinetuneConfig, finetune, predict
 
+    from ecg_moco_tf.pretrained import encoder_path
+    from ecg_moco_tf.provenance import check_task_name, write_provenance
+    from ecg_moco_tf.training.experiments import save_predictions
+
     check_encoder(FLAGS.experiment, FLAGS.encoder)
+    check_task_name(FLAGS.task_name)
+    encoder_file = encoder_path(FLAGS.encoder) if FLAGS.encoder else None
     parts = ("train", "valid", "test")
     df = read_manifest(FLAGS.manifest)
     view = experiment_view(df, FLAGS.experiment, require=parts)
-    encoder = load_model(FLAGS.encoder) if FLAGS.encoder else None
+    encoder = load_model(encoder_file) if encoder_file else None
     cfg = FinetuneConfig(learning_rates=tuple(float(x) for x in FLAGS.learning_rates),
                          epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
                          patience=FLAGS.patience, hidden_units=FLAGS.hidden_units,
@@ -78,11 +88,13 @@ def main(argv):
     enc_kwargs = common.encoder_kwargs()
     res = finetune(view["train"], view["valid"], encoder, cfg, FLAGS.out, enc_kwargs)
     pred = predict(res.model, view["test"], options=cfg.read_options)
-    pred.to_csv(os.path.join(FLAGS.out, "test_predictions.csv"), index=False)
+    save_predictions(pred, os.path.join(FLAGS.out, "test_predictions.csv"), FLAGS.task_name)
+    write_provenance(FLAGS.out, FLAGS.experiment, FLAGS.task_name, encoder_file)
     m = evaluate(pred["label"].astype(int), pred["probability"], pred["patient_id"],
                  seed=FLAGS.seed)
     with open(os.path.join(FLAGS.out, "metrics.json"), "w") as f:
         json.dump(m, f, indent=1)
     print(res.sweep.to_string(index=False))
-    print(f"{FLAGS.experiment}: test AUC {m['auc']:.4f} [{m['auc_ci_low']:.4f}, "
-          f"{m['auc_ci_high']:.4f}] (best learning rate {res.best_learning_rate:g})")
+    print(f"{FLAGS.experiment} ({FLAGS.task_name}): test AUC {m['auc']:.4f} "
+          f"[{m['auc_ci_low']:.4f}, {m['auc_ci_high']:.4f}] "
+          f"(best learning rate {res.best_learning_rate:g})")

@@ -13,10 +13,15 @@ import importlib
 import os
 import sys
 
+import ecg_moco_tf
+
 USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
 
+# commands that need no TensorFlow (predict loads it itself, quietly, unless the model is .tflite)
+NO_TENSORFLOW = {"synth", "split", "validate", "ptbxl", "manifest", "predict"}
 COMMANDS = {
     "synth": "Generate the synthetic 12-lead cohort (WFDB + manifest), splits included.",
+    "manifest": "Build a manifest from a folder of records (patient ids, labels from a CSV).",
     "split": "Assign patient-wise train1/valid1/train2/valid2/test splits to a manifest.",
     "validate": "Check every record of a manifest and print a table of problems.",
     "ptbxl": "Build a manifest (with splits from strat_fold) from a PTB-XL folder.",
@@ -32,7 +37,8 @@ COMMANDS = {
 
 
 def _usage():
-    lines = ["usage: ecg-moco <command> [--flags] [--flagfile=FILE]", "", "commands:"]
+    lines = ["usage: ecg-moco <command> [--flags] [--flagfile=FILE] | ecg-moco --version", "",
+             "commands:"]
     lines += [f"  {name:<16}{doc}" for name, doc in COMMANDS.items()]
     lines += ["", "ecg-moco <command> --help shows the flags of one command."]
     return "\n".join(lines)
@@ -40,6 +46,11 @@ def _usage():
 
 def run(argv=None):
     argv = list(sys.argv if argv is None else argv)
+    if len(argv) >= 2 and argv[1] in ("--version", "version"):
+        from ecg_moco_tf import __version__
+
+        print(f"ecg-moco {__version__}")
+        return 0
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if len(argv) >= 2 else 2
@@ -47,8 +58,9 @@ def run(argv=None):
     if cmd not in COMMANDS:
         print(f"ecg-moco: unknown command '{cmd}'\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"ecg_moco_tf.cli.{cmd.replace('-', '_')}")
     rest = argv[2:]
+    _quiet_console(cmd, debug="--verbosity=debug" in rest)
+    module = importlib.import_module(f"ecg_moco_tf.cli.{cmd.replace('-', '_')}")
     if any(a in ("-h", "--help", "--helpshort", "-?") for a in rest):
         from absl import flags
 
@@ -62,7 +74,8 @@ def run(argv=None):
     # absl's --verbosity takes integers; "debug" (what the error lines suggest) is its level 1
     rest = ["--verbosity=1" if a in ("--verbosity=debug", "-v=debug") else a for a in rest]
     try:
-        app.run(module.main, argv=[f"ecg-moco {cmd}"] + rest, flags_parser=_parse_flags)
+        app.run(_quiet_main(module.main), argv=[f"ecg-moco {cmd}"] + rest,
+                flags_parser=_parse_flags)
     except SystemExit as e:
         if isinstance(e.code, str):                 # SystemExit("what to do"): a usage error
             print(f"ecg-moco {cmd}: {e.code}", file=sys.stderr)
@@ -95,6 +108,38 @@ def _debug():
     if os.environ.get("ECG_MOCO_DEBUG", "0").strip() not in ("", "0"):
         return True
     return flags.FLAGS.is_parsed() and flags.FLAGS.verbosity >= 1
+
+
+def _quiet_console(cmd, debug):
+    """No CUDA / oneDNN / absl start-up notices on the console unless --verbosity=debug (or the
+    user set TF_CPP_MIN_LOG_LEVEL): TensorFlow's log level 3 (errors of TF ops still raise as
+    Python exceptions), its import with the native prints captured (replayed if it fails) and
+    its Python logger at ERROR."""
+    from ecg_moco_tf import console
+
+    debug = debug or console.debug()
+    if debug:
+        os.environ["ECG_MOCO_DEBUG"] = "1"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = ecg_moco_tf._USER_TF_LOG_LEVEL or "0"
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = ecg_moco_tf._USER_TF_LOG_LEVEL or "3"
+    if cmd not in NO_TENSORFLOW:
+        console.import_tensorflow_quietly()
+
+
+def _quiet_main(main):
+    """``main`` with absl's Python logging at WARNING unless --verbosity is given (TensorFlow
+    logs INFO lines through absl: SavedModel writing, "input name(s) ... renamed")."""
+    def wrapped(argv):
+        from absl import flags, logging
+
+        from ecg_moco_tf import console
+
+        if not flags.FLAGS["verbosity"].present and not console.debug():
+            logging.set_verbosity(logging.WARNING)
+        return main(argv)
+
+    return wrapped
 
 
 def main():

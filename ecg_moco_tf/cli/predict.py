@@ -3,10 +3,13 @@
 Example: ecg-moco predict --model=saved_models/demo/model_int8.tflite --input=my_ecgs/ \
              --out=predictions.csv --threshold=0.5
 --input: one record, a folder of records (WFDB, .npz, HDF5) or a manifest. The model must end
-in one probability per ECG (a classifier, not an encoder). An unreadable record stops the
-command (--on_error=raise, exit status 2, nothing written) or is left out of --out and listed
-with the reason in problems.csv beside it (--on_error=skip, exit status 1). Exit status: 0 all
-scored, 1 some records skipped, 2 bad usage.
+in one probability per ECG (a classifier, not an encoder). Output: one row per scored record,
+p_<task> (the probability; the task comes from the model's card or --task_name) and decision.
+A manifest needs only a 'record' column; its patient_id, label, split and other columns are
+copied to the output; --split scores only that split's rows (default: every row). An
+unreadable record stops the command (--on_error=raise, exit status 2, nothing written) or is
+left out of --out and listed with the reason in problems.csv beside it (--on_error=skip, exit
+status 1). Exit status: 0 all scored, 1 some records skipped, 2 bad usage.
 """
 import os
 
@@ -22,21 +25,30 @@ flags.DEFINE_float("threshold", 0.5, "Decision threshold on the probability, in 
                    lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
 common.define_read_flags(__name__, on_error="raise")
+flags.DEFINE_string("task_name", None, "Names the probability column p_<task>; default: the "
+                    "task recorded with --model (model_card.json / provenance.json), else "
+                    "'positive'.")
+flags.DEFINE_string("split", None, "With a manifest as --input: score only the rows of this "
+                    "split (e.g. test); default: every row.")
 
 
 def main(argv):
     del argv
     from ecg_moco_tf.data.manifest import UnreadableRecords
     from ecg_moco_tf.predict import predict_records
+    from ecg_moco_tf.provenance import prob_column, task_of
 
     out = common.output_file(FLAGS.out)
+    task = task_of(FLAGS.model, FLAGS.task_name)
     df = predict_records(FLAGS.model, FLAGS.input, FLAGS.threshold, FLAGS.batch_size,
-                         common.read_options_from_flags())
+                         common.read_options_from_flags(), split=FLAGS.split,
+                         column=prob_column(task))
     bad = df["error"] != ""
     problems = df.loc[bad, ["record", "error"]].rename(columns={"error": "problem"})
     if len(problems) and FLAGS.on_error == "raise":
         raise UnreadableRecords(problems, len(df))
     df[~bad].drop(columns="error").to_csv(out, index=False)
-    print(f"scored {int((~bad).sum())} of {len(df)} records -> {out}")
+    which = f"split {FLAGS.split}" if FLAGS.split else "all rows"
+    print(f"scored {int((~bad).sum())} of {len(df)} records ({which}) -> {out}")
     common.write_problems(problems, os.path.dirname(os.path.abspath(out)), len(df))
     return 1 if len(problems) else 0

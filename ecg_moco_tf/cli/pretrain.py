@@ -25,6 +25,7 @@ flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_integer("queue_size", 4096, "Negative keys K (must be well below the train1 size).")
 flags.DEFINE_float("momentum", 0.999, "EMA momentum of the key encoder.")
 flags.DEFINE_float("temperature", 0.2, "InfoNCE temperature.")
+flags.DEFINE_alias("moco_momentum", "momentum")            # reproduce's name for the setting
 flags.DEFINE_enum("version", "2", ["1", "2"], "MoCo v1 (no head) or v2 (MLP head).")
 flags.DEFINE_bool("symmetric", False, "Symmetric loss (both views as queries).")
 flags.DEFINE_integer("shuffle_bn_splits", 2, "Key-batch BN groups (single-device shuffle-BN).")
@@ -39,6 +40,7 @@ flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine"], "Learning r
                   "warm-up: constant, or cosine decay to 0 at the last step.")
 flags.DEFINE_float("momentum_final", None, "If set: the key momentum follows a cosine from "
                    "--momentum to this over the whole run (e.g. 0.9 -> 0.99).")
+flags.DEFINE_alias("moco_momentum_final", "momentum_final")
 flags.DEFINE_bool("cache", True, "Keep decoded ECGs in memory (turn off for large data).")
 flags.DEFINE_integer("seed", 0, "Seed.")
 flags.DEFINE_bool("overwrite", False, "Replace a finished run in --out (default: refuse it; "

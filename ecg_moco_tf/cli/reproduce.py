@@ -27,6 +27,8 @@ flags.DEFINE_bool("overwrite", False, "Pretrain again over a finished run in <ou
 flags.DEFINE_string("manifest", None, "Use this manifest instead of the synthetic cohort.")
 flags.DEFINE_string("ptbxl_root", None, "Use a PTB-XL folder instead of the synthetic cohort.")
 flags.DEFINE_string("ptbxl_label", "MI", "PTB-XL superclass or SCP code to predict.")
+flags.DEFINE_string("task_name", "positive", "What the classifier detects, e.g. MI or LVSD: the "
+                    "probability column p_<task> of the CSVs, figure titles, the model card.")
 flags.DEFINE_list("ptbxl_pretrain_folds", ["1", "2", "3", "4", "5"],
                   "PTB-XL strat_folds used for pretraining (train1/valid1).")
 flags.DEFINE_string("ptbxl_pool", None, "With --ptbxl_root: another PTB-XL folder (e.g. "
@@ -44,7 +46,9 @@ flags.DEFINE_float("phenotype_scale", 0.4, "Synthetic cohort: strength of the LV
                    "phenotype (0.4: calibrated to full-label AUC ~0.9, README).")
 flags.DEFINE_integer("seed", 0, "Seed for data, splits, training and bootstrap.")
 common.define_read_flags(__name__, on_error="skip")
-flags.DEFINE_string("pretrained_encoder", None, "Skip pretraining and use this encoder.")
+flags.DEFINE_string("pretrained_encoder", None, "Skip pretraining and use this encoder: a "
+                    ".keras file or a shipped name (ptbxl-pool). Alias: --encoder.")
+flags.DEFINE_alias("encoder", "pretrained_encoder")
 flags.DEFINE_integer("pretrain_epochs", 50, "MoCo epochs.")
 flags.DEFINE_integer("pretrain_batch_size", 64, "MoCo batch size.")
 flags.DEFINE_float("pretrain_learning_rate", 1e-3, "MoCo Adam learning rate.")
@@ -145,8 +149,6 @@ def _select_rule():
 
 def main(argv):
     del argv
-    from dataclasses import asdict
-
     from ecg_moco_tf.data import split_summary, write_manifest
     from ecg_moco_tf.evaluation.plots import plot_calibration, plot_roc
     from ecg_moco_tf.evaluation.report import LABELS, table2, write_report
@@ -155,9 +157,19 @@ def main(argv):
     from ecg_moco_tf.training.pretrain import (PretrainConfig, check_config, check_out_dir,
                                                pretrain)
 
+    from ecg_moco_tf.provenance import check_task_name
+
     out = FLAGS.out
+    try:
+        check_task_name(FLAGS.task_name)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     needs_encoder = "proposed" in FLAGS.experiments or FLAGS.label_efficiency
     augment_overrides = common.augment_overrides_from_flags()
+    if FLAGS.pretrained_encoder:
+        from ecg_moco_tf.pretrained import encoder_path
+
+        FLAGS.pretrained_encoder = encoder_path(FLAGS.pretrained_encoder)
     if needs_encoder and not FLAGS.pretrained_encoder:
         check_out_dir(os.path.join(out, "pretrain"), FLAGS.overwrite)      # before any work
     os.makedirs(out, exist_ok=True)
@@ -230,7 +242,8 @@ def main(argv):
     for i, name in enumerate(FLAGS.experiments):
         X.stage(f"3/5 experiment {i + 1}/{len(FLAGS.experiments)}: {name}")
         preds[name], sweeps[name] = X.run_experiment(
-            df, name, out, ft, encoder_path if name == "proposed" else None, enc_kwargs)
+            df, name, out, ft, encoder_path if name == "proposed" else None, enc_kwargs,
+            task_name=FLAGS.task_name)
     settings = {**X.experiments_settings(ft, pt), "encoder": enc_kwargs, "source": source}
     summary, tests, figures = {}, {}, {}
     if monitor_png:
@@ -240,13 +253,17 @@ def main(argv):
         summary, tests = X.summarize(preds, n_boot=FLAGS.n_boot, seed=FLAGS.seed)
         figures["roc"] = plot_roc({LABELS[n]: (p["label"].astype(int), p["probability"],
                                                summary[n]) for n, p in preds.items()},
-                                  os.path.join(out, "roc.png"))
-        figures["calibration"] = plot_calibration({LABELS[n]: s for n, s in summary.items()},
-                                                  os.path.join(out, "calibration.png"))
+                                  os.path.join(out, "roc.png"),
+                                  title=f"ROC on the test split: {FLAGS.task_name}")
+        figures["calibration"] = plot_calibration(
+            {LABELS[n]: (preds[n]["label"].astype(int), preds[n]["probability"], s)
+             for n, s in summary.items()},
+            os.path.join(out, "calibration.png"), task_name=FLAGS.task_name)
     if FLAGS.label_efficiency:
         X.stage("5/5 label efficiency")
         table = X.label_efficiency(df, encoder_path, out, [float(f) for f in FLAGS.le_fractions],
-                                   [int(s) for s in FLAGS.le_seeds], ft, enc_kwargs)
+                                   [int(s) for s in FLAGS.le_seeds], ft, enc_kwargs,
+                                   task_name=FLAGS.task_name)
         figures["label_efficiency"] = os.path.join(out, "label_efficiency.png")
         print(table.groupby(["fraction", "init"])["auc"].agg(["mean", "std", "count"]))
     if FLAGS.export_dir and "proposed" in preds:
@@ -313,7 +330,8 @@ def _explain(df, out, encoder_path):
         res = explain_cohort(load_model(path), part("test"),
                              os.path.join(out, "explain", name),
                              methods=FLAGS.explain_methods, reference=ref, formats=("png",),
-                             seed=FLAGS.seed, options=common.read_options_from_flags())
+                             seed=FLAGS.seed, options=common.read_options_from_flags(),
+                             task_name=FLAGS.task_name)
         what = ("proposed classifier, score = class logit" if name == "classifier" else
                 "pretrained encoder (paper Figure 2), score = cosine to the class prototype")
         lines += [f"**{what}**: [summary](explain/{name}/summary.md)", ""]
@@ -337,6 +355,7 @@ def _export(df, model_path):
 
     card = export_from_manifest(model_path, df, FLAGS.export_dir, seed=FLAGS.seed,
                                 formats=FLAGS.export_formats,
-                                options=common.read_options_from_flags())
+                                options=common.read_options_from_flags(),
+                                task_name=FLAGS.task_name)
     for kind, r in card["parity"]["formats"].items():
         print(f"{kind:13s} {r['bytes'] / 1e3:9.1f} kB  max|diff| {r['max_abs_diff']:.2e}")

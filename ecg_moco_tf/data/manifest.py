@@ -29,11 +29,12 @@ class ManifestError(ValueError):
     """The manifest itself is malformed (missing columns, bad ids or labels)."""
 
 
-def read_manifest(path):
+def read_manifest(path, required=REQUIRED):
     """Read a CSV/Parquet manifest, check it, and remember its folder in ``df.attrs['root']``.
 
-    A file that is not a table, has no rows or lacks the required columns is a
-    :class:`ManifestError` saying so."""
+    A file that is not a table, has no rows or lacks the ``required`` columns is a
+    :class:`ManifestError` saying so; ``required=("record",)`` accepts a manifest without
+    ``patient_id`` (scoring only)."""
     if not os.path.exists(path):
         raise ManifestError(f"manifest {path} not found")
     try:
@@ -45,7 +46,7 @@ def read_manifest(path):
         raise ManifestError(f"{path} is not a CSV/Parquet manifest ({type(e).__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
     df.attrs["root"] = os.path.dirname(os.path.abspath(path))
-    df = check_manifest(df, source=path)
+    df = check_manifest(df, source=path, required=required)
     if not len(df):
         raise ManifestError(f"manifest {path} has no rows (columns only): add one row per ECG")
     return df
@@ -78,14 +79,15 @@ def write_manifest(df, path):
 _YES_NO = {"yes", "no", "y", "n", "true", "false", "pos", "neg", "positive", "negative"}
 
 
-def check_manifest(df, source="manifest", max_listed=10):
+def check_manifest(df, source="manifest", max_listed=10, required=REQUIRED):
     """Validate the documented columns; raise ManifestError naming the bad rows (the first
-    ``max_listed`` of each kind, and how many)."""
-    missing = [c for c in REQUIRED if c not in df.columns]
+    ``max_listed`` of each kind, and how many). ``required``: the columns that must be there
+    (``patient_id`` is checked when present)."""
+    missing = [c for c in required if c not in df.columns]
     if missing:
         raise ManifestError(
             f"{source}: missing column(s) {missing}; found {list(df.columns)[:20]}; a manifest "
-            f"needs {list(REQUIRED)}, optional 'label' (0/1), 'split', 'fs', 'leads' (README: "
+            f"needs {list(required)}, optional 'label' (0/1), 'split', 'fs', 'leads' (README: "
             "The manifest)")
     df = df.copy() if "label" in df.columns and "split" in df.columns else df.assign(
         **{c: np.nan for c in ("label", "split") if c not in df.columns})
@@ -98,7 +100,9 @@ def check_manifest(df, source="manifest", max_listed=10):
         problems.extend(listed + ([f"... and {len(idx) - max_listed} more row(s) like these"]
                                   if len(idx) > max_listed else []))
 
-    pid = df["patient_id"].astype("string").str.strip()
+    pid = (df["patient_id"] if "patient_id" in df else pd.Series(["-"] * len(df), index=df.index,
+                                                                 dtype=object)
+           ).astype("string").str.strip()
     rows(pid.isna() | (pid == ""), lambda i: "no patient_id")
     labels = pd.to_numeric(df["label"], errors="coerce")
     bad = (df["label"].notna() & ~labels.isin([0, 1])).to_numpy()
@@ -118,7 +122,8 @@ def check_manifest(df, source="manifest", max_listed=10):
         problems.append(f"... and {len(dup) - max_listed} more duplicated record(s)")
     if problems:
         raise ManifestError(f"{source}: " + "; ".join(problems))
-    df["patient_id"] = pid.astype(str)
+    if "patient_id" in df:
+        df["patient_id"] = pid.astype(str)
     df["label"] = labels.astype("Int64")
     df["split"] = split.astype(object).where(split.notna(), None)
     return df

@@ -4,7 +4,7 @@ What ``ecg-moco explain`` and the ``explain`` stage of ``ecg-moco reproduce`` ru
 folder, per method (``gradcam``, ``gradcam++``, ``scorecam``):
 
 - ``<method>/maps.npz``: record ids, explained class, maps float16 (N, 12, 5000);
-- ``<method>/ecgs.csv``: per ECG: label, explained class, LVSD probability (classifier),
+- ``<method>/ecgs.csv``: per ECG: label, explained class, ``p_<task>`` probability (classifier),
   explained score, delineation lead/beats/filled boundaries, energy in mask and pointing hit
   (where a ground-truth mask exists);
 - ``<method>/attribution_per_ecg.csv``, ``attribution.csv`` (cohort means per group),
@@ -83,13 +83,15 @@ def _plot_deletion(curves, out, title):
     return out
 
 
-def _plot_examples(x, maps, table, groups, out_dir, n_plots, layouts, formats, method):
+def _plot_examples(x, maps, table, groups, out_dir, n_plots, layouts, formats, method,
+                   task_name="positive"):
     paths = []
     for group in sorted(set(groups)):
         idx = np.where(groups == group)[0]
         for i in idx[np.argsort(-table["score"].to_numpy()[idx], kind="stable")][:n_plots]:
             r = table.iloc[i]
-            prob = f"  p(LVSD) {r['p_lvsd']:.3f}" if "p_lvsd" in r else ""
+            col = f"p_{task_name}"
+            prob = f"  P({task_name}) {r[col]:.3f}" if col in r else ""
             none = "  (no positive evidence: map empty)" if maps[i].max() == 0 else ""
             title = (f"{r['record']}  {group}{prob}  {method} for class {r['target']}, "
                      f"score {r['score']:.3f}{none}")
@@ -103,7 +105,7 @@ def _plot_examples(x, maps, table, groups, out_dir, n_plots, layouts, formats, m
 def explain_cohort(model, df, out_dir, methods=("gradcam",), layer=None,
                    target="auto", reference=None, n_plots=2, layouts=("4x3", "12"),
                    formats=("png", "svg"), seed=0, n_random=20, max_n=None, progress=True,
-                   options=None):
+                   options=None, task_name="positive"):
     """Run the explanations of ``model`` (classifier or encoder) on manifest ``df``.
 
     Args:
@@ -113,6 +115,7 @@ def explain_cohort(model, df, out_dir, methods=("gradcam",), layer=None,
             default ``df`` itself.
         n_plots: 12-lead figures per group (most confident first).
         options: how records are read (a ``ReadOptions``; default the standard ones).
+        task_name: what the classifier detects: column ``p_<task>`` and figure titles.
     Returns the results dict also written to ``results.json``.
     """
     unknown = [m for m in methods if m not in METHODS]
@@ -178,7 +181,7 @@ def explain_cohort(model, df, out_dir, methods=("gradcam",), layer=None,
         table = pd.DataFrame({"record": records, "label": labels, "group": groups,
                               "target": targets})
         if classifier:
-            table["p_lvsd"] = probs
+            table[f"p_{task_name}"] = probs
         table["score"] = explained_scores(model, x, targets, scorer=scorer)
         table["map_empty"] = maps.max(axis=(1, 2)) == 0
         table["delineation_lead"] = [i.get("lead") for i in delin]
@@ -218,7 +221,7 @@ def explain_cohort(model, df, out_dir, methods=("gradcam",), layer=None,
             table.loc[mask_idx, "pointing_hit"] = pointing_game(fmaps, masks)
         table.to_csv(os.path.join(d, "ecgs.csv"), index=False)
         out["files"]["figures"] = _plot_examples(x, maps, table, groups, d, n_plots,
-                                                 layouts, formats, method)
+                                                 layouts, formats, method, task_name)
         results["methods"][method] = out
     pd.DataFrame(problems, columns=["record", "problem"]).to_csv(
         os.path.join(out_dir, "problems.csv"), index=False)

@@ -11,6 +11,14 @@ The drawing is in millimetres of paper, so the file size is fixed by the layout:
 :func:`figure_size_mm` (260 x 134 mm for 4x3, 260 x 278 mm for 12 rows at 10 s) and
 ``dpi`` (PNG pixels = mm / 25.4 * dpi, rounded down). The heat map is drawn per lead behind
 the trace, transparent at 0 and red at 1, so the grid stays readable.
+
+Readability on real records: each lead is drawn around its median (baseline offsets do not
+move it out of its row); when complexes are too tall for a row (:func:`gain_mm_per_mv`), the
+whole ECG is drawn at half gain (5 mm/mV, said in the footer, calibration pulse 5 mm), and
+whatever still exceeds the row is clipped at its edge and marked (red ticks). Lead names sit
+in the row's top-left corner on a white box, above the trace. Spans where every lead is
+exactly 0 mV for at least 0.1 s (the zero padding of records shorter than 10 s) are shaded
+grey and labelled "no signal".
 """
 import os
 
@@ -42,6 +50,23 @@ def figure_size_mm(layout="4x3", seconds=10.0):
 def figure_size_px(layout="4x3", dpi=150, seconds=10.0):
     """(width, height) in pixels of the PNG written at ``dpi``."""
     return tuple(int(mm / 25.4 * dpi) for mm in figure_size_mm(layout, seconds))   # as Agg
+
+
+def gain_mm_per_mv(signal, layout="4x3"):
+    """10 mm/mV, or 5 when at 10 mm/mV a lead's complexes would pass its row's edge by more
+    than 3 mm (0.3 mV), judged on each lead's 99.5th percentile of |x - median| (repeated
+    complexes count, a few spikes do not)."""
+    x = np.asarray(signal, float)
+    reach = np.percentile(np.abs(x - np.median(x, axis=1, keepdims=True)), 99.5, axis=1).max()
+    return MM_PER_MV if reach * MM_PER_MV <= ROW_MM[layout] / 2 + 3 else MM_PER_MV / 2
+
+
+def no_signal_spans(signal, fs=FS, min_seconds=0.1):
+    """(start, stop) sample ranges where every lead is exactly 0 for >= ``min_seconds``."""
+    flat = np.all(np.asarray(signal) == 0, axis=0).astype(np.int8)
+    edges = np.diff(np.concatenate([[0], flat, [0]]))
+    return [(a, b) for a, b in zip(np.where(edges == 1)[0], np.where(edges == -1)[0])
+            if b - a >= min_seconds * fs]
 
 
 def _grid(ax, width, height):
@@ -89,6 +114,10 @@ def plot_ecg(signal, out_base, cam=None, layout="4x3", fs=FS, title=None,
     ax.add_patch(plt.Rectangle((0, 0), width, height, color="#fff7f5", zorder=-1))
     _grid(ax, width, height)
     row_h = ROW_MM[layout]
+    gain = gain_mm_per_mv(signal, layout)
+    centred = signal - np.median(signal, axis=1, keepdims=True)
+    half = row_h / 2 - 0.5                    # the trace stays inside its row
+    empty = no_signal_spans(signal, fs)
     for lead, a, b, x0, y0 in _panels(layout, rhythm_lead, n, fs):
         li = LEADS.index(lead)
         x = x0 + np.arange(b - a) / fs * MM_PER_S
@@ -96,16 +125,32 @@ def plot_ecg(signal, out_base, cam=None, layout="4x3", fs=FS, title=None,
             ax.imshow(np.asarray(cam)[li, a:b][None], extent=(x[0], x[-1], y0 - row_h / 2,
                       y0 + row_h / 2), aspect="auto", cmap=HEAT, vmin=0, vmax=1, zorder=1,
                       interpolation="nearest")
-        ax.plot(x, y0 + signal[li, a:b] * MM_PER_MV, color="k", lw=0.55, zorder=3)
-        ax.text(x0 + 1.5, y0 + row_h * 0.28, lead, fontsize=7, zorder=4)
+        y = centred[li, a:b] * gain
+        ax.plot(x, y0 + np.clip(y, -half, half), color="k", lw=0.55, zorder=3)
+        over = np.abs(y) > half
+        if over.any():                        # clipped: a red tick at the row's edge
+            ax.plot(x[over], y0 + np.sign(y[over]) * half, ls="none", marker="|", ms=2,
+                    color="C3", zorder=4)
+        for s0, s1 in empty:
+            lo, hi = max(s0, a), min(s1, b)
+            if hi - lo > 0:
+                x_lo, x_hi = x0 + (lo - a) / fs * MM_PER_S, x0 + (hi - a) / fs * MM_PER_S
+                ax.add_patch(plt.Rectangle((x_lo, y0 - row_h / 2), x_hi - x_lo, row_h,
+                                           color="0.55", alpha=0.35, lw=0, zorder=2))
+                if x_hi - x_lo > 12:
+                    ax.text((x_lo + x_hi) / 2, y0 - row_h / 4, "no signal", fontsize=6,
+                            ha="center", va="center", color="0.25", zorder=4)
+        ax.text(x0 + 1, y0 + row_h / 2 - 1, lead, fontsize=7, va="top", zorder=5,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.6})
         if x0 > LEFT_MM:                      # column separator tick
             ax.plot([x0, x0], [y0 - 3, y0 + 3], color="k", lw=0.8, zorder=3)
-        if a == 0:                            # 1 mV, 200 ms calibration pulse
-            ax.plot([2, 3, 3, 8, 8, 9], [y0, y0, y0 + 10, y0 + 10, y0, y0], color="k", lw=0.8,
-                    zorder=3)
+        if a == 0:                            # 1 mV, 200 ms calibration pulse at the gain
+            ax.plot([2, 3, 3, 8, 8, 9], [y0, y0, y0 + gain, y0 + gain, y0, y0], color="k",
+                    lw=0.8, zorder=3)
     ax.text(2, height - 5, title or "", fontsize=8, va="center")
-    ax.text(width - 2, 1.5 + BOTTOM_MM, note or f"{MM_PER_S:g} mm/s  {MM_PER_MV:g} mm/mV  "
-            f"{fs:g} Hz", fontsize=6, ha="right", va="bottom", zorder=4)
+    half_gain = "" if gain == MM_PER_MV else " (half gain: tall complexes)"
+    ax.text(width - 2, 1.5 + BOTTOM_MM, note or f"{MM_PER_S:g} mm/s  {gain:g} mm/mV{half_gain}"
+            f"  {fs:g} Hz", fontsize=6, ha="right", va="bottom", zorder=4)
     if cam is not None:
         cax = fig.add_axes((1 - 60 / width, 1 - 7.5 / height, 40 / width, 3 / height))
         fig.colorbar(plt.cm.ScalarMappable(cmap=HEAT), cax=cax, orientation="horizontal")

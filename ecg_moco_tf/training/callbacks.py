@@ -5,6 +5,21 @@ import os
 import keras
 
 
+class CSVLog(keras.callbacks.CSVLogger):
+    """``CSVLogger`` with epochs counted from 1, as on the console ("Epoch 1/30"), in
+    ``SaveBest.best_epoch`` and in ``pretrain_config.json``."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
+def log_epochs(log):
+    """The 1-based epochs of a CSV log (DataFrame); logs written before :class:`CSVLog`
+    counted from 0 and are shifted."""
+    e = log["epoch"].astype(int)
+    return e + 1 if len(e) and e.iloc[0] == 0 else e
+
+
 class StopOnNaN(keras.callbacks.Callback):
     """Stop training at the first NaN/Inf loss and remember where, with advice (TerminateOnNaN
     with a message that says what to do)."""
@@ -56,7 +71,7 @@ class SaveBest(keras.callbacks.Callback):
                 i = None if not len(col) else (col.idxmin() if mode == "min" else col.idxmax())
             if i is not None:
                 self.best_logs = log.loc[i].drop("epoch").to_dict()
-                self.best_epoch = int(log["epoch"][i]) + 1
+                self.best_epoch = int(log_epochs(log)[i])
                 if monitor is not None:
                     self.best = float(log[monitor][i])
 

@@ -21,6 +21,7 @@ import pandas as pd
 from ..data.splits import EXPERIMENTS, experiment_view
 from ..evaluation import bootstrap_auc_difference, delong_test, evaluate
 from ..models import load_model
+from ..provenance import prob_column, write_provenance
 from .finetune import FinetuneConfig, finetune, predict
 
 
@@ -50,11 +51,12 @@ def check_encoder(name, encoder):
 
 
 def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_path=None,
-                   encoder_kwargs=None):
+                   encoder_kwargs=None, task_name="positive"):
     """Fine-tune and test one experiment; returns (test predictions, sweep table).
 
     ``encoder_path`` (the pretrained encoder): required by ``proposed``, refused by the
-    baselines (see :func:`check_encoder`).
+    baselines (see :func:`check_encoder`). Writes ``test_predictions.csv`` (probability column
+    ``p_<task_name>``) and ``provenance.json``.
     """
     check_encoder(name, encoder_path)
     view = experiment_view(df, name, require=("train", "valid", "test"))
@@ -62,8 +64,15 @@ def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_pat
     res = finetune(view["train"], view["valid"], encoder, finetune_cfg,
                    out_dir=os.path.join(out_dir, name), encoder_kwargs=encoder_kwargs)
     pred = predict(res.model, view["test"], options=finetune_cfg.read_options)
-    pred.to_csv(os.path.join(out_dir, name, "test_predictions.csv"), index=False)
+    save_predictions(pred, os.path.join(out_dir, name, "test_predictions.csv"), task_name)
+    write_provenance(os.path.join(out_dir, name), name, task_name,
+                     encoder_path if name == "proposed" else None)
     return pred, res.sweep
+
+
+def save_predictions(pred, path, task_name="positive"):
+    """Write ``predict``'s table with the probability column named ``p_<task_name>``."""
+    pred.rename(columns={"probability": prob_column(task_name)}).to_csv(path, index=False)
 
 
 def summarize(predictions, n_boot=2000, seed=0, sensitivity=0.9):
@@ -124,7 +133,8 @@ def label_subsets(df, fractions, seeds):
 
 
 def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28, 0.5, 1.0),
-                     seeds=(0, 1, 2), finetune_cfg=FinetuneConfig(), encoder_kwargs=None):
+                     seeds=(0, 1, 2), finetune_cfg=FinetuneConfig(), encoder_kwargs=None,
+                     task_name="positive"):
     """Test AUC vs share of train2 labels, pretrained vs from scratch, over seeds.
 
     valid2 and test stay whole. Every fraction x seed subset is drawn before any training: one
@@ -155,7 +165,7 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
     table = pd.DataFrame(rows)
     os.makedirs(out_dir, exist_ok=True)
     table.to_csv(os.path.join(out_dir, "label_efficiency.csv"), index=False)
-    plot_label_efficiency(table, os.path.join(out_dir, "label_efficiency.png"))
+    plot_label_efficiency(table, os.path.join(out_dir, "label_efficiency.png"), task_name)
     return table
 
 

@@ -24,7 +24,9 @@ Settings for a few hundred labelled ECGs (all off by default except ``bn_momentu
 - ``linear_probe_epochs`` (LP-FT, Kumar et al. 2022): first train the head alone for that
   many epochs at the same learning rate with the encoder frozen (its batch norms in inference
   mode, not one of its weights changes), then unfreeze and fine-tune with a fresh optimizer,
-  early-stopped as usual. The CSV log numbers the epochs through both phases.
+  early-stopped as usual. The CSV log numbers the epochs through both phases (from 1, as the
+  console; ``best_epoch`` of the sweep table too). Each rate also logs to TensorBoard
+  (``<out>/tensorboard/lr<rate>``).
 - ``min_steps_per_epoch`` > 0: a training set too small to fill that many batches is repeated
   (reshuffled each pass) so that every epoch has that many optimizer steps; otherwise an
   epoch of 5 % of a few hundred labels is one step, and early stopping ends the run after a
@@ -46,6 +48,7 @@ inversely to their frequency, for very rare findings.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 
 import keras
@@ -57,7 +60,7 @@ from ..data import pipeline
 from ..data.records import ReadOptions
 from ..models.classifier import build_classifier, copy_encoder
 from ..models.encoder import adapt_normalization, build_encoder
-from .callbacks import StopOnNaN
+from .callbacks import CSVLog, StopOnNaN
 
 PAPER_LEARNING_RATES = (1e-4, 3e-5, 1e-5)
 HEAD_LAYERS = ("head_dense", "head_dropout", "head_logit", "probability")
@@ -235,12 +238,13 @@ def _clear_earlier_run(out_dir):
     import glob
 
     old = glob.glob(os.path.join(out_dir, "finetune_lr*.csv")) + [
-        p for p in (os.path.join(out_dir, n) for n in ("lr_sweep.csv", "classifier.keras"))
+        p for p in (os.path.join(out_dir, n) for n in ("lr_sweep.csv", "classifier.keras",
+                                                      "tensorboard", "provenance.json"))
         if os.path.exists(p)]
     if old:
         print(f"replacing the earlier fine-tuning run in {out_dir} ({len(old)} files)")
         for p in old:
-            os.remove(p)
+            shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
 
 
 def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=None,
@@ -280,10 +284,12 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
         metrics = [keras.metrics.AUC(name="auc")]
         nan = StopOnNaN(f"Lower the learning rate (now {lr:g}) or check the input with "
                         "`ecg-moco validate`.")
-        csv = None
+        csv = board = None
         if out_dir:
             os.makedirs(out_dir, exist_ok=True)
             csv = os.path.join(out_dir, f"finetune_lr{lr:g}.csv")
+            board = keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard",
+                                                             f"lr{lr:g}"))
         if cfg.verbose:
             print(f"fine-tuning with learning rate {lr:g}")
         if probe:          # LP-FT, phase 1: the head alone (through a view of the same layers,
@@ -291,7 +297,7 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
             prober = keras.Model(model.input, model.output, name=model.name)
             prober.compile(optimizer=make_optimizer(lr, cfg.weight_decay),
                            loss="binary_crossentropy", metrics=metrics)
-            callbacks = [nan] + ([keras.callbacks.CSVLogger(csv)] if csv else [])
+            callbacks = [nan] + ([CSVLog(csv), board] if csv else [])
             probe_histories[lr] = prober.fit(
                 train_b, validation_data=valid_b, epochs=probe, class_weight=class_weight,
                 steps_per_epoch=steps, callbacks=callbacks, verbose=cfg.verbose,
@@ -310,7 +316,7 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
         callbacks = [keras.callbacks.EarlyStopping("val_loss", patience=cfg.patience,
                                                    restore_best_weights=True), nan]
         if csv:
-            callbacks.append(keras.callbacks.CSVLogger(csv, append=probe > 0))
+            callbacks += [CSVLog(csv, append=probe > 0), board]
         hist = trainer.fit(train_b, validation_data=valid_b, initial_epoch=probe,
                            epochs=probe + cfg.epochs, class_weight=class_weight,
                            steps_per_epoch=steps, callbacks=callbacks, verbose=cfg.verbose,
@@ -319,7 +325,8 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
         val = np.asarray(hist.get("val_loss", []), dtype=float)
         row = {"learning_rate": lr}
         if len(val):
-            row.update(best_val_loss=float(val.min()), best_epoch=int(val.argmin()) + 1,
+            row.update(best_val_loss=float(val.min()),       # epochs as in the CSV log
+                       best_epoch=probe + int(val.argmin()) + 1,
                        epochs_run=len(val),
                        best_val_auc=float(np.asarray(hist["val_auc"])[val.argmin()]))
         else:

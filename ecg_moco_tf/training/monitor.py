@@ -173,7 +173,7 @@ class RepresentationMonitor(keras.callbacks.Callback):
                 warnings.warn(f"representation monitor failed at epoch {epoch + 1}: "
                               f"{type(e).__name__}: {e}")
         logs.update(values)
-        self.history.append({"epoch": epoch, **values})
+        self.history.append({"epoch": epoch + 1, **values})      # 1-based, as the CSV log
 
 
 def _sample(df, n, seed):

@@ -30,7 +30,7 @@ from ..data import pipeline
 from ..data.records import ReadOptions
 from ..models.encoder import adapt_normalization, build_encoder
 from ..models.moco import MoCo
-from .callbacks import SaveBest, StopOnNaN
+from .callbacks import CSVLog, SaveBest, StopOnNaN
 from .monitor import build_monitor
 
 
@@ -249,7 +249,7 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup")),
         *([monitor] if monitor else []),     # before the loggers and SaveBest: adds to logs
-        keras.callbacks.CSVLogger(log, append=resume),
+        CSVLog(log, append=resume),
         keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard")),
         nan, best, *extra_callbacks,
     ]

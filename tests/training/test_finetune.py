@@ -183,7 +183,9 @@ def test_linear_probe_leaves_encoder_alone_then_fine_tunes(small_cohort, tmp_pat
     assert not np.allclose(start["temporal_1_conv"][0], after["temporal_1_conv"][0])
     assert all(layer.trainable for layer in ft.model.layers)
     log = pd.read_csv(tmp_path / "finetune_lr0.01.csv")
-    assert list(log["epoch"]) == [0, 1]           # probe epoch, then fine-tuning epoch
+    assert list(log["epoch"]) == [1, 2]           # probe epoch, then fine-tuning epoch
+    assert ft.sweep["best_epoch"].iloc[0] == 2     # numbered as in the log
+    assert os.listdir(tmp_path / "tensorboard" / "lr0.01")      # TensorBoard events
 
 
 def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
@@ -192,7 +194,8 @@ def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
             "--pretrain_batch_size=8", "--queue_size=16", "--moco_momentum=0.9",
             "--learning_rates=1e-3", "--epochs=1", "--batch_size=8", "--n_boot=200",
             "--kernel_sizes=5,3", "--filters=4,8", "--pools=8,8", "--spatial_filters=8",
-            "--feature_dim=16", "--hidden_units=8", f"--export_dir={tmp_path / 'export'}"]
+            "--feature_dim=16", "--hidden_units=8", f"--export_dir={tmp_path / 'export'}",
+            "--task_name=MI"]
     r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "reproduce", *args],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -200,7 +203,7 @@ def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
     report = (out / "report.md").read_text()
     for name in ("proposed", "baseline_unpretrained", "baseline_full_labels"):
         pred = pd.read_csv(out / name / "test_predictions.csv")
-        auc = roc_auc_score(pred["label"], pred["probability"])
+        auc = roc_auc_score(pred["label"], pred["p_MI"])            # --task_name=MI
         assert res["summary"][name]["auc"] == pytest.approx(auc, abs=1e-9)
         assert f"{auc:.4f}" in report
     p = res["delong"]["proposed_vs_baseline_unpretrained"]["p_value"]
@@ -213,12 +216,23 @@ def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
     assert held["n_ecgs"] == res["summary"]["proposed"]["n_ecgs"]
     assert held["auc"] == pytest.approx(res["summary"]["proposed"]["auc"], abs=1e-3)
     assert (tmp_path / "export" / "model_int8.tflite").exists()
+    assert card["task"]["name"] == "MI" and card["outputs"]["probability"] == "P(MI), sigmoid"
+    assert "LVSD" not in json.dumps(card) and "P(positive)" not in json.dumps(card)
+    assert card["pretraining"]["experiment"] == "proposed"
+    assert card["pretraining"]["pretrained_encoder"]["pretrain_config"]["selected_by"]
+    assert card["training_data"]["fine_tuning"][0]["split"] == "train2"
+    assert card["validation_data"]["splits"][0]["split"] == "valid2"
+    assert card["threshold"]["heldout"]["tp"] + card["threshold"]["heldout"]["fn"] == \
+        held["n_positive"]
+    assert card["intended_use"] and card["limitations"] and card["versions"]["ecg_moco_tf"]
     for name in ("classifier", "encoder"):                     # explain stage (Grad-CAM)
         faith = json.loads((out / "explain" / name / "gradcam" / "faithfulness.json").read_text())
         positives = pd.read_csv(out / "proposed" / "test_predictions.csv")["label"].sum()
         assert faith["n_ecgs"] == positives and 0 <= faith["energy_in_mask"] <= 1
         assert f"{faith['energy_in_mask']:.3f}" in report
         assert (out / "explain" / name / "gradcam" / "attribution.png").stat().st_size > 20_000
+    assert "p_MI" in pd.read_csv(out / "explain" / "classifier" / "gradcam" / "ecgs.csv")
+    assert (out / "calibration.png").stat().st_size > 10_000
 
 
 def test_two_rate_trainer_scales_the_encoder_step():

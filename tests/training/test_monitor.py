@@ -159,7 +159,7 @@ def test_pretrain_with_monitor_logs_curves_and_saves_the_selected_encoder(small_
                           extra_callbacks=[Snapshot()], monitor_train_df=view["train"],
                           monitor_valid_df=view["valid"])
     log = pd.read_csv(out / "pretrain_log.csv")
-    assert list(log["epoch"]) == [0, 1]
+    assert list(log["epoch"]) == [1, 2]                  # 1-based, as on the console
     for key in KEYS:
         assert key in log and np.isfinite(log[key]).all(), key
         assert len(hist[key]) == 2
@@ -207,7 +207,7 @@ def test_one_class_monitor_split_warns_and_falls_back_to_last(small_cohort, tmp_
     assert "split valid" in said[0]
     assert "keeping the last epoch's encoder" in capsys.readouterr().out
     log = pd.read_csv(tmp_path / "pretrain_log.csv")
-    assert list(log["epoch"]) == [0, 1] and not any(k in log for k in KEYS)
+    assert list(log["epoch"]) == [1, 2] and not any(k in log for k in KEYS)
     saved = json.loads((tmp_path / "pretrain_config.json").read_text())
     assert saved["selected_by"] == "last" and saved["best_epoch"] == 2
 

@@ -87,7 +87,7 @@ def test_resume_restores_queue_pointer_and_optimizer(small_cohort, tmp_path, cap
     for a, b in zip(restored["key"], saved["key"]):
         np.testing.assert_array_equal(a, b)
     log = pd.read_csv(tmp_path / "pretrain_log.csv")
-    assert list(log["epoch"]) == [0, 1, 2]
+    assert list(log["epoch"]) == [1, 2, 3]
     assert os.path.exists(tmp_path / "encoder.keras") and os.path.exists(tmp_path / "moco.keras")
 
 
@@ -113,7 +113,7 @@ def test_finished_run_is_refused_unless_overwrite(small_cohort, tmp_path, capsys
     moco, hist = pretrain(*args, cfg, encoder=build_encoder(**TINY), overwrite=True)
     said = capsys.readouterr().out
     assert "discarding the unfinished run" in said and "replacing the earlier run" in said
-    assert list(pd.read_csv(out / "pretrain_log.csv")["epoch"]) == [0]     # not appended
+    assert list(pd.read_csv(out / "pretrain_log.csv")["epoch"]) == [1]     # not appended
     saved = json.loads((out / "pretrain_config.json").read_text())
     assert saved["best_epoch"] == 1 and saved["seed"] == 1
     assert saved["best_val_loss"] == pytest.approx(hist["val_loss"][0])

@@ -1,0 +1,92 @@
+"""The shipped pretrained encoder: loadable by name, intact, packaged in the wheel."""
+import glob
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+import ecg_moco_tf
+from ecg_moco_tf import pretrained
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_shipped_encoder_matches_its_card_and_a_fresh_copy():
+    path = pretrained.encoder_path("ptbxl-pool")
+    card = open(pretrained.card("ptbxl-pool")).read()
+    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    assert re.search(r"sha256 `([0-9a-f]{64})`", card).group(1) == digest
+    for needed in ("CC BY 4.0", "Wagner", "Scientific Data", "PhysioNet", "## Intended use",
+                   "## Limitations", "epoch 16", "0.736"):
+        assert needed in card
+    import keras
+
+    x = np.random.default_rng(0).normal(0, 0.2, (3, 12, 5000)).astype("float32")
+    enc = ecg_moco_tf.load_pretrained("ptbxl-pool")
+    fresh = keras.saving.load_model(path)          # registered layers: ecg_moco_tf.models
+    a, b = enc.predict(x, verbose=0), fresh.predict(x, verbose=0)
+    assert a.shape == (3, 128) and a.std() > 0.1
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a[0], a[1])               # different ECGs, different features
+
+
+def test_unknown_name_is_one_line_listing_the_shipped_names(tmp_path):
+    with pytest.raises(ValueError, match=r"neither a file nor a shipped encoder \(shipped: "
+                                         r"ptbxl-pool\)"):
+        pretrained.encoder_path("ptbxl")
+    r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "finetune",
+                        f"--manifest={tmp_path}/m.csv", "--encoder=ptbxl"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "shipped: ptbxl-pool" in r.stderr.strip().splitlines()[-1]
+
+
+def test_the_wheel_ships_the_encoder(tmp_path):
+    """A non-editable install (a wheel built from the sources) holds every file of the card."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(os.path.join(REPO, name), src)
+    shutil.copytree(os.path.join(REPO, "ecg_moco_tf"), src / "ecg_moco_tf",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                        "--no-build-isolation", "--no-index", "-q", "-w", str(tmp_path / "dist"),
+                        str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    path = glob.glob(str(tmp_path / "dist" / "*.whl"))[0]
+    assert os.path.basename(path).startswith(f"ecg_moco_tf-{ecg_moco_tf.__version__}-")
+    wheel = zipfile.ZipFile(path)
+    shipped = os.path.join(REPO, "ecg_moco_tf", "pretrained", "ptbxl-pool")
+    for name in os.listdir(shipped):
+        data = wheel.read(f"ecg_moco_tf/pretrained/ptbxl-pool/{name}")
+        assert data == open(os.path.join(shipped, name), "rb").read(), name
+
+
+def test_finetune_from_the_shipped_encoder_by_name(small_cohort, tmp_path):
+    """`finetune --encoder=ptbxl-pool` fine-tunes the shipped weights and records where they
+    came from; the task names the prediction column."""
+    import json
+
+    import pandas as pd
+
+    manifest = os.path.join(small_cohort.attrs["root"], "manifest.csv")
+    out = tmp_path / "ft"
+    r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "finetune",
+                        f"--manifest={manifest}", "--encoder=ptbxl-pool", "--task_name=LVSD",
+                        "--epochs=1", "--learning_rates=1e-3", "--batch_size=16",
+                        f"--out={out}"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "proposed (LVSD): test AUC" in r.stdout
+    prov = json.loads((out / "provenance.json").read_text())
+    enc = prov["pretrained_encoder"]
+    assert prov["task_name"] == "LVSD" and enc["shipped_name"] == "ptbxl-pool"
+    assert enc["pretrain_config"]["best_epoch"] == 16
+    pred = pd.read_csv(out / "test_predictions.csv")
+    assert "p_LVSD" in pred and pred["p_LVSD"].between(0, 1).all()
+    assert os.listdir(out / "tensorboard" / "lr0.001")
