@@ -201,7 +201,7 @@ def test_predict_empty_folder_new_out_folder_and_extra_leads(cli, records, model
     rc, stdout, _ = cli("predict", f"--model={models[0]}", f"--input={d}", f"--out={out}",
                         "--drop_extra_leads")
     assert rc == 0 and "scored 1 of 1" in stdout
-    assert pd.read_csv(out)["probability"].between(0, 1).all()
+    assert pd.read_csv(out)["p_positive"].between(0, 1).all()
 
 
 def test_predict_microvolts_raise_or_skip_with_problems_csv(cli, records, models, tmp_path):

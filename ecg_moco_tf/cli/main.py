@@ -45,6 +45,21 @@ def _usage():
 
 
 def run(argv=None):
+    """Run one command; returns its exit status. The environment variables it sets for its own
+    console (ECG_MOCO_DEBUG, TF_CPP_MIN_LOG_LEVEL) are restored afterwards, so in-process calls
+    do not leak them into later ones."""
+    saved = {k: os.environ.get(k) for k in ("ECG_MOCO_DEBUG", "TF_CPP_MIN_LOG_LEVEL")}
+    try:
+        return _run(argv)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run(argv=None):
     argv = list(sys.argv if argv is None else argv)
     if len(argv) >= 2 and argv[1] in ("--version", "version"):
         from ecg_moco_tf import __version__
