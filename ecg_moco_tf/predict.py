@@ -69,8 +69,8 @@ def predict_records(model_path, input_path, threshold=0.5, batch_size=32,
     """Score every record; returns a DataFrame: record, the manifest's own columns (when the
     input is a manifest: patient_id, label, split, then the others), ``column`` (the
     probability), decision, error. ``split``: score only that split's rows."""
+    predictor = Predictor(model_path)               # a missing model first, before any reading
     df, keep = input_table(input_path, split)
-    predictor = Predictor(model_path)
     prob = np.full(len(df), np.nan)
     errors = [""] * len(df)
     batch, idx = [], []

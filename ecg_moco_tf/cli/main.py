@@ -128,8 +128,8 @@ def _debug():
 def _quiet_console(cmd, debug):
     """No CUDA / oneDNN / absl start-up notices on the console unless --verbosity=debug (or the
     user set TF_CPP_MIN_LOG_LEVEL): TensorFlow's log level 3 (errors of TF ops still raise as
-    Python exceptions), its import with the native prints captured (replayed if it fails) and
-    its Python logger at ERROR."""
+    Python exceptions) and its import with the native prints captured (replayed if it fails);
+    :func:`_quiet_main` does absl's Python logging."""
     from ecg_moco_tf import console
 
     debug = debug or console.debug()

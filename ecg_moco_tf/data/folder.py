@@ -30,7 +30,7 @@ def find_records(root):
                     for f in glob.glob(os.path.join(root, "**", pat), recursive=True)})
     if not files:
         raise FileNotFoundError(f"no records ({', '.join(RECORD_PATTERNS)}) under {root}: "
-                                "point --root at the folder that holds them")
+                                "give the folder that holds them")
     names = []
     for f in files:
         rel = os.path.relpath(f, root)
