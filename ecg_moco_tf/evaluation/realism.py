@@ -22,8 +22,9 @@ low-pass at :data:`WANDER_HZ`, forward-backward) and the rest:
   over the record: noise that comes and goes), ``beat_corr`` (mean over leads).
 
 Interval values are medians over beats. A record is left out, with the reason, when no lead
-delineates, when fewer than :data:`MIN_BEATS` whole beats are found or when QRS onset/offset or
-T offset are missing in every beat; a missing P wave leaves only ``pr`` and ``p_amp`` empty
+delineates, when fewer than :data:`MIN_BEATS` whole beats are found, when they do not resemble
+each other (mean correlation with their median below :data:`MIN_BEAT_CORR`: beats "found" in
+noise) or when QRS onset/offset or T offset are missing in every beat; a missing P wave leaves only ``pr`` and ``p_amp`` empty
 (counted in the table's ``n`` columns).
 """
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ecg_moco_tf.explain.attribution import DelineationError, fiducials
 WANDER_HZ = 0.7
 PRE_S, POST_S = 0.30, 0.55
 MIN_BEATS = 4
+MIN_BEAT_CORR = 0.5      # beats found in noise do not resemble each other (real PTB-XL: >= 0.63)
 MIN_RECORDS = 50
 LEAD_MEASURES = ("p2p", "r_amp", "s_amp", "t_amp", "p_amp", "noise_uv", "wander_p2p",
                  "beat_corr")
@@ -102,6 +104,11 @@ def measure_record(signal, fs=FS, record=None):
     with np.errstate(invalid="ignore", divide="ignore"):
         bc = np.nanmean((b0 * m0[:, None]).sum(-1) / np.sqrt(
             (b0 ** 2).sum(-1) * (m0[:, None] ** 2).sum(-1)), 1)
+    k = LEADS.index(lead)
+    if not bc[k] >= MIN_BEAT_CORR:
+        raise DelineationError(f"record {record or '?'}: the beats found in lead {lead} do not "
+                               f"resemble each other (mean correlation {bc[k]:.2f} < "
+                               f"{MIN_BEAT_CORR}): not an ECG, or too noisy")
     noise, seg_rms = _tp_noise(hp, r, fid, fs)
     for i, name in enumerate(LEADS):
         out[f"p2p_{name}"] = float(np.ptp(med[i]))
