@@ -1,13 +1,14 @@
 """Fit the synthetic generator's wave vectors and between-patient spreads to real ECG statistics.
 
 Reads the per-record measures of real ECGs written by ``bench_realism.py``
-(``<out>/measures_real.csv``) and fits, by least squares (scipy), the P, Q, R, S, J and T
-vectors (Frank XYZ, mV) and the spreads of axis and gains of
-``ecg_moco_tf.data.synthetic`` so that the noise-free synthetic median beats have the real
-per-lead quartiles (25/50/75 %) of R, S, T and P amplitude and peak-to-peak (each residual in
-units of the real IQR). Amplitudes are read on the noise-free beat template (no delineation),
-so the fit is fast; check the result with bench_realism.py. Prints the fitted values as Python
-to paste into synthetic.py, and the worst residuals.
+(``<out>/measures_real.csv``) and fits, by least squares (scipy), the P, Q, R, S and T vectors
+(Frank XYZ, mV), the spreads of axis and gains and the gains of the Dower precordial rows
+(``PRECORDIAL_GAIN``) of ``ecg_moco_tf.data.synthetic`` so that the noise-free synthetic median
+beats have the real per-lead quartiles (25/50/75 %) of R, S, T and P amplitude and
+peak-to-peak (each residual in units of the real IQR; p2p medians weigh 3x). Amplitudes are
+read on the noise-free beat template (no delineation), so the fit is fast; check the result
+with bench_realism.py. Prints the fitted values as Python to paste into synthetic.py, and the
+worst residuals.
 
     python benchmarks/bench_realism.py --no_discriminator --out=/tmp/bench_realism
     python benchmarks/fit_synthetic.py --measures=/tmp/bench_realism/measures_real.csv \
@@ -85,11 +86,12 @@ def _set(x):
         spread[name] = (spread[name][0], float(abs(x[i])))
         i += 1
     syn.SPREAD = spread
+    syn.PRECORDIAL_GAIN = tuple(float(v) for v in x[i:i + 6])
 
 
 def _x0():
     return np.r_[[v for n in VECTORS for v in syn.WAVES[n][0]],
-                 [syn.SPREAD[n][1] for n in SPREADS]]
+                 [syn.SPREAD[n][1] for n in SPREADS], syn.PRECORDIAL_GAIN]
 
 
 def main():
@@ -138,6 +140,7 @@ def main():
     for name in VECTORS:
         print(f'    "{name}": {tuple(round(v, 3) for v in syn.WAVES[name][0])},')
     print(json.dumps({n: round(syn.SPREAD[n][1], 3) for n in SPREADS}))
+    print("PRECORDIAL_GAIN =", tuple(round(v, 3) for v in syn.PRECORDIAL_GAIN))
     labels = [f"{s} {lead} q{p}" for s in STATS for lead in LEADS for p in (50, 25, 75)]
     worst = np.argsort(-np.abs(fit.fun))[:12]
     print("worst residuals (IQR units):", ", ".join(f"{labels[i]} {fit.fun[i]:+.2f}"

@@ -1,19 +1,28 @@
 """Synthetic 12-lead ECG cohort with an LVSD-like phenotype: the project's built-in default data.
 
 The heart is a dipole. Per beat, its vectorcardiogram (Frank X: right->left, Y: head->feet,
-Z: front->back, in mV) is a sum of Gaussian waves P, Q, R, S, ST and an asymmetric T, as in
-McSharry et al. 2003 (ECGSYN), with per-patient axis, amplitudes and intervals. The dipole is
-projected onto the 8 independent leads (I, II, V1-V6) with the Dower transform (Dower et al.,
-Clin. Cardiol. 1980;3:87-95); III, aVR, aVL, aVF follow from Einthoven/Goldberger. Noise is made
-per electrode (RA, LA, LL, V1-V6: muscle, mains, baseline wander) and enters the leads through
-the same differences as real electrodes, so the leads stay consistent with each other.
+Z: front->back, in mV) is a sum of Gaussian waves P, Q, R, S and T, each with its own width
+before and after its centre (asymmetric waves: T rises slowly and falls faster, so the ST
+segment slopes into it), as in McSharry et al. 2003 (ECGSYN), with per-patient axis, amplitudes
+and intervals. The dipole is projected onto the 8 independent leads (I, II, V1-V6) with the
+Dower transform (Dower et al., Clin. Cardiol. 1980;3:87-95; precordial rows scaled by fitted
+gains and a per-patient chest-wall gain); III, aVR, aVL, aVF follow from Einthoven/Goldberger.
+
+Beats differ: respiratory sinus arrhythmia (its depth varies between ECGs) and RR jitter; the
+dipole's components are modulated with respiration and jittered per beat (amplitude and axis
+change from beat to beat); each beat's QT follows its RR, its PR jitters. Noise is made per
+electrode (RA, LA, LL, V1-V6) and enters the leads through the same differences as real
+electrodes, so the leads stay consistent with each other: coloured background noise whose level
+comes and goes, bursts of muscle noise, baseline wander (0.05-0.5 Hz, larger on the left leg
+and chest electrodes), a little mains, and rare electrode-motion transients (see _NoiseBank).
+Wave vectors, spreads, intervals and noise were fitted to real PTB-XL ECGs (see FIT below).
 
 The LVSD-like phenotype is defined on the dipole, with severity ``s`` per positive patient
 (``phenotype_scale`` x Beta(1.5, 2.5): mostly mild, see ``SEVERITY_BETA``; the scale sets the
-task's difficulty and was calibrated, see the README), after the ECG changes reported with reduced ejection fraction (QRS prolongation, low
-QRS voltage, left axis deviation, poor R-wave progression, lateral ST depression and T-wave
-flattening/inversion; e.g. Attia et al., Nat. Med. 2019; Kashou et al., Eur Heart J Digit Health
-2021):
+task's difficulty and was calibrated, see the README), after the ECG changes reported with
+reduced ejection fraction (QRS prolongation, low QRS voltage, left axis deviation, poor R-wave
+progression, lateral ST depression and T-wave flattening/inversion; e.g. Attia et al., Nat. Med.
+2019; Kashou et al., Eur Heart J Digit Health 2021):
 
 - Q/R/S waves widened by 35 % x s, QRS vector shrunk by 25 % x s;
 - QRS vector turned 20 x s degrees superiorly (leftward axis) and 0.25 x s mV posteriorly;
@@ -21,10 +30,10 @@ flattening/inversion; e.g. Attia et al., Nat. Med. 2019; Kashou et al., Eur Hear
   lateral leads (the direction of I, aVL, V5, V6);
 - heart rate up by 8 bpm x s / phenotype_scale.
 
-The ground-truth mask marks (lead, sample) where the phenotype moves the noise-free signal by
-more than ``MASK_THRESHOLD_MV`` (computed against the same ECG without the phenotype).
-Normal physiological variation (axis, voltage, QRS width, T amplitude, heart rate) is of the
-same order as the phenotype at low severity, so classes overlap.
+The ground-truth mask marks (lead, sample) where the phenotype moves the noise-free signal (with
+its beat-to-beat variation) by more than ``MASK_THRESHOLD_MV`` (computed against the same ECG
+without the phenotype). Normal physiological variation (axis, voltage, QRS width, T amplitude,
+heart rate) is of the same order as the phenotype at low severity, so classes overlap.
 """
 from __future__ import annotations
 
@@ -43,39 +52,54 @@ DOWER = np.array([
     [-0.515, 0.157, -0.917], [0.044, 0.164, -1.387], [0.882, 0.098, -1.277],
     [1.213, 0.127, -0.601], [1.125, 0.127, -0.086], [0.831, 0.076, 0.230],
 ])
+# FIT (2026-11-26). Real reference: 300 PTB-XL ECGs, one per patient, drawn with seed 0 from the
+# non-MI records of ../shared/data/ptbxl-subset and the NORM records of ../shared/data/ptbxl-pool
+# by `python benchmarks/bench_realism.py --no_discriminator` (its measures_real.csv).
+# - WAVES vectors, PRECORDIAL_GAIN and the SD of frontal_deg, horizontal_deg, qrs_gain,
+#   chest_gain, t_gain and p_gain: `python benchmarks/fit_synthetic.py` (least squares on the
+#   per-lead quartiles of R, S, T, P amplitude and peak-to-peak; two passes, the second with
+#   --synthetic_measures to correct the template-vs-delineation bias).
+# - By hand from the same benchmark's real medians [IQR], then checked with it: heart rate
+#   71.7 bpm [63, 82], PR 154 ms [142, 171], QRS 82 ms [75, 88], QTc 434 ms [419, 449] (hr, pr,
+#   qrs_width, qtc, P_CENTRE, T_CENTRE); RR cv 0.034 [0.018, 0.068] (RSA, RR_JITTER); T-wave
+#   asymmetry 1.21 [1.05, 1.42] (T widths); beat-to-beat correlation 0.984 [0.971, 0.990]
+#   (RESP_GAIN, BEAT_GAIN); TP-segment noise 8-14 uV rms per lead (EMG_*), its coefficient of
+#   variation over a record 0.17 [0.12, 0.25] and its spectrum (TP-segment rms 10.3 uV in all,
+#   7.6 above 5 Hz, 2.6 above 20 Hz; NOISE_*, BURSTS, MAINS_MV); baseline wander peak-to-peak
+#   0.12 (I) to 0.21 (V3) mV per lead (WANDER_*).
 # Normal adult waves: vector (mV, Frank XYZ), centre relative to the R peak (s; P and T: from
-# the PR and QT intervals, see _template), widths (s) before and after the centre (Gaussians
-# with two widths: asymmetric waves; T rises slowly, so the ST segment slopes into it).
-# Fitted values and their source: see FIT below.
+# the PR and QT intervals, see _template), widths (s) before and after the centre.
 WAVES = {  # name: (vector, centre, (width before, width after))
-    "P": ((0.083, 0.079, -0.006), None, (0.024, 0.024)),
-    "Q": ((0.009, 0.144, -0.287), -0.024, (0.008, 0.008)),
-    "R": ((1.405, 0.475, 0.220), 0.0, (0.011, 0.011)),
-    "S": ((-0.149, -0.011, 0.716), 0.028, (0.010, 0.010)),
-    "T": ((0.346, 0.113, -0.182), None, (0.052, 0.043)),
+    "P": ((0.076, 0.076, -0.053), None, (0.024, 0.024)),
+    "Q": ((-0.104, 0.097, -0.197), -0.024, (0.008, 0.008)),
+    "R": ((1.513, 0.489, -0.437), 0.0, (0.011, 0.011)),
+    "S": ((-0.152, 0.046, 1.223), 0.028, (0.010, 0.010)),
+    "T": ((0.390, 0.116, -0.332), None, (0.052, 0.043)),
 }
-P_CENTRE = 0.0          # P centre = -PR + P_CENTRE (s before the R peak)
+PRECORDIAL_GAIN = (0.775, 0.761, 0.489, 0.608, 0.762, 0.971)   # V1-V6 rows of DOWER x these
+P_CENTRE = 0.0           # P centre = -PR + P_CENTRE (s before the R peak)
 T_CENTRE = 0.122         # T centre = QT - T_CENTRE (s after the R peak)
 # Between-patient spreads (SD; gains are log-normal) and their means.
-SPREAD = {"hr": (72.0, 13.0), "frontal_deg": (0.0, 17.6), "horizontal_deg": (0.0, 18.3),
-          "qrs_gain": (0.0, 0.206), "chest_gain": (0.0, 0.369), "t_gain": (0.0, 0.049),
+SPREAD = {"hr": (72.0, 13.0), "frontal_deg": (0.0, 16.1), "horizontal_deg": (0.0, 13.6),
+          "qrs_gain": (0.0, 0.198), "chest_gain": (0.0, 0.229), "t_gain": (0.0, 0.05),
           "p_gain": (0.0, 0.0), "qrs_width": (0.93, 0.12), "pr": (0.155, 0.021),
           "qtc": (0.398, 0.025)}
 # Beat to beat: respiratory sinus arrhythmia (RR x (1 + a sin)), with a ~ log-normal around
 # RSA; RR jitter; the QRS-T vector modulated with respiration by RESP_GAIN and jittered by
 # BEAT_GAIN; QT follows the RR before it with exponent QT_RR; PR jitter PR_JITTER.
 RSA, RR_JITTER, RESP_GAIN, BEAT_GAIN, QT_RR, PR_JITTER = 0.045, 0.01, 0.08, 0.03, 0.2, 0.02
-# Noise per electrode (mV): muscle (white, an RMS per ECG, electrode gains log-normal with
-# EMG_SPREAD, plus bursts), mains, baseline wander (0.05-0.5 Hz), electrode motion transients.
-EMG_MV = (0.0085, 0.45)          # the ECG's muscle-noise RMS: median, log-SD
+# Noise per electrode (mV, see _NoiseBank): background and muscle (an RMS per ECG x electrode
+# weights x log-normal gains with EMG_SPREAD), mains, baseline wander, electrode motion.
+EMG_MV = (0.0090, 0.45)          # the ECG's muscle-noise RMS: median, log-SD
 EMG_SPREAD = 0.25
+EMG_ELECTRODE = (1.3, 1.3, 1.0, 0.85, 1.1, 1.2, 1.2, 1.1, 0.85)   # RA, LA, LL, V1-V6
 NOISE_SHAPE = (1.0, 25.0)        # background noise power ~ 1/f above 1 Hz, rolled off at 25 Hz
-NOISE_ENVELOPE = 0.3             # log-SD of the background's slow (0.05-0.5 Hz) envelope
+NOISE_ENVELOPE = (0.3, 1.0)      # the background's slow envelope: log-SD, knot spacing (s)
 BURSTS = (1.0, 0.3, 1.5, 3.0)    # mean bursts per ECG, min/max duration (s), max RMS x
-MAINS_MV = 0.02
+MAINS_MV = 0.005                 # largest mains amplitude (real records show almost none)
 WANDER_MV = (0.08, 0.6)          # the ECG's wander scale: median, log-SD
-WANDER_ELECTRODE = (0.6, 0.7, 1.0, 1.05, 1.25, 1.2, 1.15, 1.2, 1.25)    # per electrode RA, LA, LL, V1-V6
-MOTION = (0.05, 0.1, 0.3)         # probability per ECG, amplitude range (mV)
+WANDER_ELECTRODE = (0.6, 0.7, 1.0, 1.05, 1.25, 1.2, 1.15, 1.2, 1.25)   # RA, LA, LL, V1-V6
+MOTION = (0.05, 0.1, 0.3)        # share of ECGs with a transient, amplitude range (mV)
 LATERAL = np.array([1.0, -0.35, 0.1]) / np.linalg.norm([1.0, -0.35, 0.1])
 MASK_THRESHOLD_MV = 0.02   # mV: the calibrated phenotype is subtle
 # Severity of a positive patient: phenotype_scale x Beta(1.5, 2.5): mean 0.375, most cases mild,
@@ -226,9 +250,11 @@ def _template(ecg, vec, width):
 
 
 def _dower(ecg):
-    """Per-ECG Dower matrices (n, 8, 3): precordial rows x the ECG's chest_gain."""
+    """Per-ECG Dower matrices (n, 8, 3): precordial rows x PRECORDIAL_GAIN x the ECG's
+    chest_gain."""
     d = np.broadcast_to(DOWER, (len(ecg), 8, 3)).copy()
-    d[:, 2:] *= ecg["chest_gain"].to_numpy()[:, None, None]
+    d[:, 2:] *= (ecg["chest_gain"].to_numpy()[:, None, None]
+                 * np.asarray(PRECORDIAL_GAIN)[None, :, None])
     return d.astype(np.float32)
 
 
@@ -286,30 +312,39 @@ def _limb_and_chest(eight, out):
 class _NoiseBank:
     """Noise sources drawn once per cohort, so that each ECG costs only slicing and mixing.
 
-    Background noise: slices at random offsets of a long bank of coloured noise (power ~ 1/f
-    above ``NOISE_SHAPE[0]`` Hz, 4th-order roll-off at ``NOISE_SHAPE[1]`` Hz: real TP segments
-    hold little power above 20 Hz), per electrode scaled by a log-normal gain; muscle bursts:
-    Hann-windowed slices of a white-noise bank, 1-``BURSTS[3]`` x the ECG's level, on one
-    electrode each. Baseline wander (10 frequencies, 0.05 to 0.5 Hz, 1/sqrt(f) weighted,
-    per-electrode scale ``WANDER_ELECTRODE``) and mains: random mixtures of fixed sine/cosine
-    bases. Electrode motion: a step with exponential recovery on one electrode.
+    Background and muscle noise: one slice per ECG (9 electrodes x T samples, at a random
+    offset) of a long bank, per electrode scaled by the ECG's level x a log-normal gain. The
+    bank is coloured noise (power ~ 1/f above ``NOISE_SHAPE[0]`` Hz, 4th-order roll-off at
+    ``NOISE_SHAPE[1]`` Hz: real TP segments hold little power above 20 Hz) times a slow
+    log-normal envelope (knots every ``NOISE_ENVELOPE[1]`` s, log-SD ``NOISE_ENVELOPE[0]``),
+    plus bursts of white (muscle) noise, Hann-windowed, ``BURSTS[1]``-``BURSTS[2]`` s long,
+    1-``BURSTS[3]`` x the background, ``BURSTS[0]`` per ECG slice on average: so noise comes
+    and goes, differently in every electrode. Baseline wander (10 frequencies, 0.05 to 0.5 Hz,
+    1/sqrt(f) weighted, per-electrode scale ``WANDER_ELECTRODE``) and mains: random mixtures of
+    fixed sine/cosine bases. Electrode motion: a step with exponential recovery (0.4 s) on one
+    electrode of a ``MOTION[0]`` share of the ECGs.
     """
 
     def __init__(self, cfg, rng, size=1 << 21):
         self.t = np.arange(cfg.num_samples) / cfg.fs
-        self.fs = cfg.fs
-        self.emg = rng.standard_normal(size, dtype=np.float32)      # white: muscle bursts
-        f = np.fft.rfftfreq(size, 1 / cfg.fs)                         # coloured: background
+        white = rng.standard_normal(size, dtype=np.float32)
+        f = np.fft.rfftfreq(size, 1 / cfg.fs)
         shape = 1 / np.sqrt(np.maximum(f, NOISE_SHAPE[0]) * (1 + (f / NOISE_SHAPE[1]) ** 4))
-        col = scipy.fft.irfft(scipy.fft.rfft(self.emg) * shape.astype(np.float32), size)
-        self.colored = col / col.std()
+        bank = scipy.fft.irfft(scipy.fft.rfft(white) * shape.astype(np.float32), size)
+        step = int(NOISE_ENVELOPE[1] * cfg.fs)
+        knots = rng.standard_normal(size // step + 2)
+        bank *= np.exp(NOISE_ENVELOPE[0] * np.interp(np.arange(size), np.arange(
+            len(knots)) * step, knots)).astype(np.float32) / bank.std()
+        per_slice = size / (len(ELECTRODES) * cfg.num_samples)
+        for _ in range(rng.poisson(BURSTS[0] * per_slice)):
+            n = int(rng.uniform(BURSTS[1], BURSTS[2]) * cfg.fs)
+            at, src = rng.integers(0, size - n, 2)
+            bank[at:at + n] += (np.hanning(n) * white[src:src + n]
+                                * rng.uniform(1, BURSTS[3])).astype(np.float32)
+        self.bank = bank
         self.freqs = np.linspace(0.05, 0.5, 10)
         w = 2 * np.pi * np.concatenate([self.freqs, [cfg.mains_hz]])[:, None] * self.t[None]
         self.basis = np.concatenate([np.sin(w), np.cos(w)]).astype(np.float32)  # (22, T)
-        k = len(self.freqs)
-        self.envelope_basis = np.concatenate([self.basis[:k], self.basis[k + 1:-1]]) / np.sqrt(k)
-        lengths = np.arange(int(BURSTS[1] * cfg.fs), int(BURSTS[2] * cfg.fs) + 1, 25)
-        self.windows = {int(n): np.hanning(n).astype(np.float32) for n in lengths}
         self.decay = np.exp(-np.arange(cfg.num_samples) / cfg.fs / 0.4).astype(np.float32)
 
     def eight(self, ecg, rng):
@@ -318,27 +353,14 @@ class _NoiseBank:
         wander = (ecg["wander_mv"].to_numpy()[:, None, None] / np.sqrt(self.freqs / 0.05) / 4
                   * np.asarray(WANDER_ELECTRODE)[None, :, None])
         mains = ecg["mains_mv"].to_numpy()[:, None, None] * rng.uniform(0, 1, (n, e, 1))
-        mains = np.broadcast_to(mains, (n, e, 1))
         scale = np.concatenate([wander, mains, wander, mains], axis=-1)
         coef = (rng.standard_normal((n, e, 2 * (k + 1))) * scale).astype(np.float32)
         noise = (coef.reshape(n * e, -1) @ self.basis).reshape(n, e, t)
-        emg = (ecg["emg_mv"].to_numpy()[:, None] * np.exp(
+        emg = (ecg["emg_mv"].to_numpy()[:, None] * np.asarray(EMG_ELECTRODE) * np.exp(
             EMG_SPREAD * rng.standard_normal((n, e)))).astype(np.float32)
-        starts = rng.integers(0, self.emg.size - e * t, n)
-        z = rng.standard_normal((n, 2 * k)).astype(np.float32) @ self.envelope_basis
-        envelope = np.exp(NOISE_ENVELOPE * z)                       # (n, T), median 1
-        n_bursts = rng.poisson(BURSTS[0], n)
-        lengths = np.array(list(self.windows))
-        for i, s in enumerate(starts):   # one slice per ECG
-            noise[i] += self.colored[s:s + e * t].reshape(e, t) * emg[i][:, None] * envelope[i]
-            for _ in range(n_bursts[i]):
-                ln = int(rng.choice(lengths))
-                at, el = int(rng.integers(0, t - ln)), int(rng.integers(e))
-                src = int(rng.integers(0, self.emg.size - ln))
-                noise[i, el, at:at + ln] += (self.windows[ln] * self.emg[src:src + ln]
-                                             * emg[i, el] * rng.uniform(1, BURSTS[3]))
-        moving = np.where(rng.random(n) < MOTION[0])[0]
-        for i in moving:
+        for i, s in enumerate(rng.integers(0, self.bank.size - e * t, n)):   # one slice per ECG
+            noise[i] += self.bank[s:s + e * t].reshape(e, t) * emg[i][:, None]
+        for i in np.where(rng.random(n) < MOTION[0])[0]:
             at, el = int(rng.integers(0, t)), int(rng.integers(e))
             amp = rng.uniform(MOTION[1], MOTION[2]) * rng.choice([-1, 1])
             noise[i, el, at:] += amp * self.decay[:t - at]

@@ -16,16 +16,16 @@ low-pass at :data:`WANDER_HZ`, forward-backward) and the rest:
   ``wander_p2p`` (peak-to-peak of the wander in mV) and ``beat_corr`` (mean correlation of the
   beats with the median beat);
 - per record: ``hr`` (bpm), ``rr_cv`` (RR standard deviation / mean), ``pr``, ``qrs``, ``qt``
-  (QRS onset to T offset), ``qtc`` (Bazett) in ms, ``t_asym`` (T peak - left half-amplitude point) /
-  (right half-amplitude point - T peak) in the lead with the largest T wave (> 1: slow
+  (QRS onset to T offset), ``qtc`` (Bazett) in ms, ``t_asym`` (T peak - left half-amplitude
+  point) / (right half-amplitude point - T peak) in the lead with the largest T wave (> 1: slow
   upstroke, fast downstroke), ``noise_cv`` (coefficient of variation of the TP-segment RMS
   over the record: noise that comes and goes), ``beat_corr`` (mean over leads).
 
 Interval values are medians over beats. A record is left out, with the reason, when no lead
 delineates, when fewer than :data:`MIN_BEATS` whole beats are found, when they do not resemble
 each other (mean correlation with their median below :data:`MIN_BEAT_CORR`: beats "found" in
-noise) or when QRS onset/offset or T offset are missing in every beat; a missing P wave leaves only ``pr`` and ``p_amp`` empty
-(counted in the table's ``n`` columns).
+noise) or when QRS onset/offset or T offset are missing in every beat; a missing P wave leaves
+only ``pr`` and ``p_amp`` empty (counted in the table's ``n`` columns).
 """
 from __future__ import annotations
 

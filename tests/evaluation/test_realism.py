@@ -85,7 +85,8 @@ def test_cli_compares_and_refuses_too_few_records(small_cohort, tmp_path):
     args[args.index("--label=0")] = "--label=1"       # a few positive patients only
     r = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2
-    assert "usable real record(s)" in r.stderr and "at least 50" in r.stderr.strip().splitlines()[-1]
+    last = r.stderr.strip().splitlines()[-1]
+    assert "usable real record(s)" in last and "at least 50" in last
 
 
 def test_discriminator_tells_apart_what_differs():
