@@ -18,6 +18,7 @@ import sys
 from absl import flags
 
 from ecg_moco_tf.cli import common
+from ecg_moco_tf.data.synthetic import CohortConfig
 
 FLAGS = flags.FLAGS
 common.define_encoder_flags(__name__)
@@ -37,8 +38,9 @@ flags.register_multi_flags_validator(
     message="--ptbxl_pool needs --ptbxl_root (the labelled PTB-XL folder)")
 flags.DEFINE_integer("num_patients", 1000, "Synthetic cohort: number of patients.")
 flags.DEFINE_float("prevalence", 0.10, "Synthetic cohort: share of LVSD patients.")
-flags.DEFINE_float("phenotype_scale", 0.4, "Synthetic cohort: strength of the LVSD-like "
-                   "phenotype (0.4: calibrated to full-label AUC ~0.9, README).")
+flags.DEFINE_float("phenotype_scale", CohortConfig.phenotype_scale, "Synthetic cohort: "
+                   "strength of the LVSD-like phenotype (the default is calibrated to "
+                   "full-label AUC ~0.9, README).")
 flags.DEFINE_integer("seed", 0, "Seed for data, splits, training and bootstrap.")
 flags.DEFINE_enum("on_error", "skip", ["skip", "raise"],
                   "Unreadable records: leave out with a report, or stop.")
