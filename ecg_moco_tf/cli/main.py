@@ -33,6 +33,7 @@ COMMANDS = {
     "explain": "Grad-CAM maps, 12-lead figures, lead x wave attribution, faithfulness.",
     "export": "Export a classifier to SavedModel and TFLite with parity checks and a card.",
     "predict": "Score records (file, folder or manifest) with a .keras/SavedModel/.tflite.",
+    "realism": "Compare a (synthetic) cohort with real ECGs: measures, figure, discriminator.",
 }
 
 

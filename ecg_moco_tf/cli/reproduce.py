@@ -18,6 +18,7 @@ import sys
 from absl import flags
 
 from ecg_moco_tf.cli import common
+from ecg_moco_tf.data.synthetic import CohortConfig
 
 FLAGS = flags.FLAGS
 common.define_encoder_flags(__name__)
@@ -42,8 +43,9 @@ flags.register_multi_flags_validator(
     message="--manifest and --ptbxl_root both name the data: give one of them")
 flags.DEFINE_integer("num_patients", 1000, "Synthetic cohort: number of patients.")
 flags.DEFINE_float("prevalence", 0.10, "Synthetic cohort: share of LVSD patients.")
-flags.DEFINE_float("phenotype_scale", 0.4, "Synthetic cohort: strength of the LVSD-like "
-                   "phenotype (0.4: calibrated to full-label AUC ~0.9, README).")
+flags.DEFINE_float("phenotype_scale", CohortConfig.phenotype_scale, "Synthetic cohort: "
+                   "strength of the LVSD-like phenotype (the default is calibrated to "
+                   "full-label AUC ~0.9, README).")
 flags.DEFINE_integer("seed", 0, "Seed for data, splits, training and bootstrap.")
 common.define_read_flags(__name__, on_error="skip")
 flags.DEFINE_string("pretrained_encoder", None, "Skip pretraining and use this encoder: a "

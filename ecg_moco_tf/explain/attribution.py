@@ -45,11 +45,13 @@ class DelineationError(ValueError):
     """No lead of an ECG could be delineated."""
 
 
-def _lead_fiducials(x, fs):
+def _lead_fiducials(x, fs, clean=False):
     import neurokit2 as nk
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if clean:                        # neurokit2's default cleaning (0.5 Hz high-pass, mains)
+            x = nk.ecg_clean(x, sampling_rate=fs)
         _, info = nk.ecg_peaks(x, sampling_rate=fs)
         r = np.asarray(info["ECG_R_Peaks"], int)
         least = max(2, int(MIN_HEART_RATE_BPM / 60 * len(x) / fs))
@@ -57,7 +59,28 @@ def _lead_fiducials(x, fs):
             raise DelineationError(f"{len(r)} beat(s) found, fewer than {least} "
                                    f"({MIN_HEART_RATE_BPM} bpm)")
         _, waves = nk.ecg_delineate(x, r, sampling_rate=fs, method="prominence")
-    return r, {k: np.asarray(waves[k], float) for k in DEFAULT_OFFSETS_S}
+    return r, {k: np.asarray(v, float) for k, v in waves.items()}
+
+
+def fiducials(signal, fs=FS, leads=DELINEATION_LEADS, record=None, clean=False):
+    """R peaks and neurokit2's wave fiducials of one (12, T) ECG, from the first lead of
+    ``leads`` that delineates.
+
+    Returns (lead, R peaks int (beats,), {``ECG_P_Onsets``, ..., ``ECG_T_Offsets``: float
+    sample indices, NaN where neurokit2 left a boundary undetermined}). ``clean`` runs
+    ``nk.ecg_clean`` on the lead first. Raises DelineationError naming the record if no lead
+    works.
+    """
+    problems = []
+    for lead in leads:
+        try:
+            r, fid = _lead_fiducials(np.asarray(signal[LEADS.index(lead)], float), fs, clean)
+            return lead, r, fid
+        except Exception as e:  # neurokit2 raises assorted errors on flat or noisy leads
+            problems.append(f"{lead}: {e}")
+    raise DelineationError(f"record {record or '?'}: no beats could be delineated in leads "
+                           f"{', '.join(leads)} ({'; '.join(problems)}); check the signal "
+                           "(flat, very noisy or not an ECG?)")
 
 
 def delineate(signal, fs=FS, leads=DELINEATION_LEADS, record=None):
@@ -66,17 +89,8 @@ def delineate(signal, fs=FS, leads=DELINEATION_LEADS, record=None):
     Returns (codes int8 (T,) indexing :data:`WAVES`, info dict: lead, beats,
     filled_boundaries). Raises DelineationError naming the record if no lead works.
     """
-    problems = []
-    for lead in leads:
-        try:
-            r, fid = _lead_fiducials(np.asarray(signal[LEADS.index(lead)], float), fs)
-            break
-        except Exception as e:  # neurokit2 raises assorted errors on flat or noisy leads
-            problems.append(f"{lead}: {e}")
-    else:
-        raise DelineationError(f"record {record or '?'}: no beats could be delineated in leads "
-                               f"{', '.join(leads)} ({'; '.join(problems)}); check the signal "
-                               "(flat, very noisy or not an ECG?)")
+    lead, r, fid = fiducials(signal, fs, leads, record)
+    fid = {k: fid.get(k, np.array([])) for k in DEFAULT_OFFSETS_S}
     n = signal.shape[-1]
     filled = 0
     for key, values in fid.items():

@@ -81,3 +81,42 @@ def test_write_cohort_roundtrip(tmp_path):
         if m:
             np.testing.assert_array_equal(synthetic.read_mask(os.path.join(tmp_path, m)),
                                           mask[i])
+
+
+# Real PTB-XL medians (300 non-MI / NORM ECGs, one per patient; benchmarks/bench_realism.py,
+# seed 0, 2026-11-26): per-lead median-beat peak-to-peak (mV) and intervals.
+REAL_P2P = {"I": 0.838, "II": 0.952, "III": 0.655, "aVR": 0.854, "aVL": 0.554, "aVF": 0.671,
+            "V1": 1.03, "V2": 1.79, "V3": 1.72, "V4": 1.94, "V5": 1.62, "V6": 1.18}
+REAL_INTERVALS = {"hr": 71.7, "pr": 154, "qrs": 82, "qtc": 434}
+
+
+@pytest.fixture(scope="module")
+def measured():
+    from ecg_moco_tf.evaluation.realism import measure_cohort
+
+    sig, _, _ = synthetic.generate(synthetic.CohortConfig(num_patients=70, prevalence=0,
+                                                          seed=7))
+    table, problems = measure_cohort(sig[:70], [str(i) for i in range(70)])
+    assert len(problems) <= 3, problems
+    return table
+
+
+def test_voltages_and_intervals_measure_like_ptbxl(measured):
+    for lead, real in REAL_P2P.items():
+        assert abs(measured[f"p2p_{lead}"].median() / real - 1) < 0.25, lead
+    for name, real in REAL_INTERVALS.items():
+        assert abs(measured[name].median() / real - 1) < 0.12, name
+
+
+def test_beats_noise_and_leads_vary(measured):
+    # beats differ (respiration, jitter) but stay alike; noise comes and goes within a record
+    assert 0.95 < measured["beat_corr"].median() < 0.995
+    assert measured["rr_cv"].median() > 0.015 and measured["noise_cv"].median() > 0.08
+    noise = measured[[f"noise_uv_{lead}" for lead in LEADS]].median()
+    assert noise.max() / noise.min() > 1.2           # electrodes differ (limb leads noisier)
+    assert measured["t_asym"].median() > 1.05        # T rises slower than it falls
+
+
+def test_masks_are_deterministic(cohort):
+    _, mask, _ = cohort
+    np.testing.assert_array_equal(mask, synthetic.generate(CFG)[1])
