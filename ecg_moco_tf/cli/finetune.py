@@ -4,7 +4,8 @@ Example: ecg-moco finetune --manifest=runs/demo/manifest_with_splits.csv \
              --flagfile=flags/proposed.flags --encoder=runs/demo/pretrain/encoder.keras
 The learning-rate sweep keeps the model with the lowest validation loss; the test AUC is
 printed with its 95 % patient-bootstrap CI. Writes classifier.keras, lr_sweep.csv,
-test_predictions.csv and metrics.json to --out.
+test_predictions.csv and metrics.json to --out. --strategy, --mixed_precision, --jit_compile:
+README "Distributed training" (--batch_size is the global batch).
 """
 import json
 import os
@@ -16,6 +17,7 @@ from ecg_moco_tf.cli import common
 FLAGS = flags.FLAGS
 common.define_manifest_flag(__name__)
 common.define_encoder_flags(__name__)
+common.define_distribute_flags(__name__)
 flags.DEFINE_enum("experiment", "proposed", ["proposed", "baseline_unpretrained",
                                              "baseline_full_labels"], "Which Table 3 row.")
 flags.DEFINE_string("encoder", None, "Pretrained encoder (.keras); required for 'proposed'.")
@@ -47,10 +49,12 @@ def main(argv):
     from ecg_moco_tf.models import load_model
     from ecg_moco_tf.evaluation import evaluate
     from ecg_moco_tf.training.experiments import experiment_view
+    from ecg_moco_tf.training import distribute
     from ecg_moco_tf.training.finetune import FinetuneConfig, finetune, predict
 
     if FLAGS.experiment == "proposed" and not FLAGS.encoder:
         raise SystemExit("--experiment=proposed needs --encoder=<pretrained encoder.keras>")
+    strategy = common.strategy_from_flags("batch_size")  # first: before other TensorFlow work
     view = experiment_view(read_manifest(FLAGS.manifest), FLAGS.experiment)
     encoder = load_model(FLAGS.encoder) if FLAGS.encoder else None
     cfg = FinetuneConfig(learning_rates=tuple(float(x) for x in FLAGS.learning_rates),
@@ -61,14 +65,16 @@ def main(argv):
                          bn_momentum=FLAGS.bn_momentum, weight_decay=FLAGS.weight_decay,
                          encoder_lr_multiplier=FLAGS.encoder_lr_multiplier,
                          linear_probe_epochs=FLAGS.linear_probe_epochs,
-                         reestimate_bn=FLAGS.reestimate_bn, cache=FLAGS.cache, seed=FLAGS.seed)
+                         reestimate_bn=FLAGS.reestimate_bn, cache=FLAGS.cache, seed=FLAGS.seed,
+                         mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile)
     enc_kwargs = common.encoder_kwargs()
-    res = finetune(view["train"], view["valid"], encoder, cfg, FLAGS.out, enc_kwargs)
+    out = distribute.worker_dir(FLAGS.out, strategy)    # FLAGS.out on the chief
+    res = finetune(view["train"], view["valid"], encoder, cfg, out, enc_kwargs, strategy)
     pred = predict(res.model, view["test"])
-    pred.to_csv(os.path.join(FLAGS.out, "test_predictions.csv"), index=False)
+    pred.to_csv(os.path.join(out, "test_predictions.csv"), index=False)
     m = evaluate(pred["label"].astype(int), pred["probability"], pred["patient_id"],
                  seed=FLAGS.seed)
-    with open(os.path.join(FLAGS.out, "metrics.json"), "w") as f:
+    with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(m, f, indent=1)
     print(res.sweep.to_string(index=False))
     print(f"{FLAGS.experiment}: test AUC {m['auc']:.4f} [{m['auc_ci_low']:.4f}, "

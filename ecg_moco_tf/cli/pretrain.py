@@ -7,6 +7,10 @@ the representation monitor, which uses the manifest's labelled train2 -> valid2 
 classes are there, else the last epoch's), moco.keras, pretrain_log.csv, tensorboard/.
 Re-running the same command after an interruption resumes from backup/; a folder that holds
 a finished run is refused (exit code 2) unless --overwrite replaces it.
+Large data: --shards=DIR pretrains from the TFRecord shards of `ecg-moco convert`
+(DIR/train1-*.tfrecord, DIR/valid1-*.tfrecord), streamed; --manifest then only feeds the
+monitor. Several GPUs or machines: --strategy=mirrored|multi_worker (README "Distributed
+training"); --batch_size is the global batch.
 """
 import sys
 
@@ -15,8 +19,13 @@ from absl import flags
 from ecg_moco_tf.cli import common
 
 FLAGS = flags.FLAGS
-common.define_manifest_flag(__name__)
+common.define_manifest_flag(__name__, required=False)
 common.define_encoder_flags(__name__)
+common.define_distribute_flags(__name__, sync_bn=True)
+flags.DEFINE_string("shards", None, "Folder of TFRecord shards from `ecg-moco convert`: "
+                    "pretrain on its train1-*/valid1-*.tfrecord files (streamed; FILE "
+                    "auto-sharding between workers; --cache has no effect) instead of the "
+                    "manifest's records.")
 flags.DEFINE_string("out", "runs/pretrain", "Output folder.")
 flags.DEFINE_integer("epochs", 50, "Epochs.")
 flags.DEFINE_integer("batch_size", 64, "Batch size (two views each).")
@@ -50,18 +59,40 @@ flags.DEFINE_enum("select_encoder", "monitor", ["monitor", "last", "val_loss"],
                   "labelled train2/valid2), last epoch, or lowest MoCo validation loss.")
 
 
+def _shards(split):
+    import glob
+    import os
+
+    pattern = os.path.join(FLAGS.shards, f"{split}-*.tfrecord")
+    if not glob.glob(pattern):
+        raise SystemExit(f"--shards={FLAGS.shards} has no {split}-*.tfrecord files: write them "
+                         "with `ecg-moco convert --manifest=... --out=DIR` from a manifest with "
+                         "train1/valid1 splits")
+    return pattern
+
+
 def main(argv):
     del argv
     from ecg_moco_tf.data import experiment_view, read_manifest
-    from ecg_moco_tf.training.pretrain import PretrainConfig, check_out_dir, pretrain
+    from ecg_moco_tf.training.pretrain import (PretrainConfig, check_distribution,
+                                               check_out_dir, pretrain)
 
+    if not FLAGS.manifest and not FLAGS.shards:
+        raise SystemExit("pass --manifest (a manifest with train1/valid1 splits) or --shards "
+                         "(TFRecords from `ecg-moco convert`)")
+    strategy = common.strategy_from_flags("batch_size")  # first: before other TensorFlow work
     try:
         overrides = common.augment_overrides_from_flags()
         check_out_dir(FLAGS.out, FLAGS.overwrite)         # before any work
     except (FileExistsError, ValueError) as e:
         print(f"ecg-moco pretrain: {e}", file=sys.stderr)
         return 2
-    view = experiment_view(read_manifest(FLAGS.manifest), "proposed")
+    view = {"train": None, "valid": None}
+    if FLAGS.manifest:
+        view = experiment_view(read_manifest(FLAGS.manifest), "proposed")
+    train, valid = view.get("pretrain_train"), view.get("pretrain_valid")
+    if FLAGS.shards:
+        train, valid = _shards("train1"), _shards("valid1")
     cfg = PretrainConfig(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
                          learning_rate=FLAGS.learning_rate, queue_size=FLAGS.queue_size,
                          momentum=FLAGS.momentum, temperature=FLAGS.temperature,
@@ -72,16 +103,22 @@ def main(argv):
                          augment_overrides=overrides, warmup_steps=FLAGS.warmup_steps,
                          lr_schedule=FLAGS.lr_schedule, momentum_final=FLAGS.momentum_final,
                          seed=FLAGS.seed, monitor_every=FLAGS.monitor_every,
-                         select=FLAGS.select_encoder)
+                         select=FLAGS.select_encoder, sync_bn=FLAGS.sync_bn,
+                         mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile)
+    try:
+        check_distribution(cfg, strategy)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     from ecg_moco_tf.training.monitor import check_split, split_labels
 
-    why = [r for s in ("train", "valid") if (r := check_split(s + "2", split_labels(view[s])))]
+    why = (["no --manifest"] if view["train"] is None else
+           [r for s in ("train", "valid") if (r := check_split(s + "2", split_labels(view[s])))])
     monitor = {} if why else {"monitor_train_df": view["train"], "monitor_valid_df": view["valid"]}
     if why and FLAGS.monitor_every > 0:
         print(f"no representation monitor: {'; '.join(why)}")
     import keras
 
     keras.utils.set_random_seed(FLAGS.seed)               # seeds the encoder's initial weights
-    pretrain(view["pretrain_train"], view["pretrain_valid"], FLAGS.out, cfg,
-             encoder=common.encoder_from_flags(), overwrite=FLAGS.overwrite, **monitor)
+    pretrain(train, valid, FLAGS.out, cfg, encoder=common.encoder_from_flags(),
+             overwrite=FLAGS.overwrite, strategy=strategy, **monitor)
     print(f"saved encoder: {FLAGS.out}/encoder.keras")

@@ -39,10 +39,11 @@ stage = Stages()
 
 
 def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_path=None,
-                   encoder_kwargs=None):
+                   encoder_kwargs=None, strategy=None):
     """Fine-tune and test one experiment; returns (test predictions, sweep table).
 
-    ``encoder_path`` (the pretrained encoder) is used by ``proposed`` only.
+    ``encoder_path`` (the pretrained encoder) is used by ``proposed`` only. ``strategy``: see
+    :func:`~ecg_moco_tf.training.finetune.finetune`.
     """
     view = experiment_view(df, name)
     if name == "proposed":
@@ -52,7 +53,8 @@ def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_pat
     else:
         encoder = None                      # random init: baselines never see pretraining
     res = finetune(view["train"], view["valid"], encoder, finetune_cfg,
-                   out_dir=os.path.join(out_dir, name), encoder_kwargs=encoder_kwargs)
+                   out_dir=os.path.join(out_dir, name), encoder_kwargs=encoder_kwargs,
+                   strategy=strategy)
     pred = predict(res.model, view["test"])
     pred.to_csv(os.path.join(out_dir, name, "test_predictions.csv"), index=False)
     return pred, res.sweep
@@ -116,7 +118,8 @@ def label_subsets(df, fractions, seeds):
 
 
 def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28, 0.5, 1.0),
-                     seeds=(0, 1, 2), finetune_cfg=FinetuneConfig(), encoder_kwargs=None):
+                     seeds=(0, 1, 2), finetune_cfg=FinetuneConfig(), encoder_kwargs=None,
+                     strategy=None):
     """Test AUC vs share of train2 labels, pretrained vs from scratch, over seeds.
 
     valid2 and test stay whole. Every fraction x seed subset is drawn before any training: one
@@ -137,7 +140,8 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
                       f", {init}")
                 enc = load_model(encoder_path) if init == "pretrained" else None
                 cfg = replace(finetune_cfg, seed=seed)
-                res = finetune(train, view["valid"], enc, cfg, encoder_kwargs=encoder_kwargs)
+                res = finetune(train, view["valid"], enc, cfg, encoder_kwargs=encoder_kwargs,
+                               strategy=strategy)
                 pred = predict(res.model, view["test"])
                 rows.append({"fraction": frac, "seed": seed, "init": init,
                              "n_train_ecgs": len(train),
