@@ -80,12 +80,18 @@ def strategy_from_flags(*batch_flags):
     one line saying what to set (exit code 2)."""
     from ecg_moco_tf.training import distribute
 
-    try:
-        distribute.check_precision(FLAGS.mixed_precision)
-        strategy = distribute.make_strategy(FLAGS.strategy)
+    def check(strategy):
         for name in batch_flags:
             distribute.check_global_batch(FLAGS[name].value, strategy, f"--{name}")
         distribute.check_jit(FLAGS.jit_compile, strategy)
+
+    try:
+        distribute.check_precision(FLAGS.mixed_precision)
+        planned = distribute.planned_replicas(FLAGS.strategy)
+        if planned:                      # before a multi-worker strategy waits for its peers
+            check(planned)
+        strategy = distribute.make_strategy(FLAGS.strategy)
+        check(strategy)
     except distribute.DistributeError as e:
         raise SystemExit(str(e)) from None
     print(f"strategy: {distribute.describe(strategy)}; precision {FLAGS.mixed_precision}"

@@ -121,4 +121,6 @@ def main(argv):
     keras.utils.set_random_seed(FLAGS.seed)               # seeds the encoder's initial weights
     pretrain(train, valid, FLAGS.out, cfg, encoder=common.encoder_from_flags(),
              overwrite=FLAGS.overwrite, strategy=strategy, **monitor)
-    print(f"saved encoder: {FLAGS.out}/encoder.keras")
+    from ecg_moco_tf.training.distribute import worker_dir
+
+    print(f"saved encoder: {worker_dir(FLAGS.out, strategy)}/encoder.keras")

@@ -158,10 +158,7 @@ def count_tfrecords(pattern):
 
 
 def tfrecord_dataset(pattern, shuffle=False, seed=0, shuffle_buffer=2048, num_samples=NUM_SAMPLES):
-    """Stream TFRecord shards written by :func:`write_tfrecords` (a glob or a list of files).
-
-    The file list is the dataset's source, so ``tf.distribute``'s FILE auto-sharding gives
-    each worker its own files."""
+    """Stream TFRecord shards written by :func:`write_tfrecords` (a glob or a list of files)."""
     files = tfrecord_files(pattern)
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
@@ -198,33 +195,24 @@ def supervised(ds, batch_size=32, augmenter=None, seed=0, drop_remainder=False,
     return ds.map(lambda b: (b["signal"], b["label"])).prefetch(AUTOTUNE)
 
 
-def _with_batch_seeds(ds, seed, fixed=False, salt_with_index=False):
+def _with_batch_seeds(ds, seed, fixed=False):
     """Pair each batch with a (2,) int64 seed, fixed by ``seed`` and new in every epoch, or
-    the same in every epoch with ``fixed``. ``salt_with_index``: add the batch's first
-    ``index`` to the seed (workers reading different files draw differently)."""
+    the same in every epoch with ``fixed``."""
     rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=not fixed)
-
-    def pair(i, rb):
-        r, b = rb
-        return tf.stack([r + b["index"][0] if salt_with_index else r, i]), b
-
-    return tf.data.Dataset.zip(rand, ds).enumerate().map(pair)
+    return tf.data.Dataset.zip(rand, ds).enumerate().map(
+        lambda i, rb: (tf.stack([rb[0], i]), rb[1]))
 
 
-def two_view(ds, augmenter, batch_size=64, seed=0, drop_remainder=True, fixed=False,
-             salt_with_index=False):
+def two_view(ds, augmenter, batch_size=64, seed=0, drop_remainder=True, fixed=False):
     """``(query_view, key_view)`` batches for MoCo: two independent augmentations per ECG.
 
     ``fixed``: the same views in every epoch (validation: losses comparable in views; the
-    order of ``ds`` must be fixed too), instead of new draws each epoch (training).
-    ``salt_with_index``: mix each batch's first record index into its augmentation seed
-    (for FILE-sharded input, where every worker's pipeline would otherwise draw the same
-    augmentation parameters for its i-th batch)."""
+    order of ``ds`` must be fixed too), instead of new draws each epoch (training)."""
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     def views(s, b):
         sq, sk = tf.unstack(tf.random.experimental.stateless_split(s, 2))
         return augmenter.apply(b["signal"], sq), augmenter.apply(b["signal"], sk)
 
-    return _with_batch_seeds(ds, seed, fixed, salt_with_index).map(
-        views, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return _with_batch_seeds(ds, seed, fixed).map(views, num_parallel_calls=AUTOTUNE).prefetch(
+        AUTOTUNE)

@@ -114,6 +114,24 @@ def cross_replica_key_order(global_batch, replicas, seed):
     return tf.gather(tf.math.invert_permutation(order), key_order)
 
 
+def gather_replicas(ctx, x):
+    """``x`` of every replica, stacked in replica order along axis 0 (same shape on every
+    replica), in replica context ``ctx``.
+
+    An all-reduce (sum) of ``x`` placed in its replica's slot of zeros: exact (x + 0 = x),
+    and it works under every strategy, while ``ReplicaContext.all_gather`` fails under
+    ``MultiWorkerMirroredStrategy`` with one device per worker (TensorFlow 2.21:
+    "destinations can not be empty"). It moves R times the data of an all-gather, small
+    next to a step (the keys; the key views for shuffle-BN)."""
+    n = ctx.num_replicas_in_sync
+    slot = tf.one_hot(ctx.replica_id_in_sync_group, n, dtype=x.dtype)
+    slot = tf.reshape(slot, [n, 1] + [1] * len(x.shape[1:]))
+    stacked = ctx.all_reduce(tf.distribute.ReduceOp.SUM, slot * x[None])
+    rest = x.shape[1:]
+    return tf.reshape(stacked, [-1] + (rest.as_list() if rest.is_fully_defined()
+                                       else tf.unstack(tf.shape(x)[1:])))
+
+
 def key_momentum(step, momentum, momentum_final=None, momentum_steps=0):
     """Key-encoder momentum at optimizer step ``step``: a float32 scalar tensor, or the Python
     float ``momentum`` when there is no schedule.
@@ -226,9 +244,9 @@ class MoCo(keras.Model):
         row i for its sample i."""
         b = tf.shape(x)[0]
         start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * b
-        x_all = ctx.all_gather(x, axis=0)
+        x_all = gather_replicas(ctx, x)
         k = self._key_net(tf.gather(x_all, tf.slice(order, [start], [b])))
-        k_all = tf.gather(ctx.all_gather(k, axis=0), tf.math.invert_permutation(order))
+        k_all = tf.gather(gather_replicas(ctx, k), tf.math.invert_permutation(order))
         return tf.slice(k_all, [start, 0], [b, -1])
 
     def _keys(self, x, training=True, order=None):
@@ -326,7 +344,7 @@ class MoCo(keras.Model):
         metrics = self._update_metrics(loss, logits, q, k)
         new = tf.concat([k, k2], 0) if self.symmetric else k
         if replicas > 1:                 # every replica's keys, in replica order, one enqueue
-            new = ctx.all_gather(new, axis=0)
+            new = gather_replicas(ctx, new)
         self.queue.enqueue(new)
         return metrics
 

@@ -15,10 +15,11 @@ Everything here is TensorFlow's own machinery; this module only picks and checks
   ``batch_size / R`` samples per step (R = ``strategy.num_replicas_in_sync``, every device of
   every worker), so the optimizer steps and the MoCo queue see the same number of samples
   whatever R is. The batch size must be a multiple of R;
-- :func:`shard_policy`: how ``tf.data`` splits the input between workers: ``FILE`` for
-  TFRecord shards (each worker reads its own files: have at least as many shards as
-  workers), ``DATA`` otherwise (every worker runs the whole pipeline and keeps its share).
-  Keras's ``fit`` then hands the dataset to ``strategy.experimental_distribute_dataset``;
+- input between workers: :func:`shard_policy` sets ``DATA`` auto-sharding for manifests
+  (every worker runs the whole pipeline and keeps its share; Keras's ``fit`` hands the
+  dataset to ``strategy.experimental_distribute_dataset``); TFRecord shards are FILE-sharded
+  with ``strategy.distribute_datasets_from_function`` (each worker reads its own files: have
+  at least as many shards as workers);
 - :func:`worker_dir`: where a worker writes: the chief ``out_dir`` itself, the other workers
   ``out_dir/workers/<task>-<id>`` (their own backups, so that a restarted job resumes
   everywhere; their other files are copies of the chief's).
@@ -85,7 +86,9 @@ def make_strategy(name="default", devices=None):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=cluster_resolver())
+        resolver = cluster_resolver()
+        _keras_multi_worker_fit_fix()
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     if name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
@@ -98,6 +101,57 @@ def make_strategy(name="default", devices=None):
                 "VM, or set TPU_NAME to the TPU's name or grpc:// address") from None
         return tf.distribute.TPUStrategy(resolver)
     raise DistributeError(f"--strategy={name!r} is not one of {', '.join(STRATEGIES)}")
+
+
+def _keras_multi_worker_fit_fix():
+    """Make Keras 3's ``fit``/``evaluate`` run under ``MultiWorkerMirroredStrategy``
+    (keras-team/keras#20585, open for Keras 3.0-3.15; tf.keras did this right). Two spots of
+    Keras's TensorFlow trainer pass the collective strategy values it cannot take:
+
+    - before the first step Keras peeks at one batch and hands the whole (x, y) structure of
+      per-replica values to one ``strategy.reduce`` call ("Attempt to convert a value
+      (PerReplica..."): the batch only gives shapes for building the model, so each leaf's
+      local value is used instead;
+    - after each step it averages the (scalar) logs with ``strategy.reduce("MEAN", v,
+      axis=0)`` ("Invalid reduction dimension 0 for input with 0 dimensions"): scalars are
+      averaged over the replicas with ``axis=None``.
+
+    Everything else stays Keras's own code. Applied once, when a multi-worker strategy is
+    made; a Keras without these functions is left alone."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    cls = tf_trainer.TensorFlowTrainer
+    build = getattr(cls, "_maybe_symbolic_build", None)
+    reduce = getattr(tf_trainer, "reduce_per_replica", None)
+    multi = getattr(tf_trainer, "_collective_all_reduce_multi_worker", None)
+    if None in (build, reduce, multi) or getattr(build, "_multi_worker_fix", False):
+        return
+    tf = _tf()
+    distributed = tf.distribute.DistributedValues
+
+    def local(value):
+        return value.values[0] if isinstance(value, distributed) else value
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None or iterator is None:
+            return build(self, iterator=iterator, data_batch=data_batch)
+        for _, _, it in iterator:
+            data_batch = tf.nest.map_structure(local, next(it))
+            break
+        return build(self, iterator=None, data_batch=data_batch)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and multi(strategy):
+            def mean(v):
+                if getattr(local(v), "shape", None) is not None and local(v).shape.rank == 0:
+                    return strategy.reduce("MEAN", v, axis=None)
+                return reduce(v, strategy, reduction)
+            return tf.nest.map_structure(mean, values)
+        return reduce(values, strategy, reduction)
+
+    _maybe_symbolic_build._multi_worker_fix = True
+    cls._maybe_symbolic_build = _maybe_symbolic_build
+    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 def resolve(strategy):
@@ -123,32 +177,71 @@ def replicas(strategy):
     return int(strategy.num_replicas_in_sync)
 
 
+def name(strategy):
+    """The public name of a strategy's kind (``MultiWorkerMirroredStrategy``, not its class
+    ``CollectiveAllReduceStrategy``)."""
+    tf = _tf()
+    if is_default(strategy):
+        return "the default strategy"
+    for kind in ("MultiWorkerMirroredStrategy", "MirroredStrategy", "TPUStrategy",
+                 "OneDeviceStrategy"):
+        if isinstance(strategy, getattr(tf.distribute, kind)):
+            return kind
+    return type(strategy).__name__
+
+
 def describe(strategy):
-    """e.g. ``"MirroredStrategy, 2 replicas"`` (for logs and run records)."""
-    return f"{type(strategy).__name__}, {replicas(strategy)} replica(s)"
+    """e.g. ``"MirroredStrategy, 2 replica(s)"`` (for logs and run records)."""
+    return f"{name(strategy)}, {replicas(strategy)} replica(s)"
 
 
 def check_global_batch(batch_size, strategy, flag="--batch_size"):
     """:class:`DistributeError` unless the global ``batch_size`` splits evenly over the
-    replicas (at least one sample each)."""
-    n = replicas(strategy)
+    replicas of ``strategy`` (a Strategy, or ``(number of replicas, its name)``), at least one
+    sample each."""
+    n, kind = _count(strategy)
     if batch_size % n or batch_size < n:
         lower = batch_size - batch_size % n
         fits = f"{lower} or {lower + n}" if lower >= n else f"{lower + n}"
         raise DistributeError(
             f"{flag}={batch_size} is the global batch and must be a multiple of the {n} "
-            f"replicas of {type(strategy).__name__}: set {flag}={fits}")
+            f"replicas of {kind}: set {flag}={fits}")
+
+
+def _count(strategy):
+    """(replicas, name) of a Strategy or of a ``(replicas, name)`` pair."""
+    return strategy if isinstance(strategy, tuple) else (replicas(strategy), name(strategy))
+
+
+def planned_replicas(name):
+    """``(replicas, strategy class name)`` that :func:`make_strategy` ``(name)`` will give,
+    known before it is created (a multi-worker strategy waits for every worker when it is
+    created: settings are better checked first); None for ``tpu`` (known once connected).
+    Every GPU of a machine is a replica (the CPU when it has none), every worker a machine."""
+    local = max(1, len(_tf().config.list_physical_devices("GPU")))
+    if name == "default":
+        return 1, "the default strategy"
+    if name == "mirrored":
+        return local, "MirroredStrategy"
+    if name == "multi_worker":
+        spec = cluster_resolver().cluster_spec().as_dict()
+        return (sum(len(spec.get(t, [])) for t in ("chief", "worker")) * local,
+                "MultiWorkerMirroredStrategy")
+    if name == "tpu":
+        return None
+    raise DistributeError(f"--strategy={name!r} is not one of {', '.join(STRATEGIES)}")
 
 
 def check_jit(jit_compile, strategy):
     """:class:`DistributeError` for XLA on several replicas: Keras compiles the whole step
     (``strategy.run`` included), which XLA cannot place on several devices; Keras itself
-    turns XLA off under ``tf.distribute`` by default."""
-    if jit_compile and replicas(strategy) > 1:
+    turns XLA off under ``tf.distribute`` by default. ``strategy``: as in
+    :func:`check_global_batch`."""
+    n, kind = _count(strategy)
+    if jit_compile and n > 1:
         raise DistributeError(
             f"--jit_compile runs on one replica only (Keras compiles the whole step, and "
-            f"{describe(strategy)} spans several devices): drop --jit_compile or use "
-            "--strategy=default")
+            f"{kind} has {n} replicas): drop --jit_compile or use --strategy=default")
 
 
 def check_last_batch(n, batch_size, strategy, what):
@@ -196,14 +289,15 @@ def precision(policy="float32"):
         keras.config.set_dtype_policy(old)
 
 
-def shard_policy(ds, files):
-    """``ds`` with the auto-shard policy for several workers: FILE (``files``: TFRecord
-    shards, each worker reads its own files) or DATA (each worker keeps its share of the
-    elements). Changes nothing on one worker."""
+def shard_policy(ds):
+    """``ds`` with the DATA auto-shard policy for several workers: each worker runs the
+    pipeline and keeps its share of the batches (every worker the same number of steps).
+    Changes nothing on one worker. (TFRecord shards are FILE-sharded by
+    ``strategy.distribute_datasets_from_function`` in ``training.pretrain``.)"""
     tf = _tf()
     options = tf.data.Options()
-    policy = tf.data.experimental.AutoShardPolicy
-    options.experimental_distribute.auto_shard_policy = policy.FILE if files else policy.DATA
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
     return ds.with_options(options)
 
 

@@ -311,8 +311,8 @@ def _finetune(train_df, valid_df, encoder, cfg, out_dir, encoder_kwargs, several
         batches = len(train_df) // cfg.batch_size + (len(train_df) % cfg.batch_size >= replicas)
         train_b = train_b.filter(lambda x, y: tf.shape(x)[0] >= replicas).apply(
             tf.data.experimental.assert_cardinality(batches))
-    train_b = distribute.shard_policy(train_b, files=False)
-    valid_b = distribute.shard_policy(pipeline.supervised(valid, cfg.batch_size), files=False)
+    train_b = distribute.shard_policy(train_b)
+    valid_b = distribute.shard_policy(pipeline.supervised(valid, cfg.batch_size))
     class_weight = _class_weight(train_df, cfg.class_weight)
     probe = cfg.linear_probe_epochs
     rows, histories, probe_histories, best = [], {}, {}, None

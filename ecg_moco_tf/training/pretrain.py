@@ -18,8 +18,8 @@ backup) and starts fresh.
 Distributed (``strategy=``, :mod:`.distribute`): the encoder is copied, MoCo built and
 compiled inside ``strategy.scope()``; ``batch_size`` is the global batch (``batch_size / R``
 per replica). The pretraining ECGs are a manifest (DATA auto-sharding between workers) or
-TFRecord shards from ``ecg-moco convert`` (FILE auto-sharding: each worker reads its own
-files, the stream repeats and an epoch is ``N // batch_size`` steps). ``mixed_precision``
+TFRecord shards from ``ecg-moco convert`` (FILE sharding: each worker reads its own files,
+the stream repeats and an epoch is ``N // batch_size`` steps). ``mixed_precision``
 builds everything under that Keras dtype policy; ``sync_bn`` uses synchronized batch norms
 (global-batch statistics; shuffle-BN is then off); ``jit_compile``: XLA (one replica). The
 saved ``encoder.keras`` is always a float32 copy with ordinary (fused) batch norms.
@@ -184,29 +184,46 @@ def _size(data):
     return pipeline.count_tfrecords(data) if _is_shards(data) else len(data)
 
 
-def _datasets(train_df, valid_df, cfg, fill_cache=False):
-    """(raw train, two-view train, two-view valid, augmenter). Manifests: DATA auto-sharding;
-    TFRecord shards: FILE auto-sharding of the train files (each worker reads its own; the
-    augmentation seeds mix in the batch's first record index so that workers draw differently)
-    and DATA for valid (every worker the same number of batches). ``fill_cache``: read the
-    manifests' records into the memory cache before training (several replicas, see
+def _datasets(train_df, valid_df, cfg, strategy, fill_cache=False):
+    """(raw train, two-view train, two-view valid, augmenter).
+
+    Manifests: DATA auto-sharding between workers (each runs the pipeline and keeps its
+    share). TFRecord shards (train): FILE sharding, one input pipeline per worker
+    (``strategy.distribute_datasets_from_function``: worker i reads files i, i + n, ...,
+    batches per replica, draws its own augmentations); tf.data's FILE auto-shard policy
+    cannot do it, as the seeded augmentation adds a non-file source
+    (``tf.data.Dataset.random``). The stream repeats: an epoch is ``N // batch_size`` steps.
+    Valid shards: DATA (every worker the same batches). ``fill_cache``: read the manifests'
+    records into the memory cache before training (several replicas, see
     :func:`~ecg_moco_tf.data.pipeline.manifest_dataset`)."""
     aug = _augmenter(cfg)
     cache = "" if cfg.cache else None
     fill_cache = fill_cache and cfg.cache
     if _is_shards(train_df):
-        train = pipeline.tfrecord_dataset(train_df, shuffle=True, seed=cfg.seed)
-        views = pipeline.two_view(train.repeat(), aug, cfg.batch_size, seed=cfg.seed,
-                                  salt_with_index=True)
+        files = pipeline.tfrecord_files(train_df)
+        train = pipeline.tfrecord_dataset(files)
+
+        def worker_views(ctx):
+            i, n = ctx.input_pipeline_id, ctx.num_input_pipelines
+            if len(files) < n:
+                raise ValueError(f"{len(files)} train1 TFRecord files for {n} workers: every "
+                                 "worker needs at least one; convert with a smaller "
+                                 "--shard_size")
+            mine = pipeline.tfrecord_dataset(files[i::n], shuffle=True, seed=cfg.seed + i)
+            return pipeline.two_view(mine.repeat(), aug,
+                                     ctx.get_per_replica_batch_size(cfg.batch_size),
+                                     seed=cfg.seed + 1000 * i)
+
+        views = strategy.distribute_datasets_from_function(worker_views)
     else:
         train = pipeline.manifest_dataset(train_df, shuffle=True, seed=cfg.seed, cache=cache,
                                           fill_cache=fill_cache)
-        views = pipeline.two_view(train, aug, cfg.batch_size, seed=cfg.seed)
+        views = distribute.shard_policy(pipeline.two_view(train, aug, cfg.batch_size,
+                                                          seed=cfg.seed))
     valid = (pipeline.tfrecord_dataset(valid_df) if _is_shards(valid_df) else
              pipeline.manifest_dataset(valid_df, cache=cache, fill_cache=fill_cache))
     valid = pipeline.two_view(valid, aug, cfg.batch_size, seed=cfg.seed + 1, fixed=True)
-    return (train, distribute.shard_policy(views, files=_is_shards(train_df)),
-            distribute.shard_policy(valid, files=False), aug)
+    return train, views, distribute.shard_policy(valid), aug
 
 
 def check_distribution(cfg, strategy):
@@ -283,7 +300,7 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
     keras.utils.set_random_seed(cfg.seed)
     os.makedirs(out_dir, exist_ok=True)
     encoder = encoder or build_encoder()              # built after seeding: reproducible
-    raw_train, train, valid, aug = _datasets(train_df, valid_df, cfg,
+    raw_train, train, valid, aug = _datasets(train_df, valid_df, cfg, strategy,
                                              fill_cache=distribute.replicas(strategy) > 1)
     adapt_normalization(encoder, raw_train.batch(cfg.batch_size))
     if cfg.sync_bn and cfg.shuffle_bn_splits > 1:

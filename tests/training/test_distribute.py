@@ -221,7 +221,7 @@ def test_pretrain_and_finetune_under_mirrored_strategy(small_cohort, two, tmp_pa
     enc = keras.saving.load_model(tmp_path / "pre" / "encoder.keras")
     assert {layer.dtype_policy.name for layer in enc.layers} == {"float32"}
 
-    ft = FinetuneConfig(learning_rates=(1e-3,), epochs=2, batch_size=8, verbose=0)
+    ft = FinetuneConfig(learning_rates=(1e-3,), epochs=1, batch_size=8, verbose=0)
     runs = [finetune(view["train"], view["valid"], enc, ft, strategy=s)
             for s in (None, two)]
     one, dist = (r.sweep.iloc[0] for r in runs)
@@ -251,7 +251,7 @@ def test_three_experiments_under_mirrored_strategy_match_one_device(small_cohort
                         lambda df, shuffle=False, **kw: stream(df, shuffle=False, **kw))
     keras.utils.set_random_seed(0)
     build_encoder(**TINY).save(tmp_path / "enc.keras")        # the "pretrained" encoder
-    ft = FinetuneConfig(learning_rates=(1e-2,), epochs=2, batch_size=10, verbose=0,
+    ft = FinetuneConfig(learning_rates=(1e-2,), epochs=1, batch_size=10, verbose=0,
                         freeze_encoder=True)       # every last batch splits over 2 replicas
     for name in EXPERIMENTS:
         runs = [run_experiment(small_cohort, name, str(tmp_path / label), ft,
@@ -360,12 +360,12 @@ def test_multi_worker_cli_two_processes_pretrain_from_shards_and_finetune(small_
     manifest = os.path.join(root, "manifest.csv")
     jobs = {
         "pretrain": ["pretrain", f"--manifest={manifest}", f"--shards={tmp_path}/shards",
-                     f"--out={tmp_path}/pre", "--epochs=2", "--batch_size=8",
+                     f"--out={tmp_path}/pre", "--epochs=1", "--batch_size=8",
                      "--queue_size=16", "--momentum=0.9", "--monitor_every=0",
                      "--select_encoder=last", "--nocache"],
         "finetune": ["finetune", f"--manifest={manifest}", "--experiment=proposed",
                      f"--encoder={tmp_path}/pre/encoder.keras", f"--out={tmp_path}/ft",
-                     "--learning_rates=1e-3", "--epochs=2", "--batch_size=8"],
+                     "--learning_rates=1e-3", "--epochs=1", "--batch_size=8"],
     }
     for job, args in jobs.items():
         ports = _free_ports(2)
