@@ -25,6 +25,7 @@ _LAZY = {
     "PretrainConfig": "training.pretrain", "finetune": "training.finetune",
     "FinetuneConfig": "training.finetune", "load_model": "models", "evaluate": "evaluation.metrics",
     "delong_test": "evaluation.metrics", "export_all": "export", "Predictor": "export",
+    "make_strategy": "training.distribute",
 }
 
 

@@ -59,15 +59,22 @@ flags.DEFINE_enum("select_encoder", "monitor", ["monitor", "last", "val_loss"],
                   "labelled train2/valid2), last epoch, or lowest MoCo validation loss.")
 
 
-def _shards(split):
+def _shards(split, strategy):
     import glob
     import os
 
+    from ecg_moco_tf.training.distribute import workers
+
     pattern = os.path.join(FLAGS.shards, f"{split}-*.tfrecord")
-    if not glob.glob(pattern):
+    files = glob.glob(pattern)
+    if not files:
         raise SystemExit(f"--shards={FLAGS.shards} has no {split}-*.tfrecord files: write them "
                          "with `ecg-moco convert --manifest=... --out=DIR` from a manifest with "
                          "train1/valid1 splits")
+    if split == "train1" and len(files) < workers(strategy):
+        raise SystemExit(f"--shards={FLAGS.shards} has {len(files)} train1 files for "
+                         f"{workers(strategy)} workers (each reads its own files): convert "
+                         "again with a smaller --shard_size")
     return pattern
 
 
@@ -92,7 +99,7 @@ def main(argv):
         view = experiment_view(read_manifest(FLAGS.manifest), "proposed")
     train, valid = view.get("pretrain_train"), view.get("pretrain_valid")
     if FLAGS.shards:
-        train, valid = _shards("train1"), _shards("valid1")
+        train, valid = _shards("train1", strategy), _shards("valid1", strategy)
     cfg = PretrainConfig(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
                          learning_rate=FLAGS.learning_rate, queue_size=FLAGS.queue_size,
                          momentum=FLAGS.momentum, temperature=FLAGS.temperature,

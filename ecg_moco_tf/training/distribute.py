@@ -22,7 +22,10 @@ Everything here is TensorFlow's own machinery; this module only picks and checks
   at least as many shards as workers);
 - :func:`worker_dir`: where a worker writes: the chief ``out_dir`` itself, the other workers
   ``out_dir/workers/<task>-<id>`` (their own backups, so that a restarted job resumes
-  everywhere; their other files are copies of the chief's).
+  everywhere; their other files are copies of the chief's);
+- :func:`_keras_multi_worker_fit_fix`: the one piece that is not configuration, a fix of two
+  spots of Keras 3's trainer without which ``fit`` does not run under
+  ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585).
 """
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ def cluster_resolver():
     if text:
         try:
             spec = json.loads(text)
-            workers = spec["cluster"]["worker"]
+            hosts = spec["cluster"]["worker"]
             task = spec["task"]
             task["type"], int(task["index"])
         except (ValueError, KeyError, TypeError) as e:
@@ -60,7 +63,7 @@ def cluster_resolver():
                 f"TF_CONFIG is not a cluster spec ({type(e).__name__}: {e}); set it to e.g. "
                 '\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": '
                 '"worker", "index": 0}}\' on every worker (its own index)') from None
-        if not workers:
+        if not hosts:
             raise DistributeError("TF_CONFIG lists no workers: set cluster.worker to the "
                                   "host:port of every worker")
         return tf.distribute.cluster_resolver.TFConfigClusterResolver()
@@ -164,7 +167,18 @@ def resolve(strategy):
     if not isinstance(strategy, _tf().distribute.Strategy):
         raise DistributeError(f"strategy must be a tf.distribute.Strategy or one of "
                               f"{', '.join(STRATEGIES)}, not {type(strategy).__name__}")
+    if isinstance(strategy, _tf().distribute.MultiWorkerMirroredStrategy):
+        _keras_multi_worker_fit_fix()               # also for strategies made by the caller
     return strategy
+
+
+def workers(strategy):
+    """Number of worker processes (input pipelines) of a strategy: 1 on one machine."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return max(1, sum(len(spec.get(t, [])) for t in ("chief", "worker")))
 
 
 def is_default(strategy):

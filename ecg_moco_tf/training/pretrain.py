@@ -205,10 +205,6 @@ def _datasets(train_df, valid_df, cfg, strategy, fill_cache=False):
 
         def worker_views(ctx):
             i, n = ctx.input_pipeline_id, ctx.num_input_pipelines
-            if len(files) < n:
-                raise ValueError(f"{len(files)} train1 TFRecord files for {n} workers: every "
-                                 "worker needs at least one; convert with a smaller "
-                                 "--shard_size")
             mine = pipeline.tfrecord_dataset(files[i::n], shuffle=True, seed=cfg.seed + i)
             return pipeline.two_view(mine.repeat(), aug,
                                      ctx.get_per_replica_batch_size(cfg.batch_size),
@@ -287,6 +283,11 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
     if cfg.select not in SELECT:
         raise ValueError(f"select={cfg.select!r}: choose from {SELECT}")
     groups = check_distribution(cfg, strategy)
+    if _is_shards(train_df) and len(pipeline.tfrecord_files(train_df)) < distribute.workers(
+            strategy):
+        raise ValueError(f"{len(pipeline.tfrecord_files(train_df))} train1 TFRecord files for "
+                         f"{distribute.workers(strategy)} workers: every worker reads its own "
+                         "files; convert with a smaller --shard_size")
     num_train, num_valid = _size(train_df), _size(valid_df)
     check_queue_size(cfg.queue_size, num_train, cfg.batch_size)
     if num_valid < cfg.batch_size:

@@ -306,15 +306,25 @@ def _env(tf_config=None):
     return env
 
 
-def _cli(args, env=None, timeout=300):
+def _cli(args, env=None):
     return subprocess.Popen([sys.executable, "-m", "ecg_moco_tf.cli.main", *args], cwd=ROOT,
                             env=env or _env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
+def _wait(p, timeout):
+    """(stdout, stderr) of a finished process; killed (and the test failed) after timeout."""
+    try:
+        return p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        pytest.fail(f"{p.args} ran over {timeout} s:\n{err[-2000:]}")
+
+
 def _run(args, env=None, timeout=300):
     p = _cli(args, env)
-    out, err = p.communicate(timeout=timeout)
+    out, err = _wait(p, timeout)
     return p.returncode, out, err
 
 
@@ -371,7 +381,12 @@ def test_multi_worker_cli_two_processes_pretrain_from_shards_and_finetune(small_
         ports = _free_ports(2)
         procs = [_cli(args + ["--strategy=multi_worker"] + TINY_FLAGS,
                       _env(_cluster(ports, i))) for i in range(2)]
-        results = [p.communicate(timeout=600) for p in procs]
+        try:
+            results = [_wait(p, 600) for p in procs]
+        finally:
+            for p in procs:              # a worker left waiting for a failed peer
+                if p.poll() is None:
+                    p.kill()
         for p, (out, err) in zip(procs, results):
             assert p.returncode == 0, (job, err[-3000:])
         assert "MultiWorkerMirroredStrategy, 2 replica(s)" in results[0][0]
