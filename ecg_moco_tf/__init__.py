@@ -27,6 +27,7 @@ _LAZY = {
     "FinetuneConfig": "training.finetune", "load_model": "models", "evaluate": "evaluation.metrics",
     "delong_test": "evaluation.metrics", "export_all": "export", "Predictor": "export",
     "load_pretrained": "pretrained",
+    "make_strategy": "training.distribute",
 }
 
 

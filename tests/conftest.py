@@ -5,6 +5,23 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")   # before TensorFlow loads 
 import numpy as np
 import pytest
 
+LOGICAL_CPUS = 2
+
+
+def _split_cpu(n=LOGICAL_CPUS):
+    """Split the CPU into ``n`` logical devices, so that MirroredStrategy has ``n`` replicas
+    (tests/training/test_distribute.py). TensorFlow accepts this only before it initializes
+    its devices: conftest is imported by every pytest process (xdist workers included) before
+    any test runs. Other tests are unaffected: ops stay on /cpu:0 and the thread pools are
+    shared by the logical devices."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+
+
+_split_cpu()
+
 SHARED_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                                            "data"))
 

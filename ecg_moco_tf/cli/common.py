@@ -110,3 +110,47 @@ def output_file(path):
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return path
+
+
+def define_distribute_flags(module_name, sync_bn=False):
+    """``--strategy``, ``--mixed_precision``, ``--jit_compile`` (and ``--sync_bn``)."""
+    m = {"module_name": module_name}
+    flags.DEFINE_string("strategy", "default", "tf.distribute strategy: default (one device), "
+                        "mirrored (every GPU of this machine), multi_worker (a cluster from "
+                        "TF_CONFIG or Slurm srun) or tpu. Batch sizes are global: each replica "
+                        "gets batch_size / replicas.", **m)
+    flags.DEFINE_string("mixed_precision", "float32", "Keras dtype policy: float32, "
+                        "mixed_float16 (GPU, with loss scaling) or mixed_bfloat16 (TPU, recent "
+                        "GPUs and CPUs). InfoNCE logits, loss and queue stay float32; saved "
+                        "models are float32.", **m)
+    flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step (one replica only).",
+                      **m)
+    if sync_bn:
+        flags.DEFINE_bool("sync_bn", False, "MoCo: synchronized batch norms (statistics of the "
+                          "global batch across replicas) instead of shuffle-BN.", **m)
+
+
+def strategy_from_flags(*batch_flags):
+    """The ``tf.distribute`` strategy of ``--strategy``, with ``--mixed_precision``,
+    ``--jit_compile`` and the global batch flags named in ``batch_flags`` checked against its
+    replicas. Call it first (before other TensorFlow work); a problem is ``SystemExit`` with
+    one line saying what to set (exit code 2)."""
+    from ecg_moco_tf.training import distribute
+
+    def check(strategy):
+        for name in batch_flags:
+            distribute.check_global_batch(FLAGS[name].value, strategy, f"--{name}")
+        distribute.check_jit(FLAGS.jit_compile, strategy)
+
+    try:
+        distribute.check_precision(FLAGS.mixed_precision)
+        planned = distribute.planned_replicas(FLAGS.strategy)
+        if planned:                      # before a multi-worker strategy waits for its peers
+            check(planned)
+        strategy = distribute.make_strategy(FLAGS.strategy)
+        check(strategy)
+    except distribute.DistributeError as e:
+        raise SystemExit(str(e)) from None
+    print(f"strategy: {distribute.describe(strategy)}; precision {FLAGS.mixed_precision}"
+          f"{'; XLA' if FLAGS.jit_compile else ''}")
+    return strategy

@@ -9,6 +9,8 @@ pretrained encoder; `ecg-moco export` puts it in the model card) to --out. --enc
 --experiment=proposed only (the baselines start from random weights). Every record used is read
 once before training: an unreadable one stops the command (--on_error=raise) or is left out,
 listed in <out>/problems.csv (--on_error=skip).
+--strategy, --mixed_precision, --jit_compile: README "Distributed training" (--batch_size is
+the global batch).
 """
 import json
 import os
@@ -21,6 +23,7 @@ FLAGS = flags.FLAGS
 common.define_manifest_flag(__name__)
 common.define_encoder_flags(__name__)
 common.define_read_flags(__name__, on_error="raise")
+common.define_distribute_flags(__name__)
 flags.DEFINE_enum("experiment", "proposed", ["proposed", "baseline_unpretrained",
                                              "baseline_full_labels"], "Which Table 3 row.")
 flags.DEFINE_string("encoder", None, "Pretrained encoder: a .keras file or a shipped name "
@@ -56,15 +59,16 @@ def main(argv):
     from ecg_moco_tf.data import read_manifest
     from ecg_moco_tf.models import load_model
     from ecg_moco_tf.evaluation import evaluate
-    from ecg_moco_tf.training.experiments import check_encoder, experiment_view
-    from ecg_moco_tf.training.finetune import FinetuneConfig, finetune, predict
-
     from ecg_moco_tf.pretrained import encoder_path
     from ecg_moco_tf.provenance import check_task_name, write_provenance
-    from ecg_moco_tf.training.experiments import save_predictions
+    from ecg_moco_tf.training import distribute
+    from ecg_moco_tf.training.experiments import (check_encoder, experiment_view,
+                                                  save_predictions)
+    from ecg_moco_tf.training.finetune import FinetuneConfig, finetune, predict
 
     check_encoder(FLAGS.experiment, FLAGS.encoder)
     check_task_name(FLAGS.task_name)
+    strategy = common.strategy_from_flags("batch_size")  # first: before other TensorFlow work
     encoder_file = encoder_path(FLAGS.encoder) if FLAGS.encoder else None
     parts = ("train", "valid", "test")
     df = read_manifest(FLAGS.manifest)
@@ -80,19 +84,21 @@ def main(argv):
                          linear_probe_epochs=FLAGS.linear_probe_epochs,
                          reestimate_bn=FLAGS.reestimate_bn,
                          min_steps_per_epoch=FLAGS.min_steps_per_epoch, cache=FLAGS.cache,
-                         seed=FLAGS.seed,
+                         seed=FLAGS.seed, mixed_precision=FLAGS.mixed_precision,
+                         jit_compile=FLAGS.jit_compile,
                          read_options=common.read_options_from_flags()).check()
     used = df.loc[df.index.isin(set().union(*(view[k].index for k in parts)))]
     view = experiment_view(common.readable_records(used, FLAGS.out), FLAGS.experiment,
                            require=parts)
     enc_kwargs = common.encoder_kwargs()
-    res = finetune(view["train"], view["valid"], encoder, cfg, FLAGS.out, enc_kwargs)
+    out = distribute.worker_dir(FLAGS.out, strategy)    # FLAGS.out on the chief
+    res = finetune(view["train"], view["valid"], encoder, cfg, out, enc_kwargs, strategy)
     pred = predict(res.model, view["test"], options=cfg.read_options)
-    save_predictions(pred, os.path.join(FLAGS.out, "test_predictions.csv"), FLAGS.task_name)
-    write_provenance(FLAGS.out, FLAGS.experiment, FLAGS.task_name, encoder_file)
+    save_predictions(pred, os.path.join(out, "test_predictions.csv"), FLAGS.task_name)
+    write_provenance(out, FLAGS.experiment, FLAGS.task_name, encoder_file)
     m = evaluate(pred["label"].astype(int), pred["probability"], pred["patient_id"],
                  seed=FLAGS.seed)
-    with open(os.path.join(FLAGS.out, "metrics.json"), "w") as f:
+    with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(m, f, indent=1)
     print(res.sweep.to_string(index=False))
     print(f"{FLAGS.experiment} ({FLAGS.task_name}): test AUC {m['auc']:.4f} "

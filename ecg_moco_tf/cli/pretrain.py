@@ -9,15 +9,24 @@ Re-running the same command after an interruption resumes from backup/; a folder
 a finished run is refused (exit code 2) unless --overwrite replaces it. Every record used is
 read once before training: an unreadable one stops the command (--on_error=raise) or is left
 out, listed in <out>/problems.csv (--on_error=skip).
+Large data: --shards=DIR pretrains from the TFRecord shards of `ecg-moco convert`
+(DIR/train1-*.tfrecord, DIR/valid1-*.tfrecord), streamed; --manifest then only feeds the
+monitor. Several GPUs or machines: --strategy=mirrored|multi_worker (README "Distributed
+training"); --batch_size is the global batch.
 """
 from absl import flags
 
 from ecg_moco_tf.cli import common
 
 FLAGS = flags.FLAGS
-common.define_manifest_flag(__name__)
+common.define_manifest_flag(__name__, required=False)
 common.define_encoder_flags(__name__)
 common.define_read_flags(__name__, on_error="raise")
+common.define_distribute_flags(__name__, sync_bn=True)
+flags.DEFINE_string("shards", None, "Folder of TFRecord shards from `ecg-moco convert`: "
+                    "pretrain on its train1-*/valid1-*.tfrecord files (streamed; FILE "
+                    "auto-sharding between workers; --cache has no effect) instead of the "
+                    "manifest's records.")
 flags.DEFINE_string("out", "runs/pretrain", "Output folder (created).")
 flags.DEFINE_integer("epochs", 50, "Epochs.")
 flags.DEFINE_integer("batch_size", 64, "Batch size (two views each).")
@@ -53,17 +62,42 @@ flags.DEFINE_enum("select_encoder", "monitor", ["monitor", "last", "val_loss"],
                   "labelled train2/valid2), last epoch, or lowest MoCo validation loss.")
 
 
+def _shards(split, strategy):
+    import glob
+    import os
+
+    from ecg_moco_tf.training.distribute import workers
+
+    pattern = os.path.join(FLAGS.shards, f"{split}-*.tfrecord")
+    files = glob.glob(pattern)
+    if not files:
+        raise SystemExit(f"--shards={FLAGS.shards} has no {split}-*.tfrecord files: write them "
+                         "with `ecg-moco convert --manifest=... --out=DIR` from a manifest with "
+                         "train1/valid1 splits")
+    if split == "train1" and len(files) < workers(strategy):
+        raise SystemExit(f"--shards={FLAGS.shards} has {len(files)} train1 files for "
+                         f"{workers(strategy)} workers (each reads its own files): convert "
+                         "again with a smaller --shard_size")
+    return pattern
+
+
 def main(argv):
     del argv
     from ecg_moco_tf.data import experiment_view, read_manifest
-    from ecg_moco_tf.training.pretrain import (PretrainConfig, check_config, check_out_dir,
-                                               pretrain)
+    from ecg_moco_tf.training.pretrain import (PretrainConfig, check_config,
+                                               check_distribution, check_out_dir, pretrain)
 
+    if not FLAGS.manifest and not FLAGS.shards:
+        raise SystemExit("pass --manifest (a manifest with train1/valid1 splits) or --shards "
+                         "(TFRecords from `ecg-moco convert`)")
+    strategy = common.strategy_from_flags("batch_size")  # first: before other TensorFlow work
     overrides = common.augment_overrides_from_flags()
     check_out_dir(FLAGS.out, FLAGS.overwrite)             # before any work
-    df = read_manifest(FLAGS.manifest)
     pre = ("pretrain_train", "pretrain_valid")
-    view = experiment_view(df, "proposed", require=pre)
+    df, view = None, {"train": None, "valid": None}
+    if FLAGS.manifest:
+        df = read_manifest(FLAGS.manifest)
+        view = experiment_view(df, "proposed", require=() if FLAGS.shards else pre)
     cfg = PretrainConfig(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
                          learning_rate=FLAGS.learning_rate, queue_size=FLAGS.queue_size,
                          momentum=FLAGS.momentum, temperature=FLAGS.temperature,
@@ -74,20 +108,30 @@ def main(argv):
                          augment_overrides=overrides, warmup_steps=FLAGS.warmup_steps,
                          lr_schedule=FLAGS.lr_schedule, momentum_final=FLAGS.momentum_final,
                          seed=FLAGS.seed, monitor_every=FLAGS.monitor_every,
-                         select=FLAGS.select_encoder,
+                         select=FLAGS.select_encoder, sync_bn=FLAGS.sync_bn,
+                         mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
                          read_options=common.read_options_from_flags())
-    check_config(cfg, *(len(view[k]) for k in pre))       # before reading any record
-    used = df[df["split"].isin(["train1", "valid1", "train2", "valid2"])]   # + monitor's
-    view = experiment_view(common.readable_records(used, FLAGS.out), "proposed", require=pre)
+    check_distribution(cfg, strategy)
+    if FLAGS.shards:
+        train, valid = _shards("train1", strategy), _shards("valid1", strategy)
+    else:
+        check_config(cfg, *(len(view[k]) for k in pre))   # before reading any record
+        used = df[df["split"].isin(["train1", "valid1", "train2", "valid2"])]   # + monitor's
+        view = experiment_view(common.readable_records(used, FLAGS.out), "proposed",
+                               require=pre)
+        train, valid = view["pretrain_train"], view["pretrain_valid"]
     from ecg_moco_tf.training.monitor import check_split, split_labels
 
-    why = [r for s in ("train", "valid") if (r := check_split(s + "2", split_labels(view[s])))]
+    why = (["no --manifest"] if view["train"] is None else
+           [r for s in ("train", "valid") if (r := check_split(s + "2", split_labels(view[s])))])
     monitor = {} if why else {"monitor_train_df": view["train"], "monitor_valid_df": view["valid"]}
     if why and FLAGS.monitor_every > 0:
         print(f"no representation monitor: {'; '.join(why)}")
     import keras
 
     keras.utils.set_random_seed(FLAGS.seed)               # seeds the encoder's initial weights
-    pretrain(view["pretrain_train"], view["pretrain_valid"], FLAGS.out, cfg,
-             encoder=common.encoder_from_flags(), overwrite=FLAGS.overwrite, **monitor)
-    print(f"saved encoder: {FLAGS.out}/encoder.keras")
+    pretrain(train, valid, FLAGS.out, cfg, encoder=common.encoder_from_flags(),
+             overwrite=FLAGS.overwrite, strategy=strategy, **monitor)
+    from ecg_moco_tf.training.distribute import worker_dir
+
+    print(f"saved encoder: {worker_dir(FLAGS.out, strategy)}/encoder.keras")

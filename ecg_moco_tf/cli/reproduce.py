@@ -11,6 +11,8 @@ Examples:
   ecg-moco reproduce --flagfile=flags/ptbxl_mi.flags     # + ptbxl-pool as unlabelled pretraining
 An unfinished pretraining in <out>/pretrain is resumed; a finished one is refused (exit code 2)
 unless --overwrite (then it is pretrained again).
+Several GPUs or machines: --strategy=mirrored|multi_worker, --mixed_precision, --jit_compile,
+--sync_bn (README "Distributed training"); --batch_size and --pretrain_batch_size are global.
 """
 import os
 import sys
@@ -22,6 +24,7 @@ from ecg_moco_tf.data.synthetic import CohortConfig
 
 FLAGS = flags.FLAGS
 common.define_encoder_flags(__name__)
+common.define_distribute_flags(__name__, sync_bn=True)
 flags.DEFINE_string("out", "runs/reproduce", "Output folder (report.md, results.json, ...).")
 flags.DEFINE_bool("overwrite", False, "Pretrain again over a finished run in <out>/pretrain "
                   "(default: refuse it; an unfinished one is resumed).")
@@ -154,18 +157,17 @@ def main(argv):
     from ecg_moco_tf.data import split_summary, write_manifest
     from ecg_moco_tf.evaluation.plots import plot_calibration, plot_roc
     from ecg_moco_tf.evaluation.report import LABELS, table2, write_report
+    from ecg_moco_tf.training import distribute
     from ecg_moco_tf.training import experiments as X
     from ecg_moco_tf.training.finetune import FinetuneConfig
-    from ecg_moco_tf.training.pretrain import (PretrainConfig, check_config, check_out_dir,
-                                               pretrain)
-
     from ecg_moco_tf.provenance import check_task_name
+    from ecg_moco_tf.training.pretrain import (PretrainConfig, check_config,
+                                               check_distribution, check_out_dir, pretrain)
 
-    out = FLAGS.out
-    try:
-        check_task_name(FLAGS.task_name)
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
+    strategy = common.strategy_from_flags("batch_size", "pretrain_batch_size")   # first
+    out = distribute.worker_dir(FLAGS.out, strategy)      # FLAGS.out on the chief
+    chief = distribute.is_chief(strategy)
+    check_task_name(FLAGS.task_name)
     needs_encoder = "proposed" in FLAGS.experiments or FLAGS.label_efficiency
     augment_overrides = common.augment_overrides_from_flags()
     if FLAGS.pretrained_encoder:
@@ -205,7 +207,8 @@ def main(argv):
                         linear_probe_epochs=FLAGS.linear_probe_epochs,
                         reestimate_bn=FLAGS.reestimate_bn,
                         min_steps_per_epoch=FLAGS.min_steps_per_epoch, cache=FLAGS.cache,
-                        seed=FLAGS.seed, verbose=verbose,
+                        seed=FLAGS.seed, verbose=verbose, mixed_precision=FLAGS.mixed_precision,
+                        jit_compile=FLAGS.jit_compile,
                         read_options=common.read_options_from_flags()).check()
     pt = PretrainConfig(epochs=FLAGS.pretrain_epochs, batch_size=FLAGS.pretrain_batch_size,
                         learning_rate=FLAGS.pretrain_learning_rate, queue_size=FLAGS.queue_size,
@@ -218,7 +221,10 @@ def main(argv):
                         augment_overrides=augment_overrides,
                         cache=FLAGS.cache, seed=FLAGS.seed, verbose=verbose,
                         monitor_every=FLAGS.monitor_every, select=_select_rule(),
-                        read_options=common.read_options_from_flags())
+                        read_options=common.read_options_from_flags(),
+                        sync_bn=FLAGS.sync_bn, mixed_precision=FLAGS.mixed_precision,
+                        jit_compile=FLAGS.jit_compile)
+    check_distribution(pt, strategy)
     for name in FLAGS.experiments:                # empty splits, bad settings: fail now
         X.experiment_view(df, name, require=("train", "valid", "test"))
     if needs_encoder and not FLAGS.pretrained_encoder:
@@ -236,7 +242,8 @@ def main(argv):
         keras.utils.set_random_seed(FLAGS.seed)           # seeds the encoder's initial weights
         pretrain(view["pretrain_train"], view["pretrain_valid"], os.path.join(out, "pretrain"),
                  pt, encoder=build_encoder(**enc_kwargs), overwrite=FLAGS.overwrite,
-                 monitor_train_df=view["train"], monitor_valid_df=view["valid"])
+                 monitor_train_df=view["train"], monitor_valid_df=view["valid"],
+                 strategy=strategy)
         encoder_path = os.path.join(out, "pretrain", "encoder.keras")
         monitor_png, chosen = _monitor_figure(out)
         notes.append(f"pretrained encoder: {encoder_path} ({chosen})")
@@ -245,8 +252,9 @@ def main(argv):
         X.stage(f"3/5 experiment {i + 1}/{len(FLAGS.experiments)}: {name}")
         preds[name], sweeps[name] = X.run_experiment(
             df, name, out, ft, encoder_path if name == "proposed" else None, enc_kwargs,
-            task_name=FLAGS.task_name)
-    settings = {**X.experiments_settings(ft, pt), "encoder": enc_kwargs, "source": source}
+            task_name=FLAGS.task_name, strategy=strategy)
+    settings = {**X.experiments_settings(ft, pt), "encoder": enc_kwargs, "source": source,
+                "strategy": distribute.describe(strategy)}
     summary, tests, figures = {}, {}, {}
     if monitor_png:
         figures["monitor"] = monitor_png
@@ -265,9 +273,11 @@ def main(argv):
         X.stage("5/5 label efficiency")
         table = X.label_efficiency(df, encoder_path, out, [float(f) for f in FLAGS.le_fractions],
                                    [int(s) for s in FLAGS.le_seeds], ft, enc_kwargs,
-                                   task_name=FLAGS.task_name)
+                                   task_name=FLAGS.task_name, strategy=strategy)
         figures["label_efficiency"] = os.path.join(out, "label_efficiency.png")
         print(table.groupby(["fraction", "init"])["auc"].agg(["mean", "std", "count"]))
+    if not chief:                # other workers: same training, no export, figures or report
+        return
     if FLAGS.export_dir and "proposed" in preds:
         X.stage(f"export of the proposed classifier to {FLAGS.export_dir}")
         from ecg_moco_tf.export import ParityError

@@ -41,6 +41,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     Otherwise ``call`` is Keras's own (masked moments, cross-replica statistics, batch renorm,
     channels_first, 2-D inputs, float64, other backends).
 
+    Under ``tf.distribute`` the moving statistics are mirrored variables with "mean"
+    aggregation: after a training step every replica holds the mean of the replicas' updates
+    (so a MoCo key encoder's EMA stays identical on every replica). With
+    ``synchronized=True`` (sync BN: batch statistics of the global batch, all-reduced across
+    replicas) Keras's own implementation runs.
+
     One difference remains: in inference mode the fused op has no gradient with respect to
     ``moving_mean`` / ``moving_variance`` (Keras's has one); both are non-trainable weights,
     and gradients with respect to the inputs, ``gamma`` and ``beta`` are the same.
@@ -62,6 +68,14 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         >>> model(np.zeros((2, 12, 5000, 1), "float32"), training=True).shape
         TensorShape([2, 12, 5000, 16])
     """
+
+    def add_weight(self, *args, **kwargs):
+        # Under tf.distribute each replica computes the moving statistics from its own batch;
+        # "mean" aggregation writes the replicas' mean to every replica (Keras 3's default,
+        # "none", lets each replica's copy drift to its own value, and saving keeps replica 0's).
+        if kwargs.get("name") in ("moving_mean", "moving_variance"):
+            kwargs.setdefault("aggregation", "mean")
+        return super().add_weight(*args, **kwargs)
 
     def _can_fuse(self, inputs, mask):
         if keras.backend.backend() != "tensorflow" or mask is not None:

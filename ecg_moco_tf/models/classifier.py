@@ -29,7 +29,9 @@ def build_classifier(encoder, hidden_units=64, dropout=0.0, freeze_encoder=False
     if dropout:
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     logit = keras.layers.Dense(1, name="head_logit")(x)
-    prob = keras.layers.Activation("sigmoid", name="probability")(logit)
+    # float32 output also under a mixed-precision policy (a probability near 0 or 1 in float16
+    # rounds; the loss is computed from it)
+    prob = keras.layers.Activation("sigmoid", name="probability", dtype="float32")(logit)
     return keras.Model(encoder.input, prob, name=name)
 
 

@@ -35,9 +35,35 @@ statistics. Every key group mixes samples of at least two query groups, so no sa
 and key are normalized with the statistics of the same sub-batch (the "cheating" through BN
 statistics that shuffle-BN prevents). The batch size must be a multiple of ``g`` with at least
 2 samples per group. The query encoder's moving statistics are then updated once per group
-(``g`` times per step). Under ``tf.distribute`` the replicas' own batches are the query groups;
-a cross-replica shuffle of the keys (all-gather, shuffle, scatter back) belongs in
-:meth:`MoCo._keys` and is not implemented yet: use ``shuffle_bn_splits`` there as well.
+(``g`` times per step).
+
+Under ``tf.distribute`` with R > 1 replicas (``model.fit`` inside ``strategy.scope()``), each
+replica gets ``global batch / R`` samples and:
+
+- shuffle-BN (``shuffle_bn_splits`` > 1; its value is then not used: the R replicas are the
+  groups) is the reference implementation's cross-replica shuffle: every replica's query
+  batch is one BN group; the key views are all-gathered, permuted with a seeded permutation
+  that is the same on every replica (:func:`cross_replica_key_order`: no replica's key batch
+  equals a query batch), each replica runs the key network on its share (its own batch
+  statistics), the keys are all-gathered again and un-shuffled to their samples;
+- with synchronized batch norms in the encoder (``BatchNormalization(synchronized=True)``,
+  ``pretrain(..., cfg.sync_bn=True)``) every batch norm uses the global batch's statistics
+  and the step equals the single-device step on the global batch (use
+  ``shuffle_bn_splits=1`` then);
+- the loss is the mean over the global batch (each replica's mean divided by R, gradients
+  summed by the optimizer), so the step does not depend on R;
+- the keys of all replicas are all-gathered in replica order before the one enqueue of the
+  step; queue and pointer are ``ONLY_FIRST_REPLICA`` variables, identical everywhere;
+- the EMA is computed by every replica from the same all-reduced query weights, and the
+  project's batch norms average their moving statistics over the replicas ("mean"
+  aggregation, :class:`~ecg_moco_tf.models.batchnorm.FusedBatchNormalization`), so every key
+  weight is identical on every replica.
+
+Mixed precision (a ``mixed_float16`` / ``mixed_bfloat16`` Keras dtype policy when the model is
+built): the encoders and heads compute in half precision, the projections are cast to
+float32 before L2 normalization, so InfoNCE logits, loss and queue are float32; the optimizer
+is a ``LossScaleOptimizer`` under ``mixed_float16`` (Keras's ``compile`` wraps it) and
+:meth:`MoCo.train_step` scales the loss with it.
 """
 from __future__ import annotations
 
@@ -72,6 +98,38 @@ def shuffle_bn_groups(batch_size, groups, seed):
     key_group = (pos // rows + pos % rows) % groups
     key_order = tf.gather(order, tf.argsort(key_group * batch_size + pos))
     return order, key_order
+
+
+def cross_replica_key_order(global_batch, replicas, seed):
+    """Key permutation of cross-replica shuffle-BN: a permutation ``order`` of
+    ``range(global_batch)``; replica r runs the key network on the samples
+    ``order[r * b:(r + 1) * b]`` (b = global_batch / replicas) of the all-gathered key views.
+
+    The query groups are the replicas' own batches (contiguous chunks of the global batch, in
+    replica order). Built from :func:`shuffle_bn_groups` by relabelling its query groups to
+    those chunks, so the same guarantee holds: no replica's key batch equals a query batch,
+    each mixes samples of ``min(b, replicas)`` replicas.
+    """
+    order, key_order = shuffle_bn_groups(global_batch, replicas, seed)
+    return tf.gather(tf.math.invert_permutation(order), key_order)
+
+
+def gather_replicas(ctx, x):
+    """``x`` of every replica, stacked in replica order along axis 0 (same shape on every
+    replica), in replica context ``ctx``.
+
+    An all-reduce (sum) of ``x`` placed in its replica's slot of zeros: exact (x + 0 = x),
+    and it works under every strategy, while ``ReplicaContext.all_gather`` fails under
+    ``MultiWorkerMirroredStrategy`` with one device per worker (TensorFlow 2.21:
+    "destinations can not be empty"). It moves R times the data of an all-gather, small
+    next to a step (the keys; the key views for shuffle-BN)."""
+    n = ctx.num_replicas_in_sync
+    slot = tf.one_hot(ctx.replica_id_in_sync_group, n, dtype=x.dtype)
+    slot = tf.reshape(slot, [n, 1] + [1] * len(x.shape[1:]))
+    stacked = ctx.all_reduce(tf.distribute.ReduceOp.SUM, slot * x[None])
+    rest = x.shape[1:]
+    return tf.reshape(stacked, [-1] + (rest.as_list() if rest.is_fully_defined()
+                                       else tf.unstack(tf.shape(x)[1:])))
 
 
 def key_momentum(step, momentum, momentum_final=None, momentum_steps=0):
@@ -110,7 +168,8 @@ class MoCo(keras.Model):
         momentum_steps: length T of the momentum schedule in optimizer steps.
         temperature: InfoNCE temperature.
         symmetric: also contrast key-view queries with query-view keys (2x compute).
-        shuffle_bn_splits: single-device shuffle-BN substitute (1 = off).
+        shuffle_bn_splits: single-device shuffle-BN substitute (1 = off); under
+            ``tf.distribute`` with several replicas, > 1 turns on cross-replica shuffle-BN.
         seed: seed of the initial queue and of shuffle-BN permutations.
 
     Example:
@@ -166,19 +225,48 @@ class MoCo(keras.Model):
         feats = tf.concat([net(p, training=training) for p in parts], 0)
         return tf.gather(feats, tf.math.invert_permutation(order))
 
+    @staticmethod
+    def _unit(z):
+        """L2-normalized rows in float32 (half-precision projections under mixed precision)."""
+        return tf.math.l2_normalize(tf.cast(z, tf.float32), axis=1)
+
     def _query(self, x, training, order=None):
         feats = self._grouped(self.encoder, x, order, training)
-        return tf.math.l2_normalize(self.head(feats, training=training), axis=1)
+        return self._unit(self.head(feats, training=training))
+
+    def _key_net(self, x):
+        return self._unit(self.key_head(self.key_encoder(x, training=True), training=True))
+
+    def _shuffled_keys(self, x, order, ctx):
+        """Cross-replica shuffle-BN: all-gather the key views, run the key network on this
+        replica's share ``order[r * b:(r + 1) * b]`` of the global batch (its own batch
+        statistics), all-gather those keys and un-shuffle them; returns this replica's keys,
+        row i for its sample i."""
+        b = tf.shape(x)[0]
+        start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * b
+        x_all = gather_replicas(ctx, x)
+        k = self._key_net(tf.gather(x_all, tf.slice(order, [start], [b])))
+        k_all = tf.gather(gather_replicas(ctx, k), tf.math.invert_permutation(order))
+        return tf.slice(k_all, [start, 0], [b, -1])
 
     def _keys(self, x, training=True, order=None):
-        """Keys of the key network in train-mode BN, moving statistics left untouched."""
+        """Keys of the key network in train-mode BN, moving statistics left untouched.
+
+        ``order``: shuffle-BN groups (:meth:`_bn_orders`): on one replica a permutation of
+        this batch, across R > 1 replicas one of the global batch."""
         if not training:
-            return tf.math.l2_normalize(self.key_head(self.key_encoder(x, training=False)), 1)
+            return self._unit(self.key_head(self.key_encoder(x, training=False)))
         stats = [v for v in self.key_encoder.weights + self.key_head.weights
                  if "moving" in v.path]
         saved = [tf.identity(v) for v in stats]
-        feats = self._grouped(self.key_encoder, x, order, training=True)
-        k = tf.math.l2_normalize(self.key_head(feats, training=True), axis=1)
+        ctx = tf.distribute.get_replica_context()
+        if order is not None and ctx is not None and ctx.num_replicas_in_sync > 1:
+            k = self._shuffled_keys(x, order, ctx)
+        elif order is None:
+            k = self._key_net(x)
+        else:
+            feats = self._grouped(self.key_encoder, x, order, training=True)
+            k = self._unit(self.key_head(feats, training=True))
         with tf.control_dependencies([k]):
             for v, s in zip(stats, saved):
                 v.assign(s)
@@ -192,11 +280,17 @@ class MoCo(keras.Model):
             step = opt.iterations if opt is not None else 0
         return key_momentum(step, self.momentum, self.momentum_final, self.momentum_steps)
 
-    def _bn_orders(self, batch_size):
-        """(query order, key order) of this step's shuffle-BN groups, or (None, None)."""
+    def _bn_orders(self, batch_size, replicas=1):
+        """(query order, key order) of this step's shuffle-BN groups, or (None, None).
+
+        Across ``replicas`` > 1 (``batch_size`` per replica): no query order (each replica's
+        batch is a group) and the cross-replica key permutation of the global batch, drawn
+        from a seed generator whose state is the same on every replica."""
         if self.shuffle_bn_splits <= 1:
             return None, None
         seed = tf.cast(self._seed_gen.next(), tf.int32)
+        if replicas > 1:
+            return None, cross_replica_key_order(batch_size * replicas, replicas, seed)
         return shuffle_bn_groups(batch_size, self.shuffle_bn_splits, seed)
 
     def _contrast(self, q, k):
@@ -227,11 +321,11 @@ class MoCo(keras.Model):
 
     def train_step(self, data):
         xq, xk = self._views(data)
-        q_order, k_order = self._bn_orders(tf.shape(xq)[0])
-        k = self._keys(xk, order=k_order)
-        k2 = self._keys(xq, order=k_order) if self.symmetric else None
         ctx = tf.distribute.get_replica_context()
         replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        q_order, k_order = self._bn_orders(tf.shape(xq)[0], replicas)
+        k = self._keys(xk, order=k_order)
+        k2 = self._keys(xq, order=k_order) if self.symmetric else None
         with tf.GradientTape() as tape:
             q = self._query(xq, training=True, order=q_order)
             loss, logits = self._contrast(q, k)
@@ -240,6 +334,7 @@ class MoCo(keras.Model):
                 loss = 0.5 * (loss + self._contrast(q2, k2)[0])
             # mean over the global batch: gradients are summed across replicas
             scaled = tf.reduce_mean(loss) / replicas
+            scaled = self.optimizer.scale_loss(scaled)     # loss scaling (mixed_float16)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
         m = self.key_momentum(tf.convert_to_tensor(self.optimizer.iterations))  # this step's t
@@ -248,8 +343,8 @@ class MoCo(keras.Model):
                         self.encoder.weights + self.head.weights, m)
         metrics = self._update_metrics(loss, logits, q, k)
         new = tf.concat([k, k2], 0) if self.symmetric else k
-        if replicas > 1:
-            new = ctx.all_gather(new, axis=0)
+        if replicas > 1:                 # every replica's keys, in replica order, one enqueue
+            new = gather_replicas(ctx, new)
         self.queue.enqueue(new)
         return metrics
 

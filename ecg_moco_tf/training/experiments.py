@@ -51,18 +51,20 @@ def check_encoder(name, encoder):
 
 
 def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_path=None,
-                   encoder_kwargs=None, task_name="positive"):
+                   encoder_kwargs=None, task_name="positive", strategy=None):
     """Fine-tune and test one experiment; returns (test predictions, sweep table).
 
     ``encoder_path`` (the pretrained encoder): required by ``proposed``, refused by the
     baselines (see :func:`check_encoder`). Writes ``test_predictions.csv`` (probability column
-    ``p_<task_name>``) and ``provenance.json``.
+    ``p_<task_name>``) and ``provenance.json``. ``strategy``: see
+    :func:`~ecg_moco_tf.training.finetune.finetune`.
     """
     check_encoder(name, encoder_path)
     view = experiment_view(df, name, require=("train", "valid", "test"))
     encoder = load_model(encoder_path) if encoder_path else None   # None: random init
     res = finetune(view["train"], view["valid"], encoder, finetune_cfg,
-                   out_dir=os.path.join(out_dir, name), encoder_kwargs=encoder_kwargs)
+                   out_dir=os.path.join(out_dir, name), encoder_kwargs=encoder_kwargs,
+                   strategy=strategy)
     pred = predict(res.model, view["test"], options=finetune_cfg.read_options)
     save_predictions(pred, os.path.join(out_dir, name, "test_predictions.csv"), task_name)
     write_provenance(os.path.join(out_dir, name), name, task_name,
@@ -134,7 +136,7 @@ def label_subsets(df, fractions, seeds):
 
 def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28, 0.5, 1.0),
                      seeds=(0, 1, 2), finetune_cfg=FinetuneConfig(), encoder_kwargs=None,
-                     task_name="positive"):
+                     task_name="positive", strategy=None):
     """Test AUC vs share of train2 labels, pretrained vs from scratch, over seeds.
 
     valid2 and test stay whole. Every fraction x seed subset is drawn before any training: one
@@ -155,7 +157,8 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
                       f", {init}")
                 enc = load_model(encoder_path) if init == "pretrained" else None
                 cfg = replace(finetune_cfg, seed=seed)
-                res = finetune(train, view["valid"], enc, cfg, encoder_kwargs=encoder_kwargs)
+                res = finetune(train, view["valid"], enc, cfg, encoder_kwargs=encoder_kwargs,
+                               strategy=strategy)
                 pred = predict(res.model, view["test"], options=cfg.read_options)
                 rows.append({"fraction": frac, "seed": seed, "init": init,
                              "n_train_ecgs": len(train),

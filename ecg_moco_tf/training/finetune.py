@@ -40,6 +40,16 @@ Settings for a few hundred labelled ECGs (all off by default except ``bn_momentu
   validation loss is then computed again and decides the sweep, and that model is saved.
   Skipped with a frozen encoder (its head was trained on the stored statistics).
 
+Distributed and mixed precision (``strategy=``, ``cfg.mixed_precision``, ``cfg.jit_compile``,
+see :mod:`.distribute`): every learning rate's encoder copy, classifier, optimizer and
+metrics are built inside ``strategy.scope()`` under the run's dtype policy; ``batch_size`` is
+the global batch; the input is DATA auto-sharded between workers. With several replicas a
+last training batch of fewer ECGs than replicas is dropped (a replica with an empty batch
+would update its batch-norm statistics from nothing); a validation set whose last batch
+would do that on a CPU is refused (:func:`.distribute.check_last_batch`). A model trained in mixed precision or on
+several replicas is returned (and saved) as a plain float32 copy on one device, so that
+predicting with it needs no strategy.
+
 Class imbalance: by default none of the loss is re-weighted: the sigmoid output then stays a
 calibrated probability at the training prevalence, and AUC does not depend on prevalence
 (the paper's downstream set is 31 % positive). ``class_weight="balanced"`` weights the classes
@@ -54,12 +64,15 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from ..augment import build_augmenter
 from ..data import pipeline
 from ..data.records import ReadOptions
-from ..models.classifier import build_classifier, copy_encoder
+from ..models.classifier import build_classifier
+from ..models.clone import copy_model
 from ..models.encoder import adapt_normalization, build_encoder
+from . import distribute
 from .callbacks import CSVLog, StopOnNaN
 
 PAPER_LEARNING_RATES = (1e-4, 3e-5, 1e-5)
@@ -90,6 +103,8 @@ class FinetuneConfig:
     seed: int = 0
     verbose: int = 2
     read_options: ReadOptions = ReadOptions()   # how records are read (e.g. drop_extra_leads)
+    mixed_precision: str = "float32"    # or "mixed_float16" | "mixed_bfloat16"
+    jit_compile: bool = False           # XLA-compile the train step (one replica only)
 
     def check(self):
         if not 0.0 <= self.bn_momentum < 1.0:
@@ -106,6 +121,13 @@ class FinetuneConfig:
         if self.linear_probe_epochs and self.freeze_encoder:
             raise ValueError("linear_probe_epochs needs an encoder that is fine-tuned after the "
                              "probe; with freeze_encoder the whole run is a linear probe")
+        distribute.check_precision(self.mixed_precision)
+        return self
+
+    def check_strategy(self, strategy):
+        """Batch size and XLA against the replica count (DistributeError)."""
+        distribute.check_global_batch(self.batch_size, strategy)
+        distribute.check_jit(self.jit_compile, strategy)
         return self
 
 
@@ -170,6 +192,8 @@ class TwoRateTrainer(keras.Model):
 
     For ``fit``/``evaluate`` only: it shares the classifier's layers and variables, so after
     training the plain functional ``classifier`` holds the result (save and return that one).
+    Each optimizer scales the loss for its own gradients (``LossScaleOptimizer`` under
+    ``mixed_float16``); under ``tf.distribute`` the loss is Keras's per-replica share.
     """
 
     def __init__(self, classifier, encoder_optimizer=None, head_layers=HEAD_LAYERS):
@@ -195,17 +219,21 @@ class TwoRateTrainer(keras.Model):
 
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         encoder_vars, head_vars = self._split()
-        with tf.GradientTape() as tape:
+        encoder_opt = self.encoder_optimizer if encoder_vars else None
+        with tf.GradientTape(persistent=encoder_opt is not None) as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                      training=True)
-        grads = tape.gradient(loss, encoder_vars + head_vars)
-        self.optimizer.apply(grads[len(encoder_vars):], head_vars)
-        if self.encoder_optimizer is not None and encoder_vars:
-            self.encoder_optimizer.apply(grads[:len(encoder_vars)], encoder_vars)
+            head_loss = self.optimizer.scale_loss(loss)
+            encoder_loss = encoder_opt.scale_loss(loss) if encoder_opt is not None else None
+        self.optimizer.apply(tape.gradient(head_loss, head_vars), head_vars)
+        if encoder_opt is not None:
+            encoder_opt.apply(tape.gradient(encoder_loss, encoder_vars), encoder_vars)
+        del tape
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         for metric in self.metrics:
-            if metric.name == "loss":
-                metric.update_state(loss, sample_weight=tf.shape(x)[0])
+            if metric.name == "loss":        # Keras's loss is this replica's share: undo it
+                metric.update_state(loss * replicas, sample_weight=tf.shape(x)[0])
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
 
@@ -248,37 +276,67 @@ def _clear_earlier_run(out_dir):
 
 
 def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=None,
-             encoder_kwargs=None):
+             encoder_kwargs=None, strategy=None):
     """Fine-tune from ``encoder`` (None: random init of ``build_encoder(**encoder_kwargs)``).
 
     The given encoder is never modified (each learning rate works on a copy). A random encoder
     gets its normalization adapted on ``train_df``; a pretrained one keeps its own.
+    ``strategy``: a ``tf.distribute.Strategy`` or a name of :data:`.distribute.STRATEGIES`
+    (default: one device); on a multi-worker cluster only the chief writes to ``out_dir``.
     """
     cfg.check()
+    strategy = distribute.resolve(strategy)
+    cfg.check_strategy(strategy)
     _labelled(train_df, "train")
     _labelled(valid_df, "valid")
+    several = distribute.replicas(strategy) > 1
+    distribute.check_last_batch(len(valid_df), cfg.batch_size, strategy, "valid")
+    out_dir = out_dir and distribute.worker_dir(out_dir, strategy)
     if out_dir:
         _clear_earlier_run(out_dir)
+    # models, optimizers and metrics in the strategy's scope and the run's precision
+    with distribute.precision(cfg.mixed_precision), strategy.scope():
+        res = _finetune(train_df, valid_df, encoder, cfg, out_dir, encoder_kwargs, several)
+    if several or cfg.mixed_precision != "float32":     # a plain one-device float32 model
+        res.model = copy_model(res.model, dtype="float32")
+    if out_dir:
+        res.sweep.to_csv(os.path.join(out_dir, "lr_sweep.csv"), index=False)
+        res.model.save(os.path.join(out_dir, "classifier.keras"))
+    return res
+
+
+def _finetune(train_df, valid_df, encoder, cfg, out_dir, encoder_kwargs, several):
+    mixed = cfg.mixed_precision != "float32"
     keras.utils.set_random_seed(cfg.seed)
     cache = "" if cfg.cache else None
+    # several replicas: fill the memory cache first (see pipeline.manifest_dataset)
+    fill = several and cache is not None
     train = pipeline.manifest_dataset(train_df, shuffle=True, seed=cfg.seed, cache=cache,
+                                      fill_cache=fill, options=cfg.read_options)
+    valid = pipeline.manifest_dataset(valid_df, cache=cache, fill_cache=fill,
                                       options=cfg.read_options)
-    valid = pipeline.manifest_dataset(valid_df, cache=cache, options=cfg.read_options)
     if encoder is None:
         encoder = build_encoder(**(encoder_kwargs or {}))
         adapt_normalization(encoder, train.batch(cfg.batch_size))
     aug = build_augmenter(seed=cfg.seed) if cfg.augment else None
     train_b = pipeline.supervised(train, cfg.batch_size, augmenter=aug, seed=cfg.seed)
+    if several:              # a batch smaller than the replica count would leave one empty
+        replicas = distribute.replicas(tf.distribute.get_strategy())
+        batches = len(train_df) // cfg.batch_size + (len(train_df) % cfg.batch_size >= replicas)
+        train_b = train_b.filter(lambda x, y: tf.shape(x)[0] >= replicas).apply(
+            tf.data.experimental.assert_cardinality(batches))
+    train_b = distribute.shard_policy(train_b)
+    valid_b = distribute.shard_policy(pipeline.supervised(valid, cfg.batch_size))
     steps = None                # one pass over train2 per epoch, unless that is too few steps
     if -(-len(train_df) // cfg.batch_size) < cfg.min_steps_per_epoch:
         steps, train_b = cfg.min_steps_per_epoch, train_b.repeat()
-    valid_b = pipeline.supervised(valid, cfg.batch_size)
     class_weight = _class_weight(train_df, cfg.class_weight)
     probe = cfg.linear_probe_epochs
     rows, histories, probe_histories, best = [], {}, {}, None
     for lr in cfg.learning_rates:
         keras.utils.set_random_seed(cfg.seed)             # same head init for every rate
-        enc = set_bn_momentum(copy_encoder(encoder), cfg.bn_momentum)
+        enc = set_bn_momentum(copy_model(encoder, dtype=cfg.mixed_precision if mixed else None),
+                              cfg.bn_momentum)
         model = build_classifier(enc, cfg.hidden_units, cfg.dropout,
                                  cfg.freeze_encoder or probe > 0)
         metrics = [keras.metrics.AUC(name="auc")]
@@ -296,7 +354,8 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
             # so that the classifier itself is compiled only for fine-tuning)
             prober = keras.Model(model.input, model.output, name=model.name)
             prober.compile(optimizer=make_optimizer(lr, cfg.weight_decay),
-                           loss="binary_crossentropy", metrics=metrics)
+                           loss="binary_crossentropy", metrics=metrics,
+                           jit_compile=cfg.jit_compile)
             callbacks = [nan] + ([CSVLog(csv), board] if csv else [])
             probe_histories[lr] = prober.fit(
                 train_b, validation_data=valid_b, epochs=probe, class_weight=class_weight,
@@ -310,9 +369,11 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
         if cfg.encoder_lr_multiplier != 1.0 and not cfg.freeze_encoder:
             enc_opt = (make_optimizer(lr * cfg.encoder_lr_multiplier, cfg.weight_decay)
                        if cfg.encoder_lr_multiplier > 0 else None)
+            if enc_opt is not None and cfg.mixed_precision == "mixed_float16":
+                enc_opt = keras.optimizers.LossScaleOptimizer(enc_opt)   # compile wraps the other
             trainer = TwoRateTrainer(model, enc_opt)
         trainer.compile(optimizer=make_optimizer(lr, cfg.weight_decay),
-                        loss="binary_crossentropy", metrics=metrics)
+                        loss="binary_crossentropy", metrics=metrics, jit_compile=cfg.jit_compile)
         callbacks = [keras.callbacks.EarlyStopping("val_loss", patience=cfg.patience,
                                                    restore_best_weights=True), nan]
         if csv:
@@ -344,11 +405,7 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
         histories[lr] = hist
         if best is None or row["best_val_loss"] < best[0]:
             best = (row["best_val_loss"], lr, model)
-    sweep = pd.DataFrame(rows)
-    if out_dir:
-        sweep.to_csv(os.path.join(out_dir, "lr_sweep.csv"), index=False)
-        best[2].save(os.path.join(out_dir, "classifier.keras"))
-    return FinetuneResult(best[2], best[1], sweep, histories, probe_histories)
+    return FinetuneResult(best[2], best[1], pd.DataFrame(rows), histories, probe_histories)
 
 
 def predict(model, df, batch_size=64, options=ReadOptions()):

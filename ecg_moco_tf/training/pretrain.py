@@ -14,6 +14,15 @@ key encoder and optimizer state: re-running into the same folder resumes only wh
 unfinished backup exists. A folder that holds a finished run is refused (``FileExistsError``)
 unless ``overwrite=True`` (``--overwrite``), which deletes the earlier run's outputs (and any
 backup) and starts fresh.
+
+Distributed (``strategy=``, :mod:`.distribute`): the encoder is copied, MoCo built and
+compiled inside ``strategy.scope()``; ``batch_size`` is the global batch (``batch_size / R``
+per replica). The pretraining ECGs are a manifest (DATA auto-sharding between workers) or
+TFRecord shards from ``ecg-moco convert`` (FILE sharding: each worker reads its own files,
+the stream repeats and an epoch is ``N // batch_size`` steps). ``mixed_precision``
+builds everything under that Keras dtype policy; ``sync_bn`` uses synchronized batch norms
+(global-batch statistics; shuffle-BN is then off); ``jit_compile``: XLA (one replica). The
+saved ``encoder.keras`` is always a float32 copy with ordinary (fused) batch norms.
 """
 from __future__ import annotations
 
@@ -28,8 +37,10 @@ import keras
 from ..augment import build_augmenter
 from ..data import pipeline
 from ..data.records import ReadOptions
+from ..models.clone import copy_model
 from ..models.encoder import adapt_normalization, build_encoder
 from ..models.moco import MoCo
+from . import distribute
 from .callbacks import CSVLog, SaveBest, StopOnNaN
 from .monitor import build_monitor
 
@@ -59,6 +70,9 @@ class PretrainConfig:
     monitor_every: int = 1             # representation monitor every N epochs (0: off)
     select: str = "monitor"            # saved encoder: "monitor" | "last" | "val_loss"
     read_options: ReadOptions = ReadOptions()   # how records are read (e.g. drop_extra_leads)
+    sync_bn: bool = False              # synchronized BN across replicas instead of shuffle-BN
+    mixed_precision: str = "float32"   # or "mixed_float16" | "mixed_bfloat16"
+    jit_compile: bool = False          # XLA-compile the train step (one replica only)
 
 
 SELECT = ("monitor", "last", "val_loss")
@@ -163,14 +177,81 @@ def _prepare_out_dir(out_dir, overwrite, epochs):
     return False
 
 
-def _datasets(train_df, valid_df, cfg):
+def _is_shards(data):
+    return isinstance(data, (str, list, tuple))
+
+
+def _size(data):
+    """Number of ECGs of a manifest, or of TFRecord shards (counted by reading them)."""
+    return pipeline.count_tfrecords(data) if _is_shards(data) else len(data)
+
+
+def _datasets(train_df, valid_df, cfg, strategy, fill_cache=False):
+    """(raw train, two-view train, two-view valid, augmenter).
+
+    Manifests: DATA auto-sharding between workers (each runs the pipeline and keeps its
+    share). TFRecord shards (train): FILE sharding, one input pipeline per worker
+    (``strategy.distribute_datasets_from_function``: worker i reads files i, i + n, ...,
+    batches per replica, draws its own augmentations); tf.data's FILE auto-shard policy
+    cannot do it, as the seeded augmentation adds a non-file source
+    (``tf.data.Dataset.random``). The stream repeats: an epoch is ``N // batch_size`` steps.
+    Valid shards: DATA (every worker the same batches). ``fill_cache``: read the manifests'
+    records into the memory cache before training (several replicas, see
+    :func:`~ecg_moco_tf.data.pipeline.manifest_dataset`)."""
     aug = _augmenter(cfg)
     cache = "" if cfg.cache else None
-    train = pipeline.manifest_dataset(train_df, shuffle=True, seed=cfg.seed, cache=cache,
-                                      options=cfg.read_options)
-    valid = pipeline.manifest_dataset(valid_df, cache=cache, options=cfg.read_options)
-    return (train, pipeline.two_view(train, aug, cfg.batch_size, seed=cfg.seed),
-            pipeline.two_view(valid, aug, cfg.batch_size, seed=cfg.seed + 1, fixed=True), aug)
+    fill_cache = fill_cache and cfg.cache
+    if _is_shards(train_df):
+        files = pipeline.tfrecord_files(train_df)
+        train = pipeline.tfrecord_dataset(files)
+
+        def worker_views(ctx):
+            i, n = ctx.input_pipeline_id, ctx.num_input_pipelines
+            mine = pipeline.tfrecord_dataset(files[i::n], shuffle=True, seed=cfg.seed + i)
+            return pipeline.two_view(mine.repeat(), aug,
+                                     ctx.get_per_replica_batch_size(cfg.batch_size),
+                                     seed=cfg.seed + 1000 * i)
+
+        views = strategy.distribute_datasets_from_function(worker_views)
+    else:
+        train = pipeline.manifest_dataset(train_df, shuffle=True, seed=cfg.seed, cache=cache,
+                                          fill_cache=fill_cache, options=cfg.read_options)
+        views = distribute.shard_policy(pipeline.two_view(train, aug, cfg.batch_size,
+                                                          seed=cfg.seed))
+    valid = (pipeline.tfrecord_dataset(valid_df) if _is_shards(valid_df) else
+             pipeline.manifest_dataset(valid_df, cache=cache, fill_cache=fill_cache,
+                                       options=cfg.read_options))
+    valid = pipeline.two_view(valid, aug, cfg.batch_size, seed=cfg.seed + 1, fixed=True)
+    return train, views, distribute.shard_policy(valid), aug
+
+
+def check_distribution(cfg, strategy):
+    """Batch, precision, shuffle-BN and XLA settings against the replica count (a
+    ``ValueError`` saying what to set); returns the shuffle-BN groups MoCo gets (1 with
+    ``sync_bn``)."""
+    n = distribute.replicas(strategy)
+    distribute.check_global_batch(cfg.batch_size, strategy)
+    distribute.check_precision(cfg.mixed_precision)
+    distribute.check_jit(cfg.jit_compile, strategy)
+    g = 1 if cfg.sync_bn else cfg.shuffle_bn_splits
+    if n > 1 and g > 1 and cfg.batch_size // n < 2:
+        raise distribute.DistributeError(
+            f"cross-replica shuffle-BN needs at least 2 ECGs per replica: raise --batch_size "
+            f"to {2 * n} or more ({n} replicas), or pass --shuffle_bn_splits=1")
+    if n == 1 and g > 1 and (cfg.batch_size % g or cfg.batch_size // g < 2):
+        raise ValueError(f"--batch_size={cfg.batch_size} must be a multiple of "
+                         f"--shuffle_bn_splits={g} with at least 2 ECGs per group")
+    return g
+
+
+def _portable(encoder, cfg, strategy):
+    """The encoder to save and monitor: float32, ordinary batch norms, on one device (a copy
+    when it was trained in mixed precision, with sync BN or on several replicas: the monitor
+    then predicts locally on every worker, without collectives or split batches)."""
+    if (cfg.mixed_precision == "float32" and not cfg.sync_bn
+            and distribute.replicas(strategy) == 1):
+        return encoder
+    return copy_model(encoder, dtype="float32", sync_bn=False)
 
 
 def check_config(cfg, num_train, num_valid):
@@ -197,8 +278,15 @@ def check_config(cfg, num_train, num_valid):
 
 
 def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
-             extra_callbacks=(), overwrite=False, monitor_train_df=None, monitor_valid_df=None):
+             extra_callbacks=(), overwrite=False, monitor_train_df=None, monitor_valid_df=None,
+             strategy=None):
     """Pretrain ``encoder`` (default: the paper's) with MoCo; returns (moco, history dict).
+
+    ``train_df`` / ``valid_df``: manifests (train1 / valid1), or TFRecord shards of them (a
+    glob or a list of files written by ``ecg-moco convert``). ``strategy``: a
+    ``tf.distribute.Strategy`` or a name of :data:`.distribute.STRATEGIES` (default: one
+    device); on a multi-worker cluster only the chief writes to ``out_dir``, the other
+    workers to ``out_dir/workers/<task>-<index>``.
 
     Reproducibility: everything after the call is seeded by ``cfg.seed``; a caller-built
     ``encoder`` has the initial weights of its own construction, so seed before building it
@@ -217,33 +305,55 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
     ``out_dir`` with a finished run: ``FileExistsError``, unless ``overwrite`` (delete that
     run's outputs and any backup, start fresh). Other files in ``out_dir`` are left alone.
     """
-    lr, steps = check_config(cfg, len(train_df), len(valid_df))
+    strategy = distribute.resolve(strategy)
+    groups = check_distribution(cfg, strategy)
+    if _is_shards(train_df) and len(pipeline.tfrecord_files(train_df)) < distribute.workers(
+            strategy):
+        raise ValueError(f"{len(pipeline.tfrecord_files(train_df))} train1 TFRecord files for "
+                         f"{distribute.workers(strategy)} workers: every worker reads its own "
+                         "files; convert with a smaller --shard_size")
+    num_train, num_valid = _size(train_df), _size(valid_df)
+    lr, steps = check_config(cfg, num_train, num_valid)
+    out_dir = distribute.worker_dir(out_dir, strategy)
     resume = _prepare_out_dir(out_dir, overwrite, cfg.epochs)
     keras.utils.set_random_seed(cfg.seed)
     os.makedirs(out_dir, exist_ok=True)
     encoder = encoder or build_encoder()              # built after seeding: reproducible
-    raw_train, train, valid, aug = _datasets(train_df, valid_df, cfg)
+    raw_train, train, valid, aug = _datasets(train_df, valid_df, cfg, strategy,
+                                             fill_cache=distribute.replicas(strategy) > 1)
     adapt_normalization(encoder, raw_train.batch(cfg.batch_size))
-    moco = MoCo(encoder, version=cfg.version, queue_size=cfg.queue_size,
-                momentum=cfg.momentum, temperature=cfg.temperature, symmetric=cfg.symmetric,
-                shuffle_bn_splits=cfg.shuffle_bn_splits, seed=cfg.seed,
-                momentum_final=cfg.momentum_final,
-                momentum_steps=steps if cfg.momentum_final is not None else 0)
-    moco.compile(optimizer=keras.optimizers.Adam(lr))
+    if cfg.sync_bn and cfg.shuffle_bn_splits > 1:
+        print("--sync_bn: batch norms use the statistics of the global batch; shuffle-BN "
+              "(--shuffle_bn_splits) is off")
+    with distribute.precision(cfg.mixed_precision), strategy.scope():
+        # new variables in the strategy's scope, layers in the run's precision and BN mode
+        if (not distribute.is_default(strategy) or cfg.sync_bn
+                or cfg.mixed_precision != "float32"):
+            encoder = copy_model(encoder, sync_bn=True if cfg.sync_bn else None,
+                                 dtype=None if cfg.mixed_precision == "float32" else
+                                 cfg.mixed_precision)
+        moco = MoCo(encoder, version=cfg.version, queue_size=cfg.queue_size,
+                    momentum=cfg.momentum, temperature=cfg.temperature,
+                    symmetric=cfg.symmetric, shuffle_bn_splits=groups, seed=cfg.seed,
+                    momentum_final=cfg.momentum_final,
+                    momentum_steps=steps if cfg.momentum_final is not None else 0)
+        moco.compile(optimizer=keras.optimizers.Adam(lr), jit_compile=cfg.jit_compile)
     nan = StopOnNaN("Lower --learning_rate, raise --temperature, or check the input with "
                     "`ecg-moco validate`.")
     monitor, select = None, cfg.select
+    portable = lambda: _portable(moco.encoder, cfg, strategy)     # noqa: E731
     if monitor_train_df is not None and monitor_valid_df is not None:
-        monitor = build_monitor(lambda: moco.encoder, monitor_train_df, monitor_valid_df,
-                                every=cfg.monitor_every, views_df=valid_df, augmenter=aug,
-                                seed=cfg.seed + 1, batch_size=cfg.batch_size,
+        monitor = build_monitor(portable, monitor_train_df, monitor_valid_df,
+                                every=cfg.monitor_every,
+                                views_df=None if _is_shards(valid_df) else valid_df,
+                                augmenter=aug, seed=cfg.seed + 1, batch_size=cfg.batch_size,
                                 options=cfg.read_options)
     if select == "monitor" and monitor is None:
         print("no representation monitor (labelled monitor splits with both classes and "
               "monitor_every >= 1 needed): keeping the last epoch's encoder (select='last')")
         select = "last"
     log = os.path.join(out_dir, "pretrain_log.csv")
-    best = SaveBest(os.path.join(out_dir, "encoder.keras"), lambda: moco.encoder,
+    best = SaveBest(os.path.join(out_dir, "encoder.keras"), portable,
                     monitor=_SELECT_KEY[select], mode="max" if select == "monitor" else "min",
                     log_csv=log if resume else None)        # resumed: the best so far
     callbacks = [
@@ -253,16 +363,20 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
         keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard")),
         nan, best, *extra_callbacks,
     ]
+    shards = _is_shards(train_df)
     hist = moco.fit(train, validation_data=valid, epochs=cfg.epochs, callbacks=callbacks,
-                    verbose=cfg.verbose, shuffle=False)     # the pipeline shuffles (seeded)
+                    verbose=cfg.verbose, shuffle=False,     # the pipeline shuffles (seeded)
+                    steps_per_epoch=num_train // cfg.batch_size if shards else None)
     nan.check()
     moco.save(os.path.join(out_dir, "moco.keras"))
     if best.best_epoch is None:          # resumed after the last epoch, or no finite monitor
-        moco.encoder.save(best.path)     # value: keep the final encoder
+        portable().save(best.path)       # value: keep the final encoder
         select = "last"
     key, logs = _SELECT_KEY[select], best.best_logs
     with open(os.path.join(out_dir, "pretrain_config.json"), "w") as f:
-        json.dump({**asdict(cfg), "best_epoch": best.best_epoch,
+        json.dump({**asdict(cfg), "strategy": distribute.describe(strategy),
+                   "replicas": distribute.replicas(strategy), "num_train": num_train,
+                   "num_valid": num_valid, "best_epoch": best.best_epoch,
                    "best_val_loss": _number(logs.get("val_loss")), "selected_by": select,
                    "selected_value": _number(logs.get(key)) if key else None},
                   f, indent=1, default=str)
