@@ -138,7 +138,9 @@ def measure_record(signal, fs=FS, record=None):
 def _t_asymmetry(t):
     """(T peak - left half-amplitude point) / (right half-amplitude point - T peak) of one
     lead's T window (isoelectric level 0); NaN when the T wave does not fall to half on both
-    sides inside the window."""
+    sides inside the window, or the window is empty (T offset before the QRS offset)."""
+    if not len(t):
+        return np.nan
     k = int(np.abs(t).argmax())
     above = np.abs(t) >= 0.5 * abs(t[k])
     left = np.where(~above[:k])[0]
@@ -344,9 +346,13 @@ def compare_manifests(real_df, other_df, max_records=300, seed=0, figure=None,
                                     progress=progress)
         problems.append(bad.assign(side=side))
         if len(table) < MIN_RECORDS:
+            left = pd.concat([res.problems, bad], ignore_index=True)
+            listed = "; ".join(f"{r.record}: {r.problem}" for r in left.head(5).itertuples())
+            more = f"; ... and {len(left) - 5} more" if len(left) > 5 else ""
             raise SystemExit(f"only {len(table)} usable {side} record(s) of {len(df)} (at least "
-                             f"{MIN_RECORDS} are needed; {len(df) - len(table)} could not be "
-                             "read or delineated): give more records")
+                             f"{MIN_RECORDS} are needed; {len(left)} could not be read or "
+                             f"delineated{': ' + listed + more if len(left) else ''}): give "
+                             "more records")
         ok = res.manifest["record"].isin(table["record"]).to_numpy()
         loaded[side] = (res.signals[ok], res.manifest["patient_id"].to_numpy()[ok])
         measured[side] = table

@@ -82,11 +82,17 @@ def test_cli_compares_and_refuses_too_few_records(small_cohort, tmp_path):
     assert summary["lead_p2p_max_rel_error"] == 0.0 and summary["n_real"] >= 50
     table = pd.read_csv(tmp_path / "realism_table.csv")
     assert set(table.loc[table["measure"] == "p2p", "lead"]) == set(LEADS)
+    broken = os.path.join(small_cohort.attrs["root"], "manifest_with_a_missing_record.csv")
+    m = pd.read_csv(path)
+    extra = m.head(1).assign(record="no_such_record", patient_id="P_new", label=1)
+    pd.concat([m, extra]).to_csv(broken, index=False)
     args[args.index("--label=0")] = "--label=1"       # a few positive patients only
+    args[args.index(f"--real={path}")] = f"--real={broken}"
     r = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2
     last = r.stderr.strip().splitlines()[-1]
     assert "usable real record(s)" in last and "at least 50" in last
+    assert "no_such_record" in last                   # the left-out record, with its reason
 
 
 def test_discriminator_tells_apart_what_differs():
