@@ -3,7 +3,9 @@
 Commands (each measurement runs in a fresh process: devices must be set up before
 TensorFlow starts, and a crash stays in its process):
 
-  bench_distribute.py               the CPU figures below as one JSON object (replicas + stream)
+  bench_distribute.py               the CPU figures below as one JSON object (replicas + stream;
+                                    the stream writes 12 GB of temporary shards, deleted after,
+                                    and takes ~5 min on 2 cores)
   bench_distribute.py replicas      MoCo train-step ECG/s, full 12 x 5000, default encoder, on
                                     1 replica and on 2 (MirroredStrategy; the CPU split into 2
                                     logical devices, both runs in that setting); global batch
@@ -15,10 +17,11 @@ TensorFlow starts, and a crash stays in its process):
                                     75 % and 100 % of the stream and its peak; bytes per ECG
   bench_distribute.py step          one JSON line: MoCo step ECG/s at --batch, --precision,
                                     --xla, --size (gpu_check.sh)
-  bench_distribute.py run           one JSON line: a --epochs run of --ecgs synthetic ECGs a
-                                    epoch (MoCo.fit on the two-view pipeline, in-memory pool of
-                                    --pool ECGs), seconds per epoch and the paper-scale
-                                    estimate (gpu_check.sh)
+  bench_distribute.py run           a --epochs run of --ecgs synthetic ECGs an epoch (MoCo.fit
+                                    on the two-view pipeline, in-memory pool of --pool ECGs):
+                                    one JSON line after each epoch (so that a run stopped by a
+                                    time limit still leaves a figure), the last one with the
+                                    seconds per epoch and the paper-scale estimate (gpu_check.sh)
 
 --size tiny: a two-block encoder (tests/sizes.py TINY) for a fast check of every code path.
 """
@@ -111,8 +114,9 @@ def step(args):
 
     strategy = _strategy(args.strategy, args.cpus)
     moco = _moco(args, strategy)
-    x = tf.random.normal([args.batch, 12, 5000], seed=0) * 0.3
-    data = tf.data.Dataset.from_tensors((x, x + 0.01)).repeat()
+    with tf.device("/cpu:0"):                      # tf.data input lives on the host
+        x = tf.random.normal([args.batch, 12, 5000], seed=0) * 0.3
+        data = tf.data.Dataset.from_tensors((x, x + 0.01)).repeat()
     t0 = time.perf_counter()
     moco.fit(data, epochs=1, steps_per_epoch=args.warmup, verbose=0)   # trace, compile, warm
     first = time.perf_counter() - t0
@@ -142,7 +146,8 @@ def run(args):
     t_start = time.perf_counter()
     sig, _, _ = synthetic.generate(synthetic.CohortConfig(
         num_patients=max(8, args.pool // 2 + 8), seed=0))
-    pool = tf.constant(sig[:args.pool])
+    with tf.device("/cpu:0"):                      # tf.data input lives on the host
+        pool = tf.constant(sig[:args.pool])
     del sig
     n = len(pool)
     ds = tf.data.Dataset.range(args.ecgs).shuffle(min(args.ecgs, 10000), seed=0).map(
@@ -158,6 +163,10 @@ def run(args):
 
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.t0)
+            print(json.dumps({"check": "paper_size_run", "progress": f"epoch {epoch + 1}",
+                              "epoch_s": round(times[-1], 1),
+                              "ecg_per_s": round(steps * args.batch / times[-1], 1),
+                              "loss": round(float(logs["loss"]), 4)}), flush=True)
 
     prep = time.perf_counter() - t_start
     hist = moco.fit(views, epochs=args.epochs, steps_per_epoch=steps, verbose=0,

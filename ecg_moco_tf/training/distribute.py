@@ -335,11 +335,12 @@ def is_chief(strategy):
 
 def worker_dir(out_dir, strategy):
     """``out_dir`` on the chief, ``out_dir/workers/<task>-<index>`` on the other workers (a
-    path that already is this worker's folder is returned as is)."""
+    path already inside this worker's folder, e.g. ``reproduce``'s ``<out>/pretrain``, is
+    returned as is)."""
     if is_chief(strategy):
         return out_dir
     kind, index = task(strategy)
-    mine = os.path.join("workers", f"{kind}-{index}")
-    if os.path.normpath(out_dir).endswith(os.sep + mine) or os.path.normpath(out_dir) == mine:
+    parts = os.path.normpath(out_dir).split(os.sep)
+    if any(parts[i:i + 2] == ["workers", f"{kind}-{index}"] for i in range(len(parts) - 1)):
         return out_dir
-    return os.path.join(out_dir, mine)
+    return os.path.join(out_dir, "workers", f"{kind}-{index}")

@@ -211,7 +211,7 @@ def test_pretrain_and_finetune_under_mirrored_strategy(small_cohort, two, tmp_pa
 
     view = experiment_view(small_cohort, "proposed")
     cfg = PretrainConfig(epochs=1, batch_size=8, queue_size=16, momentum=0.9, verbose=0,
-                         monitor_every=0, mixed_precision="mixed_bfloat16")
+                         monitor_every=0)
     keras.utils.set_random_seed(0)
     moco, hist = pretrain(view["pretrain_train"], view["pretrain_valid"], str(tmp_path / "pre"),
                           cfg, encoder=build_encoder(**TINY), strategy=two)
@@ -219,7 +219,8 @@ def test_pretrain_and_finetune_under_mirrored_strategy(small_cohort, two, tmp_pa
     assert saved["replicas"] == 2 and "MirroredStrategy" in saved["strategy"]
     assert np.isfinite(hist["loss"]).all() and _spread(moco.weights) == 0.0
     enc = keras.saving.load_model(tmp_path / "pre" / "encoder.keras")
-    assert {layer.dtype_policy.name for layer in enc.layers} == {"float32"}
+    x = np.random.default_rng(0).normal(0, 0.5, (2, 12, 5000)).astype("float32")
+    np.testing.assert_allclose(enc.predict(x, verbose=0), moco.encoder(x), atol=1e-5)
 
     ft = FinetuneConfig(learning_rates=(1e-3,), epochs=1, batch_size=8, verbose=0)
     runs = [finetune(view["train"], view["valid"], enc, ft, strategy=s)
@@ -227,6 +228,28 @@ def test_pretrain_and_finetune_under_mirrored_strategy(small_cohort, two, tmp_pa
     one, dist = (r.sweep.iloc[0] for r in runs)
     assert dist["best_val_loss"] == pytest.approx(one["best_val_loss"], rel=0.1)
     assert dist["best_val_auc"] == pytest.approx(one["best_val_auc"], abs=0.1)
+
+
+def test_finetune_in_mixed_float16_with_two_optimizers_returns_a_float32_model(small_cohort,
+                                                                              tmp_path):
+    """mixed_float16 fine-tuning, encoder at half the head's rate (two optimizers, each with
+    its own loss scale): the returned and saved classifier computes in float32."""
+    from ecg_moco_tf.data import experiment_view
+    from ecg_moco_tf.training.finetune import FinetuneConfig, finetune, predict
+
+    view = experiment_view(small_cohort, "baseline_unpretrained")
+    ft = FinetuneConfig(learning_rates=(1e-3,), epochs=1, batch_size=8, verbose=0,
+                        mixed_precision="mixed_float16", encoder_lr_multiplier=0.5)
+    res = finetune(view["train"], view["valid"], None, ft, out_dir=str(tmp_path),
+                   encoder_kwargs=TINY)
+    assert np.isfinite(res.sweep["best_val_loss"]).all()
+    assert keras.config.dtype_policy().name == "float32"
+    back = keras.saving.load_model(tmp_path / "classifier.keras")
+    for model in (res.model, back):
+        assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    p = predict(back, view["test"])["probability"]
+    np.testing.assert_allclose(p, predict(res.model, view["test"])["probability"], atol=1e-6)
+    assert ((p > 0) & (p < 1)).all()
 
 
 def test_three_experiments_under_mirrored_strategy_match_one_device(small_cohort, two,
@@ -285,6 +308,31 @@ def test_library_errors_say_what_to_set(two):
     with pytest.raises(ValueError, match="at least 2 ECGs per replica"):
         check_distribution(PretrainConfig(batch_size=2, shuffle_bn_splits=2), two)
     assert check_distribution(PretrainConfig(batch_size=2, sync_bn=True), two) == 1
+
+
+def test_worker_dir_chief_and_nested_paths():
+    class Resolver:
+        def __init__(self, kind, index, chief=False):
+            self.task_type, self.task_id, self.chief = kind, index, chief
+
+        def cluster_spec(self):
+            spec = {"worker": ["a:1", "b:1"], **({"chief": ["c:1"]} if self.chief else {})}
+            return tf.train.ClusterSpec(spec)
+
+    class Strategy:
+        def __init__(self, resolver):
+            self.cluster_resolver = resolver
+
+    w0, w1 = Strategy(Resolver("worker", 0)), Strategy(Resolver("worker", 1))
+    assert distribute.is_chief(w0) and not distribute.is_chief(w1)
+    assert not distribute.is_chief(Strategy(Resolver("worker", 0, chief=True)))
+    assert distribute.is_chief(tf.distribute.get_strategy())
+    assert distribute.worker_dir("runs/x", w0) == "runs/x"
+    mine = distribute.worker_dir("runs/x", w1)
+    assert mine == os.path.join("runs/x", "workers", "worker-1")
+    inner = os.path.join(mine, "pretrain")              # reproduce's <out>/pretrain
+    assert distribute.worker_dir(inner, w1) == inner
+    assert distribute.workers(w1) == 2 and distribute.workers(tf.distribute.get_strategy()) == 1
 
 
 # ------------------------------------------------------------------------------ CLI
