@@ -7,7 +7,11 @@
 # Usage:  bash benchmarks/gpu_check.sh            (from anywhere; PYTHON=... to pick Python)
 #         GPU_CHECK_TINY=1 bash benchmarks/gpu_check.sh   tiny sizes, on whatever device is
 #                                                 there (the CPU test of every code path)
-# Without a GPU (and without GPU_CHECK_TINY=1) it prints one "skipped" line and exits 0.
+# Without a GPU (and without GPU_CHECK_TINY=1) it prints one "skipped" line and exits 0; with a
+# GPU that TensorFlow cannot see (nvidia-smi lists one; TensorFlow missing or without its CUDA
+# libraries) one "failed" line with the probe's log and exit 1. The Python it uses needs
+# TensorFlow with GPU support (pip install 'tensorflow[and-cuda]'), keras, wfdb and this
+# project (pip install -e .).
 # Every part runs in its own process with its own time limit; the whole stays under
 # GPU_CHECK_BUDGET_S (default 460 s). A part that fails or runs out of time prints a line
 # with "status": "failed" / "timeout" and the last lines of its log; the others still run.
@@ -34,6 +38,12 @@ json_escape() {  # stdin -> one JSON string (no Python: it may be what is broken
 
 if [ "$TINY" != 1 ]; then
   GPUS=$(timeout 120 "$PY" -c "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))" 2>"$LOGS/probe.log" | tail -1)
+  if ! [ "${GPUS:-0}" -gt 0 ] 2>/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+    # the machine has a GPU but this Python's TensorFlow cannot use it (not installed, no CUDA
+    # libraries: pip install 'tensorflow[and-cuda]'): a failure, not a skip
+    echo "{\"check\": \"gpu\", \"status\": \"failed\", \"reason\": \"nvidia-smi lists a GPU but TensorFlow in $PY sees none (install tensorflow[and-cuda], keras and this project there, or set PYTHON=...)\", \"nvidia_smi\": $(nvidia-smi -L 2>/dev/null | head -1 | json_escape), \"probe_log_tail\": $(tail -n 8 "$LOGS/probe.log" | json_escape)}"
+    exit 1
+  fi
   if ! [ "${GPUS:-0}" -gt 0 ] 2>/dev/null; then
     echo "{\"check\": \"gpu\", \"status\": \"skipped\", \"reason\": \"no GPU visible to TensorFlow ($PY); nothing measured\", \"logs\": \"$LOGS\"}"
     echo "gpu_check: no GPU found: nothing to measure (GPU_CHECK_TINY=1 runs the tiny CPU check)" >&2
