@@ -243,18 +243,32 @@ def _child(command, *flags, timeout=3600):
 
 
 def replicas(args):
-    res = {}
-    for name in ("default", "mirrored"):
-        r = _child("step", f"--strategy={name}", "--cpus=2", f"--batch={args.batch}",
-                   f"--steps={args.steps}", f"--warmup={args.warmup}")
-        res[name] = r
-    one, two = res["default"].get("ecg_per_s"), res["mirrored"].get("ecg_per_s")
-    return {"check": "replicas", "batch": args.batch, "one_replica_ecg_per_s": one,
-            "two_replicas_ecg_per_s": two,
-            "two_replicas_per_replica_ecg_per_s": res["mirrored"].get("ecg_per_s_per_replica"),
+    """1 vs 2 replicas, alternated ``--repeats`` times (a machine shared with other jobs
+    swings by 2x within minutes): medians, and every value."""
+    import statistics
+
+    runs = {"default": [], "mirrored": []}
+    errors = {}
+    for _ in range(args.repeats):
+        for name in runs:
+            r = _child("step", f"--strategy={name}", "--cpus=2", f"--batch={args.batch}",
+                       f"--steps={args.steps}", f"--warmup={args.warmup}",
+                       f"--shuffle_bn_splits={args.shuffle_bn_splits}")
+            if "error" in r:
+                errors[name] = r["error"]
+            else:
+                runs[name].append(r)
+    rate = {k: [r["ecg_per_s"] for r in v] for k, v in runs.items()}
+    one, two = (statistics.median(rate[k]) if rate[k] else None for k in runs)
+    return {"check": "replicas", "batch": args.batch, "repeats": args.repeats,
+            "shuffle_bn_splits": args.shuffle_bn_splits,
+            "one_replica_ecg_per_s": one, "two_replicas_ecg_per_s": two,
+            "two_replicas_per_replica_ecg_per_s": round(two / 2, 1) if two else None,
             "speedup": round(two / one, 2) if one and two else None,
-            "peak_rss_mb": [res[k].get("peak_rss_mb") for k in ("default", "mirrored")],
-            "errors": {k: v["error"] for k, v in res.items() if "error" in v} or None}
+            "one_replica_all": rate["default"], "two_replicas_all": rate["mirrored"],
+            "peak_rss_mb": [max((r["peak_rss_mb"] for r in runs[k]), default=None)
+                            for k in runs],
+            "errors": errors or None}
 
 
 def stream_figures(args):
@@ -292,6 +306,8 @@ def main():
                     help="global batch (replicas: 64, step/run: 256)")
     ap.add_argument("--steps", type=int, default=10, help="timed steps (step, replicas)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="replicas: 1 and 2 replicas alternated this many times (median)")
     ap.add_argument("--precision", default="float32",
                     choices=["float32", "mixed_float16", "mixed_bfloat16"])
     ap.add_argument("--xla", action="store_true", help="jit_compile the step")

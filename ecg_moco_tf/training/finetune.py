@@ -46,9 +46,9 @@ metrics are built inside ``strategy.scope()`` under the run's dtype policy; ``ba
 the global batch; the input is DATA auto-sharded between workers. With several replicas a
 last training batch of fewer ECGs than replicas is dropped (a replica with an empty batch
 would update its batch-norm statistics from nothing); a validation set whose last batch
-would do that on a CPU is refused (:func:`.distribute.check_last_batch`). A model trained in mixed precision or on
-several replicas is returned (and saved) as a plain float32 copy on one device, so that
-predicting with it needs no strategy.
+would do that on a CPU is refused (:func:`.distribute.check_last_batch`). A model trained in
+mixed precision or on several replicas is returned (and saved) as a plain float32 copy on one
+device, so that predicting with it needs no strategy.
 
 Class imbalance: by default none of the loss is re-weighted: the sigmoid output then stays a
 calibrated probability at the training prevalence, and AUC does not depend on prevalence

@@ -103,7 +103,8 @@ def test_cross_replica_shuffle_bn_step_equals_one_device_step_with_the_same_grou
     same_groups = _moco(tf.distribute.get_strategy(), enc, splits=2)
     dist = _moco(two, enc, splits=2)
     seed = tf.cast(keras.random.SeedGenerator(0).next(), tf.int32)      # the step's first draw
-    same_groups._bn_orders = lambda b, replicas=1: (tf.range(8), cross_replica_key_order(8, 2, seed))
+    same_groups._bn_orders = lambda b, replicas=1: (tf.range(8),
+                                                    cross_replica_key_order(8, 2, seed))
     loss1, _ = _step(one, batch)
     loss_same, step_same = _step(same_groups, batch)
     loss2, step2 = _step(dist, batch)
