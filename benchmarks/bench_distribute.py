@@ -136,12 +136,12 @@ def step(args):
 
 def run(args):
     """A short pretraining run at paper scale on synthetic ECGs (no disk: an in-memory pool)."""
-    import keras
     import numpy as np
     import tensorflow as tf
 
     from ecg_moco_tf.augment import build_augmenter
     from ecg_moco_tf.data import pipeline, synthetic
+    from ecg_moco_tf.training.callbacks import EpochTimer
 
     t_start = time.perf_counter()
     sig, _, _ = synthetic.generate(synthetic.CohortConfig(
@@ -155,22 +155,17 @@ def run(args):
     views = pipeline.two_view(ds.repeat(), build_augmenter(seed=0), args.batch, seed=0)
     steps = args.ecgs // args.batch
     moco = _moco(args, tf.distribute.get_strategy(), min(4096, args.ecgs // 2))
-    times = []
+    def progress(epoch, seconds, logs):
+        print(json.dumps({"check": "paper_size_run", "progress": f"epoch {epoch + 1}",
+                          "epoch_s": round(seconds, 1),
+                          "ecg_per_s": round(steps * args.batch / seconds, 1),
+                          "loss": round(float(logs["loss"]), 4)}), flush=True)
 
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.t0)
-            print(json.dumps({"check": "paper_size_run", "progress": f"epoch {epoch + 1}",
-                              "epoch_s": round(times[-1], 1),
-                              "ecg_per_s": round(steps * args.batch / times[-1], 1),
-                              "loss": round(float(logs["loss"]), 4)}), flush=True)
-
+    clock = EpochTimer(progress)
     prep = time.perf_counter() - t_start
     hist = moco.fit(views, epochs=args.epochs, steps_per_epoch=steps, verbose=0,
-                    callbacks=[Clock()]).history
+                    callbacks=[clock]).history
+    times = clock.times
     steady = min(times[1:] or times)
     per_s = steps * args.batch / steady
     return {"check": "paper_size_run", "device": _device(), "ecgs_per_epoch": steps * args.batch,

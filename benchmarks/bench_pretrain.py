@@ -67,6 +67,7 @@ def _fit(batch, num_patients):
     from ecg_moco_tf.augment import build_augmenter
     from ecg_moco_tf.data import experiment_view, manifest, pipeline, splits, synthetic
     from ecg_moco_tf.models import MoCo, build_encoder
+    from ecg_moco_tf.training.callbacks import EpochTimer
 
     with tempfile.TemporaryDirectory() as tmp:
         df = synthetic.write_cohort(tmp, synthetic.CohortConfig(num_patients=num_patients,
@@ -79,16 +80,9 @@ def _fit(batch, num_patients):
         keras.utils.set_random_seed(0)
         moco = MoCo(build_encoder(), queue_size=256, seed=0, shuffle_bn_splits=2)
         moco.compile(optimizer=keras.optimizers.Adam(1e-3))
-        times = []
-
-        class Clock(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.t0 = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                times.append(time.perf_counter() - self.t0)
-
-        moco.fit(ds, epochs=3, verbose=0, callbacks=[Clock()])
+        clock = EpochTimer()
+        moco.fit(ds, epochs=3, verbose=0, callbacks=[clock])
+        times = clock.times
         steps = len(train) // batch
     return {"rates": [steps * batch / t for t in times[1:]], "first_epoch_s": times[0],
             "steps_per_epoch": steps, "peak_rss_mb": _peak_rss_mb()}

@@ -1,6 +1,7 @@
 """Callbacks shared by pretraining and fine-tuning."""
 import math
 import os
+import time
 
 import keras
 
@@ -18,6 +19,23 @@ def log_epochs(log):
     counted from 0 and are shifted."""
     e = log["epoch"].astype(int)
     return e + 1 if len(e) and e.iloc[0] == 0 else e
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall seconds of every epoch in ``times``; ``report(epoch, seconds, logs)``, if given,
+    after each (e.g. a progress line)."""
+
+    def __init__(self, report=None):
+        super().__init__()
+        self.times, self.report = [], report
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self.t0)
+        if self.report:
+            self.report(epoch, self.times[-1], logs or {})
 
 
 class StopOnNaN(keras.callbacks.Callback):

@@ -276,3 +276,16 @@ def test_min_steps_per_epoch_repeats_a_small_training_set(small_cohort):
     assert more.sweep["min_steps_per_epoch"].iloc[0] == 5
     with pytest.raises(ValueError, match="min_steps_per_epoch"):
         FinetuneConfig(min_steps_per_epoch=-1).check()
+
+
+def test_epoch_timer_times_every_epoch_and_reports():
+    from ecg_moco_tf.training.callbacks import EpochTimer
+
+    seen = []
+    clock = EpochTimer(lambda epoch, s, logs: seen.append((epoch, s, "loss" in logs)))
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.zeros((8, 3)), np.zeros((8, 1)), epochs=2, verbose=0, callbacks=[clock])
+    assert len(clock.times) == 2 and all(t > 0 for t in clock.times)
+    assert [(e, ok) for e, _, ok in seen] == [(0, True), (1, True)]
+    assert [s for _, s, _ in seen] == clock.times
