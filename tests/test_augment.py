@@ -200,3 +200,45 @@ def test_white_noise_is_unit_white_and_independent_across_leads():
     assert np.mean(np.abs(corr) > 0.1) < 0.02 and np.abs(corr).max() < 0.6
     lag1 = np.mean(flat[:, 1:] * flat[:, :-1])
     assert abs(lag1) < 0.01                             # white: no correlation in time
+
+
+def test_fused_resample_matches_crop_and_resize_and_skipped_samples_are_exact(x):
+    """The XLA interpolation gives what tf.image.crop_and_resize gives (the op it replaced),
+    and bounds (0, 1) leave a sample bit for bit unchanged (how masked transforms skip it)."""
+    lo = tf.constant([0.0, 0.1, 0.0, 0.25, 0.0, 0.3, 0.0, 0.05])
+    hi = tf.constant([1.0, 0.6, 1.25, 0.9, 0.8, 1.0, 1.0, 0.5])
+    y = A._resample(x, lo, hi).numpy()
+    zeros = tf.zeros_like(lo)
+    ref = tf.image.crop_and_resize(tf.transpose(x, [0, 2, 1])[:, None],
+                                   tf.stack([zeros, lo, zeros + 1.0, hi], 1), tf.range(8),
+                                   [1, 5000], extrapolation_value=0.0)
+    ref = tf.transpose(ref[:, 0], [0, 2, 1]).numpy()
+    # positions agree to float32 rounding (~1e-4 samples near the end): values to ~1e-4 mV
+    np.testing.assert_allclose(y, ref, atol=3e-4)
+    assert np.abs(y - ref).mean() < 1e-5
+    assert np.array_equal(y[[0, 6]], x.numpy()[[0, 6]])
+    assert np.all(y[2, :, 4001:] == 0)                   # stretched past the end: zeros
+
+
+@pytest.mark.parametrize("kind", [A.TimeResize, A.RandomResizedCrop, A.GaussianNoise,
+                                  A.MuscleNoise, A.RandomErasing, A.BaselineShift])
+def test_samples_not_picked_are_unchanged_and_picked_ones_change(kind, x):
+    picked = tf.random.stateless_uniform([8], A._seeds(SEED, 2)[0]) < 0.5
+    y = kind(probability=0.5).apply(x, SEED).numpy()
+    same = np.all(y == x.numpy(), axis=(1, 2))
+    assert 0 < picked.numpy().sum() < 8
+    assert np.array_equal(same, ~picked.numpy())
+
+
+def test_fused_noise_is_the_documented_bank_sum():
+    """GaussianNoise = x + std * (bank[a] + sign * bank[b]) * flip / sqrt(2), written out."""
+    x = tf.random.stateless_normal([4, 12, 5000], [0, 1])
+    s1, s2 = A._seeds(A._seeds(SEED, 2)[1], 2)
+    std = A._uniform([4], s1, 0.0, 0.05 + 1e-12)
+    row_a, row_b, ca, cb = (v.numpy() for v in A._bank_draws(x, s2))
+    bank = A._noise_bank(5000)
+    ref = x.numpy() + std.numpy()[:, None, None] * (
+        bank[row_a] * ca[..., None] + bank[row_b] * cb[..., None])
+    y = A.GaussianNoise(probability=1.0).apply(x, SEED).numpy()
+    np.testing.assert_allclose(y, ref, atol=1e-6)
+    assert np.all(row_a != row_b) and set(np.unique(np.abs(cb))) == {np.float32(0.70710678)}
