@@ -47,7 +47,8 @@ from .monitor import build_monitor
 
 @dataclass
 class PretrainConfig:
-    """Pretraining settings (each is a flag of ``ecg-moco pretrain``)."""
+    """Pretraining settings. Each is a flag of ``ecg-moco pretrain`` and ``reproduce`` with
+    this default (the flags are made from these fields: ``cli.common.pretrain_flag_table``)."""
 
     epochs: int = 50
     batch_size: int = 64
@@ -256,7 +257,8 @@ def _portable(encoder, cfg, strategy):
 
 def check_config(cfg, num_train, num_valid):
     """Check ``cfg`` against the numbers of train1 / valid1 ECGs before any work: a
-    ``ValueError`` naming the flag to change. Returns (Adam's learning rate, total steps)."""
+    ``ValueError`` naming the flag to change. Returns (Adam's learning rate, total steps).
+    Shuffle-BN groups against the batch and the replicas: :func:`check_distribution`."""
     for n, split in ((num_train, "train1"), (num_valid, "valid1")):
         if not n:
             raise ValueError(f"no pretraining ECGs in {split}: give the manifest splits "
@@ -264,10 +266,6 @@ def check_config(cfg, num_train, num_valid):
     check_queue_size(cfg.queue_size, num_train, cfg.batch_size)
     if cfg.select not in SELECT:
         raise ValueError(f"select={cfg.select!r}: choose from {SELECT}")
-    g = cfg.shuffle_bn_splits
-    if g > 1 and (cfg.batch_size % g or cfg.batch_size // g < 2):
-        raise ValueError(f"--batch_size={cfg.batch_size} must be a multiple of "
-                         f"--shuffle_bn_splits={g} with at least 2 ECGs per group")
     if num_valid < cfg.batch_size:
         raise ValueError(f"valid1 has {num_valid} ECGs, fewer than one batch of "
                          f"{cfg.batch_size}; lower --batch_size")

@@ -451,3 +451,18 @@ def test_multi_worker_cli_two_processes_pretrain_from_shards_and_finetune(small_
     assert saved["replicas"] == 2 and saved["num_train"] == int(
         (small_cohort["split"] == "train1").sum())
     assert (tmp_path / "ft" / "metrics.json").exists()
+
+
+def test_shuffle_bn_groups_are_checked_only_where_they_apply():
+    """A batch that the shuffle-BN groups do not divide is an error on one device, but not
+    with --sync_bn (no groups) or across replicas (one group per replica)."""
+    from ecg_moco_tf.training.pretrain import PretrainConfig, check_config, check_distribution
+
+    odd = PretrainConfig(batch_size=6, queue_size=8, shuffle_bn_splits=4)
+    with pytest.raises(ValueError, match="--batch_size=6 must be a multiple of "
+                                         "--shuffle_bn_splits=4"):
+        check_distribution(odd, tf.distribute.get_strategy())
+    sync = PretrainConfig(batch_size=6, queue_size=8, shuffle_bn_splits=4, sync_bn=True)
+    assert check_distribution(sync, tf.distribute.get_strategy()) == 1
+    check_config(sync, 100, 20)                  # no second, replica-blind group check
+    check_config(odd, 100, 20)
