@@ -410,7 +410,8 @@ def test_cli_bad_distribution_settings_are_one_line_and_exit_2(small_cohort, tmp
 def test_multi_worker_cli_two_processes_pretrain_from_shards_and_finetune(small_cohort,
                                                                          tmp_path):
     """Two workers on localhost (TF_CONFIG, free ports): pretraining from TFRecord shards
-    (FILE auto-sharding) and fine-tuning; the chief writes to --out, worker 1 to
+    (FILE auto-sharding), from the manifest (DATA auto-sharding, with the representation
+    monitor) and fine-tuning; the chief writes to --out, worker 1 to
     --out/workers/worker-1, and both end with the same weights."""
     from ecg_moco_tf.data.pipeline import write_tfrecords
 
@@ -423,6 +424,9 @@ def test_multi_worker_cli_two_processes_pretrain_from_shards_and_finetune(small_
                      f"--out={tmp_path}/pre", "--epochs=1", "--batch_size=8",
                      "--queue_size=16", "--momentum=0.9", "--monitor_every=0",
                      "--select_encoder=last", "--nocache"],
+        "pretrain_manifest": ["pretrain", f"--manifest={manifest}", f"--out={tmp_path}/prm",
+                              "--epochs=1", "--batch_size=8", "--queue_size=16",
+                              "--momentum=0.9", "--monitor_every=1", "--select_encoder=last"],
         "finetune": ["finetune", f"--manifest={manifest}", "--experiment=proposed",
                      f"--encoder={tmp_path}/pre/encoder.keras", f"--out={tmp_path}/ft",
                      "--learning_rates=1e-3", "--epochs=1", "--batch_size=8"],
@@ -441,7 +445,8 @@ def test_multi_worker_cli_two_processes_pretrain_from_shards_and_finetune(small_
             assert p.returncode == 0, (job, err[-3000:])
         assert "MultiWorkerMirroredStrategy, 2 replica(s)" in results[0][0]
     x = np.random.default_rng(0).normal(0, 0.5, (4, 12, 5000)).astype("float32")
-    for sub, name in (("pre", "encoder.keras"), ("ft", "classifier.keras")):
+    for sub, name in (("pre", "encoder.keras"), ("prm", "encoder.keras"),
+                      ("ft", "classifier.keras")):
         chief = keras.saving.load_model(tmp_path / sub / name)
         worker = keras.saving.load_model(tmp_path / sub / "workers" / "worker-1" / name)
         for a, b in zip(chief.weights, worker.weights):
@@ -451,6 +456,8 @@ def test_multi_worker_cli_two_processes_pretrain_from_shards_and_finetune(small_
     assert saved["replicas"] == 2 and saved["num_train"] == int(
         (small_cohort["split"] == "train1").sum())
     assert (tmp_path / "ft" / "metrics.json").exists()
+    log = (tmp_path / "prm" / "pretrain_log.csv").read_text()
+    assert "probe_auc" in log.splitlines()[0], log
 
 
 def test_shuffle_bn_groups_are_checked_only_where_they_apply():
