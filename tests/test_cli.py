@@ -74,13 +74,15 @@ def test_missing_files_are_one_line_and_exit_2(tmp_path):
 
 
 def test_shared_flag_names_are_accepted_across_commands():
-    """reproduce's --moco_momentum works on pretrain, predict's --input on explain (aliases)."""
+    """Earlier names still work in a fresh process: explain's --records is --input (predict's
+    name), pretrain's --momentum_final is --moco_momentum_final (reproduce's); the whole
+    table: tests/test_cli_config.py."""
     code = ("import importlib, sys; from absl import flags; "
             "importlib.import_module('ecg_moco_tf.cli.' + sys.argv[1]); "
             "flags.FLAGS(['x'] + sys.argv[3:]); print(getattr(flags.FLAGS, sys.argv[2]))")
     for cmd, name, args, value in (
-            ("explain", "records", ["--input=my_ecgs", "--model=m.keras"], "my_ecgs"),
-            ("pretrain", "momentum_final", ["--moco_momentum_final=0.99", "--manifest=m.csv"],
+            ("explain", "input", ["--records=my_ecgs", "--model=m.keras"], "my_ecgs"),
+            ("pretrain", "moco_momentum_final", ["--momentum_final=0.99", "--manifest=m.csv"],
              "0.99")):
         r = subprocess.run([sys.executable, "-c", code, cmd, name, *args],
                            capture_output=True, text=True, timeout=300)

@@ -59,9 +59,13 @@ def define_manifest_flag(module_name, required=True):
 def define_read_flags(module_name, on_error=None):
     """How records are read (``--min_seconds``, ``--drop_extra_leads``) and, with
     ``on_error`` (its default), what an unreadable record does (``--on_error``)."""
+    from ecg_moco_tf.data.records import ReadOptions
+
     m = {"module_name": module_name}
-    flags.DEFINE_float("min_seconds", 5.0, "Shortest accepted record, seconds.", **m)
-    flags.DEFINE_bool("drop_extra_leads", False, "Records with leads beyond the 12 standard ones "
+    flags.DEFINE_float("min_seconds", ReadOptions.min_seconds, "Shortest accepted record, "
+                       "seconds.", **m)
+    flags.DEFINE_bool("drop_extra_leads", ReadOptions.drop_extra_leads, "Records with leads "
+                      "beyond the 12 standard ones "
                       "(e.g. vx, vy, vz): keep the 12 (default: the record is an error).", **m)
     if on_error:
         flags.DEFINE_enum("on_error", on_error, ["raise", "skip"], "Unreadable records: stop "
@@ -112,22 +116,13 @@ def output_file(path):
     return path
 
 
-def define_distribute_flags(module_name, sync_bn=False):
-    """``--strategy``, ``--mixed_precision``, ``--jit_compile`` (and ``--sync_bn``)."""
-    m = {"module_name": module_name}
+def define_distribute_flags(module_name):
+    """``--strategy`` (``--mixed_precision``, ``--jit_compile`` and ``--sync_bn`` are settings
+    of the stage configs: :func:`define_pretrain_flags`, :func:`define_finetune_flags`)."""
     flags.DEFINE_string("strategy", "default", "tf.distribute strategy: default (one device), "
                         "mirrored (every GPU of this machine), multi_worker (a cluster from "
                         "TF_CONFIG or Slurm srun) or tpu. Batch sizes are global: each replica "
-                        "gets batch_size / replicas.", **m)
-    flags.DEFINE_string("mixed_precision", "float32", "Keras dtype policy: float32, "
-                        "mixed_float16 (GPU, with loss scaling) or mixed_bfloat16 (TPU, recent "
-                        "GPUs and CPUs). InfoNCE logits, loss and queue stay float32; saved "
-                        "models are float32.", **m)
-    flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step (one replica only).",
-                      **m)
-    if sync_bn:
-        flags.DEFINE_bool("sync_bn", False, "MoCo: synchronized batch norms (statistics of the "
-                          "global batch across replicas) instead of shuffle-BN.", **m)
+                        "gets batch_size / replicas.", module_name=module_name)
 
 
 def strategy_from_flags(*batch_flags):
@@ -154,3 +149,187 @@ def strategy_from_flags(*batch_flags):
     print(f"strategy: {distribute.describe(strategy)}; precision {FLAGS.mixed_precision}"
           f"{'; XLA' if FLAGS.jit_compile else ''}")
     return strategy
+
+
+# ---- the stage configs: one flag per field of PretrainConfig / FinetuneConfig ------------------
+# Each table maps a config field to (flag name, help[, choices]); the flag's type and default
+# are the field's, so the commands (pretrain, finetune, reproduce) and the Python API share one
+# set of defaults. Not in the tables: verbose (--verbose), read_options (the read flags) and
+# augment_overrides' parsing (augment_overrides_from_flags).
+
+# reproduce runs both stages: these pretraining flags are named pretrain_<name> there
+REPRODUCE_PRETRAIN_PREFIXED = ("epochs", "batch_size", "learning_rate", "warmup_steps",
+                               "lr_schedule")
+# settings of both stages: one flag in reproduce, no stage in its help
+BOTH_STAGES = ("cache", "seed", "mixed_precision", "jit_compile")
+
+_PRECISION = ("Keras dtype policy: float32, mixed_float16 (GPU, with loss scaling) or "
+              "mixed_bfloat16 (TPU, recent GPUs and CPUs). InfoNCE logits, loss and queue stay "
+              "float32; saved models are float32.")
+_JIT = "XLA-compile the train step (one replica only)."
+_VERBOSE = ("Keras' progress bar within each epoch (step, loss, time left) for long epochs; "
+            "default: one line per epoch.")
+
+
+def pretrain_flag_table():
+    """PretrainConfig field -> (flag name, help[, choices])."""
+    from ecg_moco_tf.training.pretrain import LR_SCHEDULES, SELECT
+
+    return {
+        "epochs": ("epochs", "Epochs."),
+        "batch_size": ("batch_size", "Batch size (two views each)."),
+        "learning_rate": ("learning_rate", "Adam learning rate."),
+        "queue_size": ("queue_size", "Negative keys K (must be well below the train1 size)."),
+        "momentum": ("moco_momentum", "EMA momentum of the key encoder."),
+        "momentum_final": ("moco_momentum_final", "If set: the key momentum follows a cosine "
+                           "from --moco_momentum to this over the whole run (e.g. 0.9 -> 0.99)."),
+        "temperature": ("temperature", "InfoNCE temperature."),
+        "version": ("moco_version", "MoCo v1 (no head) or v2 (MLP head).", (1, 2)),
+        "symmetric": ("symmetric", "Symmetric loss (both views as queries)."),
+        "shuffle_bn_splits": ("shuffle_bn_splits", "Key-batch BN groups (single-device "
+                              "shuffle-BN)."),
+        "augmentations": ("augmentations", "Transform class names; empty = the paper's five."),
+        "augment_probability": ("augment_probability", "Per-sample probability of each "
+                                "transform."),
+        "augment_overrides": ("augment_overrides", "Per-transform constructor arguments as "
+                              'JSON, e.g. \'{"GaussianNoise": {"max_std_mv": 0.1}, '
+                              '"TimeResize": {"probability": 0.8}}\'.'),
+        "warmup_steps": ("warmup_steps", "Linear learning-rate warm-up from 0 over this many "
+                         "optimizer steps."),
+        "lr_schedule": ("lr_schedule", "Learning rate after the warm-up: constant, or cosine "
+                        "decay to 0 at the last step.", LR_SCHEDULES),
+        "cache": ("cache", "Keep decoded ECGs in memory (turn off for large data)."),
+        "seed": ("seed", "Seed."),
+        "monitor_every": ("monitor_every", "Representation monitor (kNN / logistic-probe AUC "
+                          "of frozen features on the manifest's train2 -> valid2, alignment, "
+                          "uniformity) every N epochs; 0: off."),
+        "select": ("select_encoder", "Encoder saved: highest monitor probe AUC (falls back to "
+                   "last without labelled train2/valid2), last epoch, or lowest MoCo "
+                   "validation loss (not comparable across epochs).", SELECT),
+        "sync_bn": ("sync_bn", "Synchronized batch norms (statistics of the global batch "
+                    "across replicas) instead of shuffle-BN."),
+        "mixed_precision": ("mixed_precision", _PRECISION),
+        "jit_compile": ("jit_compile", _JIT),
+    }
+
+
+def finetune_flag_table():
+    """FinetuneConfig field -> (flag name, help[, choices])."""
+    return {
+        "learning_rates": ("learning_rates", "Learning-rate sweep (Adam)."),
+        "epochs": ("epochs", "Maximum epochs per learning rate (early stopping on validation "
+                   "loss)."),
+        "batch_size": ("batch_size", "Batch size."),
+        "patience": ("patience", "Early-stopping patience on validation loss."),
+        "hidden_units": ("hidden_units", "Width of the hidden dense layer of the head."),
+        "dropout": ("dropout", "Dropout before the output layer."),
+        "freeze_encoder": ("freeze_encoder", "Linear-probe mode: train the head only."),
+        "class_weight": ("class_weight", "Class weighting of the loss.", ("none", "balanced")),
+        "augment": ("augment", "Augment training ECGs (the paper's five transforms)."),
+        "bn_momentum": ("bn_momentum", "Momentum of the encoder's batch-norm statistics during "
+                        "fine-tuning (set on the copy; Keras default 0.99 = the paper "
+                        "protocol)."),
+        "weight_decay": ("weight_decay", "> 0: AdamW with this decoupled weight decay."),
+        "encoder_lr_multiplier": ("encoder_lr_multiplier", "Encoder learning rate relative to "
+                                  "the head's."),
+        "linear_probe_epochs": ("linear_probe_epochs", "LP-FT: head-only epochs (encoder "
+                                "frozen) before fine-tuning."),
+        "reestimate_bn": ("reestimate_bn", "Re-estimate batch-norm statistics on the training "
+                          "ECGs after training, before validating and saving."),
+        "min_steps_per_epoch": ("min_steps_per_epoch", "Repeat a training set smaller than "
+                                "this many batches so every epoch has this many steps (0: one "
+                                "pass per epoch)."),
+        "cache": ("cache", "Keep decoded ECGs in memory (turn off for large data)."),
+        "seed": ("seed", "Seed."),
+        "mixed_precision": ("mixed_precision", _PRECISION),
+        "jit_compile": ("jit_compile", _JIT),
+    }
+
+
+def _flag_names(table, prefixed=()):
+    return {f: ("pretrain_" if f in prefixed else "") + spec[0] for f, spec in table.items()}
+
+
+def _define_config_flags(config, table, names, module_name, stage=""):
+    """One absl flag per ``table`` entry, typed and defaulted by ``config``'s field; a flag the
+    command already defined is kept (reproduce's --seed; the settings of both stages)."""
+    import dataclasses
+    import json
+
+    defaults = config()
+    types = {f.name: str(f.type) for f in dataclasses.fields(config)}
+    for field, (_, text, *choices) in table.items():
+        name, d = names[field], getattr(defaults, field)
+        if name in FLAGS:
+            continue
+        m = {"module_name": module_name}
+        text = f"{stage}: {text}" if stage and field not in BOTH_STAGES else text
+        if choices:
+            flags.DEFINE_enum(name, str(d), [str(c) for c in choices[0]], text, **m)
+        elif isinstance(d, bool):
+            flags.DEFINE_bool(name, d, text, **m)
+        elif isinstance(d, int):
+            flags.DEFINE_integer(name, d, text, **m)
+        elif isinstance(d, float) or types[field].startswith("float"):   # float | None
+            flags.DEFINE_float(name, d, text, **m)
+        elif isinstance(d, tuple):
+            flags.DEFINE_list(name, [str(x) for x in d], text, **m)
+        elif isinstance(d, dict):
+            flags.DEFINE_string(name, json.dumps(d) if d else "", text, **m)
+        else:
+            flags.DEFINE_string(name, d, text, **m)
+    if "verbose" not in FLAGS:
+        flags.DEFINE_bool("verbose", False, _VERBOSE, module_name=module_name)
+
+
+def _config_from_flags(config, names, **given):
+    """``config`` from the parsed flags (``given``: fields set by the caller)."""
+    defaults, values = config(), dict(given)
+    for field, name in names.items():
+        if field in given:
+            continue
+        d, v = getattr(defaults, field), FLAGS[name].value
+        if isinstance(d, tuple):              # list flag -> tuple of the default's element type
+            v = tuple(type(d[0])(x) for x in v) if d else tuple(v)
+        elif d is not None and v is not None:
+            v = type(d)(v)                    # e.g. an enum's "2" -> 2
+        values[field] = v
+    values.setdefault("verbose", 1 if FLAGS.verbose else 2)
+    values.setdefault("read_options", read_options_from_flags())
+    return config(**values)
+
+
+def define_pretrain_flags(module_name, prefixed=(), stage=""):
+    """The flags of :class:`PretrainConfig` (``prefixed``: fields named ``pretrain_<name>``,
+    as in reproduce; ``stage`` starts their help there)."""
+    from ecg_moco_tf.training.pretrain import PretrainConfig
+
+    table = pretrain_flag_table()
+    _define_config_flags(PretrainConfig, table, _flag_names(table, prefixed), module_name, stage)
+
+
+def define_finetune_flags(module_name, stage=""):
+    """The flags of :class:`FinetuneConfig`."""
+    from ecg_moco_tf.training.finetune import FinetuneConfig
+
+    table = finetune_flag_table()
+    _define_config_flags(FinetuneConfig, table, _flag_names(table), module_name, stage)
+
+
+def pretrain_config(prefixed=(), **given):
+    """The :class:`PretrainConfig` of the parsed flags (those of :func:`define_pretrain_flags`
+    with the same ``prefixed``); ``--augment_overrides`` checked (ValueError)."""
+    from ecg_moco_tf.training.pretrain import PretrainConfig
+
+    if "augment_overrides" not in given:
+        given["augment_overrides"] = augment_overrides_from_flags()
+    return _config_from_flags(PretrainConfig, _flag_names(pretrain_flag_table(), prefixed),
+                              **given)
+
+
+def finetune_config(**given):
+    """The :class:`FinetuneConfig` of the parsed flags, checked (ValueError)."""
+    from ecg_moco_tf.training.finetune import FinetuneConfig
+
+    return _config_from_flags(FinetuneConfig, _flag_names(finetune_flag_table()),
+                              **given).check()

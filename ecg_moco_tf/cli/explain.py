@@ -1,15 +1,15 @@
 """Grad-CAM / Grad-CAM++ / Score-CAM / LayerCAM of a classifier or an encoder on a set of ECGs.
 
 Example: ecg-moco explain --model=runs/demo/proposed/classifier.keras \\
-             --records=runs/demo/manifest_with_splits.csv --split=test --out=runs/explain
+             --input=runs/demo/manifest_with_splits.csv --split=test --out=runs/explain
 Writes per method: 12-lead figures (4x3 + rhythm strip and 12 rows, PNG + SVG) of the most
 confident ECGs per group, the lead x wave attribution table and heat map (positives vs
 negatives), maps.npz, per-ECG scores, and, where the manifest has a ground-truth ``mask`` column
 (synthetic cohort), faithfulness: energy in mask, pointing game, deletion curve vs random maps.
---records: a manifest, a folder of records or one record. An encoder (paper Figure 2) is
-explained by cosine similarity to class prototypes: it needs labels (in --records or in
---reference). Exit status: 0 all explained, 1 some records left out (see problems.csv),
-2 bad usage.
+--input (as in predict; --records, --manifest: the same): a manifest, a folder of records or
+one record. An encoder (paper Figure 2) is explained by cosine similarity to class prototypes:
+it needs labels (in --input or in --reference). Exit status: 0 all explained, 1 some records
+left out (see problems.csv), 2 bad usage.
 """
 from absl import flags
 
@@ -18,9 +18,10 @@ from ecg_moco_tf.cli import common
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Keras model (.keras): a classifier or an encoder.",
                     required=True)
-flags.DEFINE_string("records", None, "Manifest (.csv/.parquet), folder of records or a record.",
+flags.DEFINE_string("input", None, "Manifest (.csv/.parquet), folder of records or a record.",
                     required=True)
-flags.DEFINE_alias("input", "records")                     # predict's name for the setting
+flags.DEFINE_alias("records", "input")                     # the earlier name
+flags.DEFINE_alias("manifest", "input")
 flags.DEFINE_string("out", "explain", "Output folder.")
 flags.DEFINE_list("methods", ["gradcam"], "Any of gradcam, gradcam++, scorecam, layercam "
                   "(which to trust: see explain/gradcam.py and the faithfulness scores).")
@@ -33,7 +34,7 @@ flags.DEFINE_string("split", None, "Only the rows of this split (manifests).")
 flags.DEFINE_integer("max_records", 0, "Explain at most this many records (seeded sample; "
                      "0 = all).")
 flags.DEFINE_string("reference", None, "Labelled manifest for the class prototypes (encoder); "
-                    "default --records.")
+                    "default --input.")
 flags.DEFINE_integer("plots", 2, "12-lead figures per group (most confident first).")
 flags.DEFINE_list("layouts", ["4x3", "12"], "Figure layouts: 4x3 and/or 12.")
 flags.DEFINE_list("formats", ["png", "svg"], "Figure formats.")
@@ -68,13 +69,13 @@ def main(argv):
 
     task = task_of(FLAGS.model, FLAGS.task_name)
     model = load_keras_model(FLAGS.model)
-    df = record_table(FLAGS.records)
+    df = record_table(FLAGS.input)
     if FLAGS.split:
         root = df.attrs.get("root")
         df = df[df["split"] == FLAGS.split].reset_index(drop=True)
         df.attrs["root"] = root
         if not len(df):
-            raise ValueError(f"no rows with split == {FLAGS.split!r} in {FLAGS.records}")
+            raise ValueError(f"no rows with split == {FLAGS.split!r} in {FLAGS.input}")
     if FLAGS.max_records and len(df) > FLAGS.max_records:
         root = df.attrs.get("root")
         df = df.sample(FLAGS.max_records, random_state=FLAGS.seed).sort_index()

@@ -13,6 +13,10 @@ An unfinished pretraining in <out>/pretrain is resumed; a finished one is refuse
 unless --overwrite (then it is pretrained again).
 Several GPUs or machines: --strategy=mirrored|multi_worker, --mixed_precision, --jit_compile,
 --sync_bn (README "Distributed training"); --batch_size and --pretrain_batch_size are global.
+Settings: every flag of `finetune`'s training and of `pretrain` under the same name, except
+pretraining's optimizer flags, prefixed pretrain_ (--pretrain_epochs, --pretrain_batch_size,
+--pretrain_learning_rate, --pretrain_warmup_steps, --pretrain_lr_schedule). --verbose: Keras'
+progress bar within each epoch (default: one line per epoch).
 """
 import os
 import sys
@@ -24,7 +28,7 @@ from ecg_moco_tf.data.synthetic import CohortConfig
 
 FLAGS = flags.FLAGS
 common.define_encoder_flags(__name__)
-common.define_distribute_flags(__name__, sync_bn=True)
+common.define_distribute_flags(__name__)
 flags.DEFINE_string("out", "runs/reproduce", "Output folder (report.md, results.json, ...).")
 flags.DEFINE_bool("overwrite", False, "Pretrain again over a finished run in <out>/pretrain "
                   "(default: refuse it; an unfinished one is resumed).")
@@ -51,53 +55,15 @@ flags.DEFINE_float("phenotype_scale", CohortConfig.phenotype_scale, "Synthetic c
                    "full-label AUC ~0.9, README).")
 flags.DEFINE_integer("seed", 0, "Seed for data, splits, training and bootstrap.")
 common.define_read_flags(__name__, on_error="skip")
-flags.DEFINE_string("pretrained_encoder", None, "Skip pretraining and use this encoder: a "
-                    ".keras file or a shipped name (ptbxl-pool). Alias: --encoder.")
-flags.DEFINE_alias("encoder", "pretrained_encoder")
-flags.DEFINE_integer("pretrain_epochs", 50, "MoCo epochs.")
-flags.DEFINE_integer("pretrain_batch_size", 64, "MoCo batch size.")
-flags.DEFINE_float("pretrain_learning_rate", 1e-3, "MoCo Adam learning rate.")
-flags.DEFINE_integer("queue_size", 4096, "MoCo queue size K.")
-flags.DEFINE_float("moco_momentum", 0.999, "MoCo key-encoder momentum.")
-flags.DEFINE_float("moco_momentum_final", None, "If set: the key momentum follows a cosine from "
-                   "--moco_momentum to this over the whole pretraining (e.g. 0.9 -> 0.99).")
-flags.DEFINE_integer("pretrain_warmup_steps", 0, "MoCo: linear learning-rate warm-up from 0 "
-                     "over this many optimizer steps.")
-flags.DEFINE_enum("pretrain_lr_schedule", "constant", ["constant", "cosine"], "MoCo learning "
-                  "rate after the warm-up: constant, or cosine decay to 0 at the last step.")
-flags.DEFINE_list("augmentations", [], "MoCo transform class names; empty = the paper's five.")
-flags.DEFINE_float("augment_probability", 0.5, "MoCo: per-sample probability of each "
-                   "transform.")
-flags.DEFINE_string("augment_overrides", "", "MoCo: per-transform constructor arguments as "
-                    'JSON, e.g. \'{"GaussianNoise": {"max_std_mv": 0.1}}\'.')
-flags.DEFINE_float("temperature", 0.2, "InfoNCE temperature.")
-flags.DEFINE_integer("monitor_every", 1, "Representation monitor (kNN / logistic-probe AUC "
-                     "train2 -> valid2, alignment, uniformity) every N pretraining epochs; 0: off.")
-flags.DEFINE_enum("select_encoder", "monitor", ["monitor", "last", "val_loss"],
-                  "Pretrained encoder kept: highest monitor probe AUC, last epoch, or lowest "
-                  "MoCo validation loss (not comparable across epochs).")
+flags.DEFINE_string("encoder", None, "Skip pretraining and use this encoder: a .keras file "
+                    "or a shipped name (ptbxl-pool).")
+flags.DEFINE_alias("pretrained_encoder", "encoder")     # the earlier name
 flags.DEFINE_list("experiments", ["proposed", "baseline_unpretrained", "baseline_full_labels"],
                   "Experiments to run (paper Table 3).")
-flags.DEFINE_list("learning_rates", ["1e-4", "3e-5", "1e-5"], "Fine-tuning LR sweep.")
-flags.DEFINE_integer("epochs", 50, "Fine-tuning epochs (early stopping on valid loss).")
-flags.DEFINE_integer("batch_size", 32, "Fine-tuning batch size.")
-flags.DEFINE_integer("patience", 5, "Early-stopping patience (epochs).")
-flags.DEFINE_integer("hidden_units", 64, "Width of the classifier's hidden dense layer.")
-flags.DEFINE_enum("class_weight", "none", ["none", "balanced"], "Class weighting of the loss.")
-flags.DEFINE_float("dropout", 0.0, "Fine-tuning: dropout before the classifier's output layer.")
-flags.DEFINE_bool("augment", False, "Fine-tuning: augment training ECGs (pretraining's layers).")
-flags.DEFINE_float("bn_momentum", 0.9, "Fine-tuning: momentum of the encoder's batch-norm "
-                   "statistics (0.99 = Keras default, the paper protocol).")
-flags.DEFINE_float("weight_decay", 0.0, "Fine-tuning: > 0 uses AdamW with this weight decay.")
-flags.DEFINE_float("encoder_lr_multiplier", 1.0, "Fine-tuning: encoder learning rate relative "
-                   "to the head's.")
-flags.DEFINE_integer("linear_probe_epochs", 0, "Fine-tuning: head-only epochs (encoder frozen) "
-                     "before fine-tuning (LP-FT).")
-flags.DEFINE_bool("reestimate_bn", False, "Fine-tuning: re-estimate batch-norm statistics on "
-                  "the training ECGs before the final validation and saving.")
-flags.DEFINE_integer("min_steps_per_epoch", 0, "Fine-tuning: repeat a training set smaller than this "
-                     "many batches so every epoch has this many steps (0: one pass per epoch).")
-flags.DEFINE_bool("cache", True, "Keep decoded ECGs in memory (turn off for large data).")
+# the stages' settings: FinetuneConfig's flags as in `finetune`, PretrainConfig's as in
+# `pretrain` (the optimizer's pretrain_-prefixed: --pretrain_epochs = pretrain's --epochs)
+common.define_finetune_flags(__name__, stage="Fine-tuning")
+common.define_pretrain_flags(__name__, common.REPRODUCE_PRETRAIN_PREFIXED, stage="MoCo")
 flags.DEFINE_integer("n_boot", 2000, "Bootstrap resamples for the AUC CIs.")
 flags.DEFINE_string("export_dir", "", "Export the proposed classifier here (SavedModel, TFLite, "
                     "model card); empty: no export.")
@@ -159,25 +125,25 @@ def main(argv):
     from ecg_moco_tf.evaluation.report import LABELS, table2, write_report
     from ecg_moco_tf.training import distribute
     from ecg_moco_tf.training import experiments as X
-    from ecg_moco_tf.training.finetune import FinetuneConfig
     from ecg_moco_tf.provenance import check_task_name
-    from ecg_moco_tf.training.pretrain import (PretrainConfig, check_config,
-                                               check_distribution, check_out_dir, pretrain)
+    from ecg_moco_tf.training.pretrain import (check_config, check_distribution, check_out_dir,
+                                               pretrain)
 
     strategy = common.strategy_from_flags("batch_size", "pretrain_batch_size")   # first
     out = distribute.worker_dir(FLAGS.out, strategy)      # FLAGS.out on the chief
     chief = distribute.is_chief(strategy)
     check_task_name(FLAGS.task_name)
+    ft = common.finetune_config()                         # bad settings: fail before any work
+    pt = common.pretrain_config(common.REPRODUCE_PRETRAIN_PREFIXED, select=_select_rule())
+    check_distribution(pt, strategy)
     needs_encoder = "proposed" in FLAGS.experiments or FLAGS.label_efficiency
-    augment_overrides = common.augment_overrides_from_flags()
-    if FLAGS.pretrained_encoder:
+    if FLAGS.encoder:
         from ecg_moco_tf.pretrained import encoder_path
 
-        FLAGS.pretrained_encoder = encoder_path(FLAGS.pretrained_encoder)
-    if needs_encoder and not FLAGS.pretrained_encoder:
+        FLAGS.encoder = encoder_path(FLAGS.encoder)
+    if needs_encoder and not FLAGS.encoder:
         check_out_dir(os.path.join(out, "pretrain"), FLAGS.overwrite)      # before any work
     os.makedirs(out, exist_ok=True)
-    verbose = 1 if sys.stdout.isatty() else 2
     enc_kwargs = common.encoder_kwargs()
     X.stage("1/5 data")
     df, source = _data(out)
@@ -197,40 +163,12 @@ def main(argv):
             print(f"ecg-moco reproduce: --le_fractions: {e}", file=sys.stderr)
             return 2
 
-    ft = FinetuneConfig(learning_rates=tuple(float(x) for x in FLAGS.learning_rates),
-                        epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
-                        patience=FLAGS.patience, hidden_units=FLAGS.hidden_units,
-                        class_weight=FLAGS.class_weight, dropout=FLAGS.dropout,
-                        augment=FLAGS.augment, bn_momentum=FLAGS.bn_momentum,
-                        weight_decay=FLAGS.weight_decay,
-                        encoder_lr_multiplier=FLAGS.encoder_lr_multiplier,
-                        linear_probe_epochs=FLAGS.linear_probe_epochs,
-                        reestimate_bn=FLAGS.reestimate_bn,
-                        min_steps_per_epoch=FLAGS.min_steps_per_epoch, cache=FLAGS.cache,
-                        seed=FLAGS.seed, verbose=verbose, mixed_precision=FLAGS.mixed_precision,
-                        jit_compile=FLAGS.jit_compile,
-                        read_options=common.read_options_from_flags()).check()
-    pt = PretrainConfig(epochs=FLAGS.pretrain_epochs, batch_size=FLAGS.pretrain_batch_size,
-                        learning_rate=FLAGS.pretrain_learning_rate, queue_size=FLAGS.queue_size,
-                        momentum=FLAGS.moco_momentum, temperature=FLAGS.temperature,
-                        momentum_final=FLAGS.moco_momentum_final,
-                        warmup_steps=FLAGS.pretrain_warmup_steps,
-                        lr_schedule=FLAGS.pretrain_lr_schedule,
-                        augmentations=tuple(FLAGS.augmentations),
-                        augment_probability=FLAGS.augment_probability,
-                        augment_overrides=augment_overrides,
-                        cache=FLAGS.cache, seed=FLAGS.seed, verbose=verbose,
-                        monitor_every=FLAGS.monitor_every, select=_select_rule(),
-                        read_options=common.read_options_from_flags(),
-                        sync_bn=FLAGS.sync_bn, mixed_precision=FLAGS.mixed_precision,
-                        jit_compile=FLAGS.jit_compile)
-    check_distribution(pt, strategy)
     for name in FLAGS.experiments:                # empty splits, bad settings: fail now
         X.experiment_view(df, name, require=("train", "valid", "test"))
-    if needs_encoder and not FLAGS.pretrained_encoder:
+    if needs_encoder and not FLAGS.encoder:
         view = X.experiment_view(df, "proposed", require=("pretrain_train", "pretrain_valid"))
         check_config(pt, len(view["pretrain_train"]), len(view["pretrain_valid"]))
-    encoder_path, monitor_png = FLAGS.pretrained_encoder, None
+    encoder_path, monitor_png = FLAGS.encoder, None
     if needs_encoder and not encoder_path:
         X.stage("2/5 MoCo pretraining on train1/valid1 (labels unused; monitor: frozen "
                 "features train2 -> valid2)")

@@ -110,8 +110,7 @@ def folds_to_splits(df, pretrain_folds=(), valid_fold=9, test_fold=10):
     if clash:
         raise ValueError(f"pretraining folds {pretrain} include fold(s) {clash}, which are "
                          f"valid2 ({valid_fold}) and test ({test_fold}): choose pretraining "
-                         f"folds among 1-{min(valid_fold, test_fold) - 1} (--pretrain_folds / "
-                         "--ptbxl_pretrain_folds)")
+                         f"folds among 1-{min(valid_fold, test_fold) - 1} (--ptbxl_pretrain_folds)")
     df = df.copy()
     fold = df["strat_fold"].astype(int)
     df["split"] = "train2"

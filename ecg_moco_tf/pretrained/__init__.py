@@ -6,8 +6,8 @@ data, settings, monitor curve, license and citation; the pretraining run's confi
 
     >>> encoder = ecg_moco_tf.load_pretrained("ptbxl-pool")
 
-On the command line, ``--encoder=ptbxl-pool`` (``finetune``) and
-``--pretrained_encoder=ptbxl-pool`` (``reproduce``) take a name or a file.
+On the command line, ``--encoder=ptbxl-pool`` (``finetune``, ``reproduce``) takes a name or a
+file.
 """
 import os
 

@@ -82,7 +82,8 @@ NO_DECAY = ("bias", "gamma", "beta")          # variable names AdamW leaves unde
 
 @dataclass
 class FinetuneConfig:
-    """Fine-tuning settings (each is a flag of ``ecg-moco finetune`` and ``reproduce``)."""
+    """Fine-tuning settings. Each is a flag of ``ecg-moco finetune`` and ``reproduce`` with
+    this default (the flags are made from these fields: ``cli.common.finetune_flag_table``)."""
 
     learning_rates: tuple = PAPER_LEARNING_RATES
     epochs: int = 50
