@@ -3,7 +3,7 @@ correlation, noise, baseline wander, T-wave asymmetry; a table, a figure, a real
 discriminator AUC, and one JSON object last.
 
 Example (real non-MI PTB-XL ECGs vs the synthetic cohort's negatives):
-  ecg-moco ptbxl --root=../shared/data/ptbxl-subset --label=MI --out=/tmp/ptbxl.csv
+  ecg-moco ptbxl --ptbxl_root=../shared/data/ptbxl-subset --ptbxl_label=MI --out=/tmp/ptbxl.csv
   ecg-moco synth --out=/tmp/synth
   ecg-moco realism --real=/tmp/ptbxl.csv --synthetic=/tmp/synth/manifest.csv --label=0
 Records that cannot be read or delineated are listed and left out; fewer than 50 usable
