@@ -3,6 +3,7 @@
 - augment_ecg_per_s: the paper's five transforms (probability 0.5 each), two views per ECG,
   12 x 5000, batch 64, on in-memory batches (no reader) and through the full manifest
   pipeline (WFDB reader + augmentation);
+- augment_ms_per_batch: each transform alone (probability 0.5), one view of a batch of 64;
 - stream_peak_rss_mb: peak RSS of a process that streams a whole epoch from a manifest of
   1x and 10x the demo cohort (measured in fresh subprocesses).
 """
@@ -18,28 +19,39 @@ import time
 DEMO_PATIENTS = 400
 
 
-def _augment_rate(batches=20, batch=64, repeats=3):
-    """Median over ``repeats`` of ``batches`` two-view batches (tf.function, after warm-up)."""
+def _seconds_per_call(fn, x, batches=20, repeats=3):
+    """Median over ``repeats`` of the mean time of ``batches`` calls ``fn(x, seed)``
+    (tf.function, after a warm-up call; the last output is read back, so all calls ran)."""
     import statistics
 
     import numpy as np
     import tensorflow as tf
 
-    from ecg_moco_tf.augment import RandomAugment
+    f = tf.function(fn)
+    f(x, tf.constant([0, 0], tf.int64))
+    times = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(batches):
+            out = f(x, tf.constant([r, i], tf.int64))
+        _ = float(np.asarray(tf.nest.flatten(out)[0]).sum())
+        times.append((time.perf_counter() - t0) / batches)
+    return statistics.median(times)
+
+
+def _augment_rates(batch=64):
+    """(two-view ECG/s of the paper's five, {transform: ms per one-view batch})."""
+    import tensorflow as tf
+
+    from ecg_moco_tf.augment import PAPER_TRANSFORMS, RandomAugment
     from ecg_moco_tf.data import synthetic
 
     x = tf.constant(synthetic.generate(synthetic.CohortConfig(num_patients=40))[0][:batch])
     aug = RandomAugment.default()
-    f = tf.function(lambda x, s: (aug.apply(x, s), aug.apply(x, s + 1)))
-    f(x, tf.constant([0, 0], tf.int64))
-    rates = []
-    for r in range(repeats):
-        t0 = time.perf_counter()
-        for i in range(batches):
-            q, k = f(x, tf.constant([r, i], tf.int64))
-        _ = float(np.asarray(q).sum())
-        rates.append(batch * batches / (time.perf_counter() - t0))
-    return statistics.median(rates)
+    two = _seconds_per_call(lambda x, s: (aug.apply(x, s), aug.apply(x, s + 1)), x)
+    each = {k.__name__: round(1000 * _seconds_per_call(k(probability=0.5).apply, x), 2)
+            for k in PAPER_TRANSFORMS}
+    return batch / two, each
 
 
 def _stream(manifest_path, augment):
@@ -75,7 +87,8 @@ def _child(manifest_path, augment):
 def main():
     from ecg_moco_tf.data import manifest, synthetic
 
-    res = {"augment_ecg_per_s": round(_augment_rate(), 1)}
+    rate, each = _augment_rates()
+    res = {"augment_ecg_per_s": round(rate, 1), "augment_ms_per_batch": each}
     with tempfile.TemporaryDirectory() as tmp:
         for mult in (1, 10):
             d = os.path.join(tmp, f"x{mult}")

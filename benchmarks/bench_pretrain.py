@@ -119,7 +119,9 @@ def main():
     args = ap.parse_args()
     import tensorflow as tf
 
-    res = {"onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1",
+    from tensorflow.python.util import _pywrap_util_port
+
+    res = {"onednn": bool(_pywrap_util_port.IsMklEnabled()),   # what TensorFlow reports
            "tensorflow": tf.__version__, "cpu_count": os.cpu_count(),
            "steps": args.steps, "repeats": args.repeats}
     runs = [("b64", ("step", 64, "graph", args.steps, args.repeats)),

@@ -66,7 +66,7 @@ def _xla(fn):
     batch into one (3-4x faster on CPU, measured in ``benchmarks/bench_pipeline.py``). Only the
     arithmetic is compiled; the random draws stay outside it, so a seed gives the same draws
     with or without XLA (outputs agree to float rounding: XLA may fuse a multiply-add)."""
-    return tf.function(fn, jit_compile=True, autograph=False)
+    return tf.function(fn, jit_compile=True, autograph=False, reduce_retracing=True)
 
 
 def _bank_draws(x, seed):
@@ -115,10 +115,10 @@ def _noisy(x, seed, std, high_pass=False):
 
 
 @_xla
-def _interpolate(x, lo, hi):
+def _interpolate(x, lo, hi, picked):
     """Per sample, linear interpolation of ``x`` (B, L, T) at T points from ``lo`` * (T - 1)
     to ``hi`` * (T - 1) (the positions ``tf.image.crop_and_resize`` uses; beyond the last
-    sample: 0). ``lo`` = 0, ``hi`` = 1 is exactly the identity."""
+    sample: 0); samples with ``picked`` = 0 are returned unchanged."""
     t = tf.shape(x)[2]
     last = tf.cast(t - 1, tf.float32)
     step = (hi - lo) * last / tf.maximum(last, 1.0)
@@ -130,15 +130,17 @@ def _interpolate(x, lo, hi):
     b = tf.gather(x, i1, axis=2, batch_dims=1)
     y = a + (b - a) * (pos - left)[:, None]
     inside = (pos >= 0.0) & (pos <= last)
-    return tf.where(inside[:, None], y, 0.0)
+    return tf.where(picked[:, None, None] > 0, tf.where(inside[:, None], y, 0.0), x)
 
 
-def _resample(x, lo, hi):
+def _resample(x, lo, hi, active=None):
     """Per sample, linear interpolation of ``x`` (B, L, T) at T points evenly spaced from
     ``lo`` * (T - 1) to ``hi`` * (T - 1) (``lo``, ``hi``: (B,) fractions of the length; points
-    beyond the last sample are 0). Samples with ``lo`` = 0, ``hi`` = 1 are left unchanged
-    (exactly), so a transform can skip samples by their bounds instead of gathering them."""
-    return _interpolate(x, tf.cast(lo, tf.float32), tf.cast(hi, tf.float32))
+    beyond the last sample are 0). Samples with ``active`` (B,) = 0 are left unchanged,
+    exactly (a masked transform skips them without a gather and a scatter)."""
+    lo = tf.cast(lo, tf.float32)
+    return _interpolate(x, lo, tf.cast(hi, tf.float32),
+                        tf.ones_like(lo) if active is None else active)
 
 
 class EcgAugmentation(keras.layers.Layer):
@@ -209,7 +211,7 @@ class GaussianNoise(EcgAugmentation):
 
     def transform(self, x, seed, active=None):
         s1, s2 = _seeds(seed, 2)
-        std = _uniform(tf.shape(x)[:1], s1, self.min_std_mv, self.max_std_mv + 1e-12, active)
+        std = _uniform([tf.shape(x)[0]], s1, self.min_std_mv, self.max_std_mv + 1e-12, active)
         return _noisy(x, s2, std)
 
     def get_config(self):
@@ -224,17 +226,20 @@ class GaussianSmoothing(EcgAugmentation):
     A direct convolution with the sampled Gaussian (truncated at 4 sigma of ``max_sigma_s``,
     normalized to sum 1), 'SAME' zero padding at the ends; each sample's leads share its
     kernel (one depthwise convolution over all samples and leads: 2x faster than the
-    zero-padded FFT it replaces at these widths).
+    zero-padded FFT it replaces at these widths). Samples not picked get a unit impulse as
+    kernel: exactly the identity, with no gather or scatter, so shapes stay static (XLA).
     """
 
     def __init__(self, min_sigma_s=0.002, max_sigma_s=0.010, **kwargs):
         super().__init__(**kwargs)
         self.min_sigma_s, self.max_sigma_s = min_sigma_s, max_sigma_s
 
+    masked = True
+
     def transform(self, x, seed, active=None):
         b, leads, t = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
         half = int(round(4 * self.max_sigma_s * self.fs))                # kernel half-width
-        sigma = _uniform([b], seed, self.min_sigma_s, self.max_sigma_s + 1e-12) * self.fs
+        sigma = _uniform([b], seed, self.min_sigma_s, self.max_sigma_s + 1e-12, active) * self.fs
         k = tf.range(-half, half + 1, dtype=tf.float32)
         w = tf.exp(-0.5 * (k[None] / tf.maximum(sigma, 1e-3)[:, None]) ** 2)   # (B, K)
         w = tf.repeat(w / tf.reduce_sum(w, 1, keepdims=True), leads, axis=0)   # (B*L, K)
@@ -244,7 +249,7 @@ class GaussianSmoothing(EcgAugmentation):
             y = tf.nn.depthwise_conv2d(rows, tf.transpose(w)[None, :, :, None], [1, 1, 1, 1],
                                        "SAME")
             return tf.reshape(tf.transpose(y[0, 0]), tf.shape(x))
-        return tf.cond(b * leads > 0, blur, lambda: x)          # no sample picked: no filter
+        return tf.cond(b * leads > 0, blur, lambda: x)                 # an empty batch
 
     def get_config(self):
         return {**super().get_config(), "min_sigma_s": self.min_sigma_s,
@@ -307,10 +312,8 @@ class TimeResize(EcgAugmentation):
     masked = True
 
     def transform(self, x, seed, active=None):
-        scale = _uniform(tf.shape(x)[:1], seed, self.min_scale, self.max_scale + 1e-12)
-        if active is not None:                               # scale 1: exactly the identity
-            scale = tf.where(active > 0, scale, 1.0)
-        return _resample(x, tf.zeros_like(scale), 1.0 / scale)        # beyond the end: 0
+        scale = _uniform([tf.shape(x)[0]], seed, self.min_scale, self.max_scale + 1e-12)
+        return _resample(x, tf.zeros_like(scale), 1.0 / scale, active)  # beyond the end: 0
 
     def get_config(self):
         return {**super().get_config(), "min_scale": self.min_scale, "max_scale": self.max_scale}
@@ -410,7 +413,7 @@ class MuscleNoise(EcgAugmentation):
 
     def transform(self, x, seed, active=None):
         s1, s2 = _seeds(seed, 2)
-        std = _uniform(tf.shape(x)[:1], s1, 0.0, self.max_std_mv + 1e-12, active)
+        std = _uniform([tf.shape(x)[0]], s1, 0.0, self.max_std_mv + 1e-12, active)
         return _noisy(x, s2, std, high_pass=True)          # unit variance, high-pass
 
     def get_config(self):
@@ -447,10 +450,8 @@ class RandomResizedCrop(EcgAugmentation):
         length = tf.clip_by_value(tf.round(seconds * self.fs), 2.0, tf_)             # (B,)
         start = tf.floor(_uniform([b], s2, 0.0, 1.0) * (tf_ - length + 1.0))
         start = tf.minimum(start, tf_ - length)                     # u = 1 - eps: stay inside
-        if active is not None:                      # the whole window: exactly the identity
-            start, length = start * active, tf.where(active > 0, length, tf_)
         last = tf.maximum(tf_ - 1.0, 1.0)
-        return _resample(x, start / last, (start + length - 1.0) / last)
+        return _resample(x, start / last, (start + length - 1.0) / last, active)
 
     def get_config(self):
         return {**super().get_config(), "min_seconds": self.min_seconds,

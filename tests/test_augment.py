@@ -220,14 +220,70 @@ def test_fused_resample_matches_crop_and_resize_and_skipped_samples_are_exact(x)
     assert np.all(y[2, :, 4001:] == 0)                   # stretched past the end: zeros
 
 
-@pytest.mark.parametrize("kind", [A.TimeResize, A.RandomResizedCrop, A.GaussianNoise,
-                                  A.MuscleNoise, A.RandomErasing, A.BaselineShift])
-def test_samples_not_picked_are_unchanged_and_picked_ones_change(kind, x):
-    picked = tf.random.stateless_uniform([8], A._seeds(SEED, 2)[0]) < 0.5
-    y = kind(probability=0.5).apply(x, SEED).numpy()
-    same = np.all(y == x.numpy(), axis=(1, 2))
-    assert 0 < picked.numpy().sum() < 8
-    assert np.array_equal(same, ~picked.numpy())
+@pytest.fixture(scope="module")
+def x64():
+    t = np.arange(5000) / 500
+    rng = np.random.default_rng(0)
+    base = np.sin(2 * np.pi * 1.1 * t) + 0.3 * np.sin(2 * np.pi * 9 * t)
+    return tf.constant((base * rng.uniform(0.5, 1.5, (64, 12, 1))
+                        + 0.01 * rng.standard_normal((64, 12, 5000))).astype(np.float32))
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "layer"])
+@pytest.mark.parametrize("kind", ALL)
+def test_samples_not_picked_are_unchanged_bit_for_bit(kind, mode, x64):
+    """Every transform is masked: a sample whose coin says no comes back exactly, also in a
+    tf.function and as a Keras layer (where graph rewrites such as 1/x -> reciprocal could
+    move an "identity" window), at batch 64."""
+    if mode == "layer":
+        layer = kind(probability=0.5, seed=3)
+        seed = tf.cast(keras.random.SeedGenerator(3).next(), tf.int64)   # the layer's first
+        y = tf.function(lambda v: layer(v, training=True))(x64).numpy()
+    else:
+        f = kind(probability=0.5).apply
+        seed = tf.constant(SEED, tf.int64)
+        y = (f(x64, seed) if mode == "eager" else tf.function(f)(x64, seed)).numpy()
+    picked = (tf.random.stateless_uniform([64], A._seeds(seed, 2)[0]) < 0.5).numpy()
+    same = np.all(y == x64.numpy(), axis=(1, 2))
+    assert 10 < picked.sum() < 54
+    assert np.array_equal(same[~picked], np.ones((~picked).sum(), bool))
+    assert (~same[picked]).mean() > 0.5
+
+
+def test_augmentation_layers_train_inside_a_keras_model(x64):
+    """RandomAugment at p = 0.5 as the first layer of a model that fit() traces."""
+    model = keras.Sequential([keras.Input((12, 5000)), A.RandomAugment.default(seed=0),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    hist = model.fit(x64[:16], np.zeros(16), epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(hist.history["loss"][0])
+
+
+def test_smoothing_and_wander_and_muscle_noise_match_written_out_formulas():
+    x = tf.random.stateless_normal([3, 12, 5000], [5, 6])
+    s_tf = A._seeds(SEED, 2)[1]                          # the seed transform() gets at p = 1
+    sm = A.GaussianSmoothing(probability=1.0)
+    sigma = A._uniform([3], s_tf, sm.min_sigma_s, sm.max_sigma_s + 1e-12).numpy() * 500
+    k = np.arange(-20, 21)
+    y = sm.apply(x, SEED).numpy()
+    for i in range(3):
+        w = np.exp(-0.5 * (k / sigma[i]) ** 2)
+        ref = [np.convolve(lead, w / w.sum(), mode="same") for lead in x.numpy()[i]]
+        np.testing.assert_allclose(y[i], ref, atol=1e-6)
+    s1, s2, s3, s4 = A._seeds(s_tf, 4)
+    bs = A.BaselineShift(probability=1.0)
+    off = A._uniform([3, 12, 1], s1, -0.3, 0.3 + 1e-12).numpy()
+    amp = A._uniform([3, 12, 1], s2, 0.0, 0.3 + 1e-12).numpy()
+    hz = A._uniform([3, 1, 1], s3, 0.05, 0.5 + 1e-12).numpy()
+    ph = A._uniform([3, 1, 1], s4, 0.0, 6.283185307).numpy()
+    ref = x.numpy() + off + amp * np.sin(2 * np.pi * hz * np.arange(5000) / 500 + ph)
+    np.testing.assert_allclose(bs.apply(x, SEED).numpy(), ref, atol=2e-5)
+    m1, m2 = A._seeds(s_tf, 2)
+    std = A._uniform([3], m1, 0.0, 0.05 + 1e-12).numpy()
+    w = A.white_noise(x, m2).numpy()
+    ref = x.numpy() + std[:, None, None] * (w - np.roll(w, 1, axis=2)) / np.sqrt(2)
+    np.testing.assert_allclose(A.MuscleNoise(probability=1.0).apply(x, SEED).numpy(), ref,
+                               atol=1e-6)
 
 
 def test_fused_noise_is_the_documented_bank_sum():
