@@ -181,27 +181,16 @@ class Predictor:
             from .models import load_model
 
             self.kind = "keras"
-            self.model = load_model(path)
+            self.model = check_classifier(load_model(path), path)
             self.input_shape = tuple(self.model.input_shape[1:])
             self.output = "output"
-            self._check_output({f"output{i or ''}": tuple(o.shape) for i, o in
-                                enumerate(self.model.outputs)}, _final_activation(self.model))
         else:
             raise ValueError(f"{path}: not a .keras file, SavedModel folder or .tflite file")
 
-    def _check_output(self, outputs, activation="sigmoid"):
+    def _check_output(self, outputs):
         """Refuse a model whose output (``self.output``) is not one probability per ECG; an
         export may add ``embedding`` beside ``probability``."""
-        shape = outputs.get(self.output, ())
-        extra = set(outputs) - {self.output, "embedding"}
-        if extra or len(shape) != 2 or shape[-1] != 1 or activation != "sigmoid":
-            found = ", ".join(f"{k} {tuple(v)}" for k, v in outputs.items())
-            act = f", final activation {activation}" if self.kind == "keras" else ""
-            raise ValueError(
-                f"model {self.path} outputs {found}{act}: predict needs a classifier that "
-                "ends in one sigmoid probability per ECG, shape (n, 1), e.g. "
-                "runs/demo/proposed/classifier.keras or its export. An encoder (encoder.keras) "
-                "gives features, not probabilities: fine-tune it first (ecg-moco finetune)")
+        _check_outputs(self.path, outputs, self.output)
 
     def __call__(self, signals, batch_size=32):
         x = check_input(signals, self.input_shape)
@@ -220,6 +209,48 @@ class Predictor:
             else:
                 out.append(np.asarray(self.runner(ecg_mv=chunk)[self.output]).ravel())
         return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def _check_outputs(path, outputs, output, activation=None):
+    shape = outputs.get(output, ())
+    extra = set(outputs) - {output, "embedding"}
+    if extra or len(shape) != 2 or shape[-1] != 1 or activation not in (None, "sigmoid"):
+        found = ", ".join(f"{k} {tuple(v)}" for k, v in outputs.items())
+        act = f", final activation {activation}" if activation else ""
+        raise ValueError(
+            f"model {path} outputs {found}{act}: this needs a classifier that ends in one "
+            "sigmoid probability per ECG, shape (n, 1), e.g. runs/demo/proposed/classifier.keras "
+            "or its export. An encoder (encoder.keras) gives features, not probabilities: "
+            "fine-tune it first (ecg-moco finetune)")
+
+
+def check_classifier(model, path):
+    """``model`` (Keras) if it ends in one sigmoid probability per ECG, else a ``ValueError``
+    naming ``path`` (an encoder, a MoCo model, a multi-output model)."""
+    try:
+        single = len(model.inputs) == 1 and len(model.outputs) >= 1
+    except (AttributeError, TypeError):         # a subclassed model (MoCo) has no graph
+        single = False
+    if not single:
+        raise ValueError(
+            f"model {path} is a {type(model).__name__} model, not a classifier: predict and "
+            "export need one that ends in one sigmoid probability per ECG, e.g. "
+            "runs/demo/proposed/classifier.keras. A MoCo model (moco.keras) is for "
+            "pretraining: fine-tune its encoder (encoder.keras) first (ecg-moco finetune)")
+    _check_outputs(path, {f"output{i or ''}": tuple(o.shape) for i, o in
+                          enumerate(model.outputs)}, "output", _final_activation(model))
+    return model
+
+
+def _json_safe(obj):
+    """``obj`` with NaN / infinite floats as None (JSON has no NaN: strict parsers refuse it)."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
 
 
 def _final_activation(model):
@@ -377,7 +408,7 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
         card["threshold"]["heldout"] = threshold_metrics(np.asarray(heldout_labels),
                                                          outputs["savedmodel"], threshold)
     with open(os.path.join(out_dir, "model_card.json"), "w") as f:
-        json.dump(card, f, indent=1, default=str)
+        json.dump(_json_safe(card), f, indent=1, default=str, allow_nan=False)
     if failures:
         raise ParityError("export parity check failed:\n  " + "\n  ".join(failures))
     return card
@@ -410,6 +441,7 @@ def export_from_manifest(model_path, df, out_dir, heldout_split="test",
     from .models import load_model
     from .provenance import read_provenance, task_of
 
+    model = check_classifier(load_model(model_path), model_path)      # before any work
     parts, problems = {}, []
     for name, split, n in (("heldout", heldout_split, max_heldout),
                            ("calibration", calibration_split, max_calibration)):
@@ -457,7 +489,7 @@ def export_from_manifest(model_path, df, out_dir, heldout_split="test",
              "skipped_records": pd.concat(problems).drop_duplicates().to_dict("records"),
              **(card_extra or {})}
     labels = _labels_or_none(held)
-    return export_all(load_model(model_path), out_dir, parts["heldout"].signals,
+    return export_all(model, out_dir, parts["heldout"].signals,
                       labels, parts["calibration"].signals, formats, tolerance, extra,
                       heldout_groups=held["patient_id"].to_numpy(),
                       task_name=task_of(model_path, task_name), threshold=threshold)

@@ -312,3 +312,62 @@ def test_exit_status_2_in_a_fresh_process(tmp_path):
                         f"--model={tmp_path}/m.keras", f"--input={tmp_path}", "--threshold=-1"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "--threshold=-1" in one_line(r.stderr)
+
+
+def test_wrong_kind_of_model_is_refused_before_any_work(cli, records, models, tmp_path):
+    """An encoder to export, a MoCo model to predict, a classifier as --encoder: one line,
+    exit 2, nothing written (the export used to convert every format before refusing)."""
+    from ecg_moco_tf.models import MoCo
+
+    moco = MoCo(build_encoder(**TINY), queue_size=8)
+    moco(np.zeros((2, 12, 5000), "f4"))
+    moco.save(tmp_path / "moco.keras")
+    cases = [
+        (["export", f"--model={models[1]}", f"--manifest={records[1]}", f"--out={tmp_path}/ex",
+          "--formats=savedmodel,float32"], "one sigmoid probability", tmp_path / "ex"),
+        (["predict", f"--model={tmp_path}/moco.keras", f"--input={records[1]}",
+          f"--out={tmp_path}/p.csv"], "is a MoCo model, not a classifier", tmp_path / "p.csv"),
+        (["finetune", f"--manifest={records[1]}", f"--encoder={models[0]}",
+          f"--out={tmp_path}/ft"], "is a fine-tuned classifier", tmp_path / "ft"),
+        (["finetune", f"--manifest={records[1]}", f"--encoder={tmp_path}/moco.keras",
+          f"--out={tmp_path}/ft"], "is a MoCo model, not an encoder", tmp_path / "ft"),
+    ]
+    for args, message, output in cases:
+        rc, _, err = cli(*args)
+        line = one_line(err)
+        assert rc == 2 and message in line, (args, line)
+        assert not output.exists(), args
+
+
+def test_a_folder_where_a_file_is_wanted(cli, records, models, tmp_path):
+    (tmp_path / "existing").mkdir()
+    for args, message in (
+            (["predict", f"--model={models[0]}", f"--input={records[1]}",
+              f"--out={tmp_path}/existing"], "is a folder; --out takes a file name"),
+            (["validate", f"--manifest={records[1]}", f"--report={tmp_path}/new/"],
+             "is a folder; --report takes a file name"),
+            (["split", f"--manifest={records[1]}", f"--out={tmp_path}/existing"],
+             "is a folder; a manifest is a file")):
+        rc, _, err = cli(*args)
+        assert rc == 2 and message in one_line(err), (args, err[-2000:])
+    assert list((tmp_path / "existing").iterdir()) == []
+
+
+def test_finetune_keeps_a_finished_run_unless_overwrite(cli, records, tmp_path):
+    args = ["finetune", f"--manifest={records[1]}", "--experiment=baseline_unpretrained",
+            f"--out={tmp_path}/ft", "--epochs=1", "--learning_rates=1e-3", "--batch_size=4",
+            *TINY_FLAGS]
+    assert cli(*args)[0] == 0
+    first = (tmp_path / "ft" / "classifier.keras").stat().st_mtime_ns
+    rc, _, err = cli(*args)
+    assert rc == 2 and "holds a finished fine-tuning run" in one_line(err)
+    assert (tmp_path / "ft" / "classifier.keras").stat().st_mtime_ns == first
+    assert cli(*args, "--overwrite")[0] == 0
+
+
+def test_split_without_labels_warns(cli, records, tmp_path):
+    df = pd.read_csv(records[1]).drop(columns=["label", "split"])
+    df["record"] = [str(records[0] / r) for r in df["record"]]
+    df.to_csv(tmp_path / "m.csv", index=False)
+    rc, out, err = cli("split", f"--manifest={tmp_path}/m.csv", f"--out={tmp_path}/s.csv")
+    assert rc == 0 and "no ECG has a 0/1 label" in err and "--label_column" in err

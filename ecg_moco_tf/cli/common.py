@@ -107,11 +107,14 @@ def write_problems(problems, out_dir, total=None):
         print(problems.to_string(index=False))
 
 
-def output_file(path):
+def output_file(path, flag="out", example="predictions.csv"):
     """``path`` with its folder created (before any work, so a long run never ends without a
-    place to write)."""
+    place to write); a folder given where a file is wanted is a usage error."""
     import os
 
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        raise SystemExit(f"--{flag}={path} is a folder; --{flag} takes a file name, e.g. "
+                         f"--{flag}={os.path.join(path, example)}")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return path
 

@@ -8,7 +8,8 @@ test_predictions.csv (column p_<task_name>), metrics.json and provenance.json (t
 pretrained encoder; `ecg-moco export` puts it in the model card) to --out. --encoder is for
 --experiment=proposed only (the baselines start from random weights). Every record used is read
 once before training: an unreadable one stops the command (--on_error=raise) or is left out,
-listed in <out>/problems.csv (--on_error=skip).
+listed in <out>/problems.csv (--on_error=skip). An --out that holds a finished run
+(classifier.keras) is refused (exit 2) unless --overwrite replaces it.
 --strategy, --mixed_precision, --jit_compile: README "Distributed training" (--batch_size is
 the global batch). --verbose: Keras' progress bar within each epoch (default: one line per
 epoch); every learning rate logs to <out>/tensorboard/lr<rate> and <out>/finetune_lr<rate>.csv.
@@ -30,7 +31,10 @@ flags.DEFINE_enum("experiment", "proposed", ["proposed", "baseline_unpretrained"
                                              "baseline_full_labels"], "Which Table 3 row.")
 flags.DEFINE_string("encoder", None, "Pretrained encoder: a .keras file or a shipped name "
                     "(ptbxl-pool); required for 'proposed'.")
+flags.DEFINE_alias("pretrained_encoder", "encoder")         # reproduce's earlier name
 flags.DEFINE_string("out", "runs/finetune", "Output folder (created).")
+flags.DEFINE_bool("overwrite", False, "Replace a finished fine-tuning run in --out (default: "
+                  "refuse, so a trained classifier is never lost by accident).")
 flags.DEFINE_string("task_name", "positive", "What the classifier detects, e.g. MI or LVSD: "
                     "test_predictions.csv's column p_<task>, provenance.json, the model card.")
 
@@ -38,23 +42,26 @@ flags.DEFINE_string("task_name", "positive", "What the classifier detects, e.g. 
 def main(argv):
     del argv
     from ecg_moco_tf.data import read_manifest
-    from ecg_moco_tf.models import load_model
     from ecg_moco_tf.evaluation import evaluate
     from ecg_moco_tf.pretrained import encoder_path
     from ecg_moco_tf.provenance import check_task_name, write_provenance
     from ecg_moco_tf.training import distribute
     from ecg_moco_tf.training.experiments import (check_encoder, experiment_view,
-                                                  save_predictions)
+                                                  load_encoder, save_predictions)
     from ecg_moco_tf.training.finetune import finetune, predict
 
     check_encoder(FLAGS.experiment, FLAGS.encoder)
     check_task_name(FLAGS.task_name)
+    if os.path.exists(os.path.join(FLAGS.out, "classifier.keras")) and not FLAGS.overwrite:
+        raise SystemExit(f"--out={FLAGS.out} holds a finished fine-tuning run "
+                         "(classifier.keras): choose another --out, or pass --overwrite to "
+                         "replace it")
     strategy = common.strategy_from_flags("batch_size")  # first: before other TensorFlow work
     encoder_file = encoder_path(FLAGS.encoder) if FLAGS.encoder else None
     parts = ("train", "valid", "test")
     df = read_manifest(FLAGS.manifest)
     view = experiment_view(df, FLAGS.experiment, require=parts)
-    encoder = load_model(encoder_file) if encoder_file else None
+    encoder = load_encoder(encoder_file) if encoder_file else None
     cfg = common.finetune_config()
     used = df.loc[df.index.isin(set().union(*(view[k].index for k in parts)))]
     view = experiment_view(common.readable_records(used, FLAGS.out), FLAGS.experiment,

@@ -15,10 +15,11 @@ import sys
 
 import ecg_moco_tf
 
-USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError,
+                NotADirectoryError)
 
-# commands that need no TensorFlow (predict loads it itself, quietly, unless the model is .tflite)
-NO_TENSORFLOW = {"synth", "split", "validate", "ptbxl", "manifest", "predict"}
+# commands that need no TensorFlow (the others import it quietly first)
+NO_TENSORFLOW = {"synth", "split", "ptbxl", "manifest"}
 COMMANDS = {
     "synth": "Generate the synthetic 12-lead cohort (WFDB + manifest), splits included.",
     "manifest": "Build a manifest from a folder of records (patient ids, labels from a CSV).",

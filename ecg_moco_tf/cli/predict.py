@@ -21,6 +21,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Model: .keras, SavedModel folder or .tflite.", required=True)
 flags.DEFINE_string("input", None, "Record file, folder or manifest.", required=True)
 flags.DEFINE_alias("manifest", "input")                    # other commands' name for a manifest
+flags.DEFINE_alias("records", "input")                     # explain's earlier name
 flags.DEFINE_string("out", "predictions.csv", "Output CSV (its folder is created).")
 flags.DEFINE_float("threshold", 0.5, "Decision threshold on the probability, in [0, 1].",
                    lower_bound=0.0, upper_bound=1.0)

@@ -3,6 +3,8 @@
 Example: ecg-moco split --manifest=my/manifest.csv --out=my/manifest_split.csv --seed=0
 Fractions default to the paper's Table 1 proportions.
 """
+import sys
+
 from absl import flags
 
 from ecg_moco_tf.data import manifest, splits
@@ -28,3 +30,7 @@ def main(argv):
     out = manifest.write_manifest(df, FLAGS.out or FLAGS.manifest)
     print(splits.split_summary(df).to_string())
     print(f"wrote {out}")
+    if splits.patient_labels(df).isna().all():
+        print("warning: no ECG has a 0/1 label, so all went to pretraining (train1/valid1) and "
+              "none to train2/valid2/test; to fine-tune, add labels: a 'label' column, or "
+              "`ecg-moco manifest --labels=CSV --label_column=NAME`", file=sys.stderr)

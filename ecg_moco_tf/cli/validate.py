@@ -26,7 +26,7 @@ def main(argv):
     df = manifest.read_manifest(FLAGS.manifest)
     if df["split"].notna().any():
         splits.check_patient_disjoint(df)
-    out = common.output_file(FLAGS.report) if FLAGS.report else None
+    out = common.output_file(FLAGS.report, "report", "validation.csv") if FLAGS.report else None
     res = manifest.check_records(df, common.read_options_from_flags(), FLAGS.max_p2p_mv,
                                  FLAGS.min_fs)
     n = res["status"].value_counts()

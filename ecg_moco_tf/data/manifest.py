@@ -58,6 +58,9 @@ def write_manifest(df, path):
     Paths in ``record`` (and ``mask``) are relative to the manifest's folder: when the manifest
     was read from another folder (``df.attrs['root']``) they are rewritten to stay valid.
     """
+    if os.path.isdir(path) or str(path).endswith(("/", os.sep)):
+        raise ValueError(f"{path} is a folder; a manifest is a file: give a name such as "
+                         f"{os.path.join(path, 'manifest.csv')}")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     out = df.copy()

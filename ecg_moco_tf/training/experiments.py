@@ -50,6 +50,26 @@ def check_encoder(name, encoder):
                          "--experiment=proposed")
 
 
+def load_encoder(path):
+    """The pretrained encoder at ``path`` (.keras), refused with a ``ValueError`` naming what
+    it is when it is a MoCo model or a fine-tuned classifier instead."""
+    model = load_model(path)
+    try:
+        single = len(model.inputs) == 1 and len(model.outputs) == 1
+    except (AttributeError, TypeError):          # a subclassed model (MoCo) has no graph
+        single = False
+    if not single:
+        raise ValueError(f"--encoder={path} is a {type(model).__name__} model, not an encoder: "
+                         "give the encoder.keras that `ecg-moco pretrain` wrote beside it "
+                         "(or a shipped name: ptbxl-pool)")
+    if model.outputs[0].shape[-1] == 1 or "head_logit" in [lay.name for lay in model.layers]:
+        raise ValueError(f"--encoder={path} is a fine-tuned classifier (one probability per "
+                         "ECG), not an encoder: give the encoder.keras of `ecg-moco pretrain` "
+                         "(or ptbxl-pool); to score ECGs with this classifier, use "
+                         "`ecg-moco predict`")
+    return model
+
+
 def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_path=None,
                    encoder_kwargs=None, task_name="positive", strategy=None):
     """Fine-tune and test one experiment; returns (test predictions, sweep table).
@@ -61,7 +81,7 @@ def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_pat
     """
     check_encoder(name, encoder_path)
     view = experiment_view(df, name, require=("train", "valid", "test"))
-    encoder = load_model(encoder_path) if encoder_path else None   # None: random init
+    encoder = load_encoder(encoder_path) if encoder_path else None   # None: random init
     res = finetune(view["train"], view["valid"], encoder, finetune_cfg,
                    out_dir=os.path.join(out_dir, name), encoder_kwargs=encoder_kwargs,
                    strategy=strategy)
@@ -155,7 +175,7 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
             for init in ("pretrained", "scratch"):
                 stage(f"label efficiency: {frac:.0%} of labels ({len(train)} ECGs), seed {seed}"
                       f", {init}")
-                enc = load_model(encoder_path) if init == "pretrained" else None
+                enc = load_encoder(encoder_path) if init == "pretrained" else None
                 cfg = replace(finetune_cfg, seed=seed)
                 res = finetune(train, view["valid"], enc, cfg, encoder_kwargs=encoder_kwargs,
                                strategy=strategy)
