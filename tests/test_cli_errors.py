@@ -371,3 +371,27 @@ def test_split_without_labels_warns(cli, records, tmp_path):
     df.to_csv(tmp_path / "m.csv", index=False)
     rc, out, err = cli("split", f"--manifest={tmp_path}/m.csv", f"--out={tmp_path}/s.csv")
     assert rc == 0 and "no ECG has a 0/1 label" in err and "--label_column" in err
+
+
+def test_setting_ranges_and_reproduce_names_its_own_flags(cli, records, models, tmp_path):
+    """Out-of-range settings are refused at parsing, naming the flag; reproduce's pretraining
+    errors name --pretrain_batch_size (its --batch_size is fine-tuning's)."""
+    m = records[1]
+    cases = [
+        (["pretrain", f"--manifest={m}", "--temperature=0"], "--temperature"),
+        (["pretrain", f"--manifest={m}", "--augment_probability=3"], "--augment_probability"),
+        (["finetune", f"--manifest={m}", "--experiment=baseline_unpretrained", "--epochs=0"],
+         "--epochs"),
+        (["finetune", f"--manifest={m}", "--experiment=baseline_unpretrained",
+          "--dropout=1.5"], "--dropout"),
+        (["finetune", f"--manifest={m}", "--experiment=baseline_unpretrained",
+          "--learning_rates=abc"], "--learning_rates=abc: each value must be a float"),
+        (["export", f"--model={models[0]}", f"--manifest={m}", "--threshold=2"],
+         "--threshold"),
+        (["reproduce", f"--manifest={m}", "--pretrain_batch_size=5", "--experiments=proposed",
+          "--noexplain"], "--pretrain_batch_size=5 must be a multiple of"),
+    ]
+    for args, message in cases:
+        rc, _, err = cli(*args, f"--out={tmp_path}/o")
+        assert rc == 2 and message in one_line(err), (args, err[-2000:])
+        assert not (tmp_path / "o").exists() or args[0] == "reproduce", args

@@ -249,6 +249,18 @@ def finetune_flag_table():
     }
 
 
+#: (lower, upper) bounds of the numeric settings of both stages (absl checks them at parsing:
+#: one line and exit 2 naming the flag)
+BOUNDS = {"epochs": (1, None), "batch_size": (1, None), "learning_rate": (1e-12, None),
+          "queue_size": (1, None), "momentum": (0.0, 1.0), "momentum_final": (0.0, 1.0),
+          "temperature": (1e-6, None), "shuffle_bn_splits": (1, None),
+          "augment_probability": (0.0, 1.0), "warmup_steps": (0, None), "monitor_every": (0, None),
+          "patience": (0, None), "hidden_units": (1, None), "dropout": (0.0, 0.99),
+          "bn_momentum": (0.0, 1.0), "weight_decay": (0.0, None),
+          "encoder_lr_multiplier": (0.0, None), "linear_probe_epochs": (0, None),
+          "min_steps_per_epoch": (0, None)}
+
+
 def _flag_names(table, prefixed=()):
     return {f: ("pretrain_" if f in prefixed else "") + spec[0] for f, spec in table.items()}
 
@@ -267,14 +279,16 @@ def _define_config_flags(config, table, names, module_name, stage=""):
             continue
         m = {"module_name": module_name}
         text = f"{stage}: {text}" if stage and field not in BOTH_STAGES else text
+        lower, upper = BOUNDS.get(field, (None, None))
+        bounds = {"lower_bound": lower, "upper_bound": upper}
         if choices:
             flags.DEFINE_enum(name, str(d), [str(c) for c in choices[0]], text, **m)
         elif isinstance(d, bool):
             flags.DEFINE_bool(name, d, text, **m)
         elif isinstance(d, int):
-            flags.DEFINE_integer(name, d, text, **m)
+            flags.DEFINE_integer(name, d, text, **bounds, **m)
         elif isinstance(d, float) or types[field].startswith("float"):   # float | None
-            flags.DEFINE_float(name, d, text, **m)
+            flags.DEFINE_float(name, d, text, **bounds, **m)
         elif isinstance(d, tuple):
             flags.DEFINE_list(name, [str(x) for x in d], text, **m)
         elif isinstance(d, dict):
@@ -293,7 +307,15 @@ def _config_from_flags(config, names, **given):
             continue
         d, v = getattr(defaults, field), FLAGS[name].value
         if isinstance(d, tuple):              # list flag -> tuple of the default's element type
-            v = tuple(type(d[0])(x) for x in v) if d else tuple(v)
+            try:
+                v = tuple(type(d[0])(x) for x in v) if d else tuple(v)
+            except ValueError:
+                raise SystemExit(f"--{name}={','.join(v)}: each value must be a "
+                                 f"{type(d[0]).__name__}, e.g. --{name}="
+                                 f"{','.join(map(str, d))}") from None
+            if d and isinstance(d[0], float) and any(x <= 0 for x in v):
+                raise SystemExit(f"--{name}={','.join(FLAGS[name].value)}: learning rates "
+                                 "must be > 0")
         elif d is not None and v is not None:
             v = type(d)(v)                    # e.g. an enum's "2" -> 2
         values[field] = v

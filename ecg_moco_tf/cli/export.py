@@ -33,7 +33,8 @@ common.define_read_flags(__name__, on_error="raise")
 flags.DEFINE_string("task_name", None, "What the classifier detects (model card, outputs); "
                     "default: the task in provenance.json beside --model, else 'positive'.")
 flags.DEFINE_float("threshold", 0.5, "Decision threshold stated in the model card, with the "
-                   "held-out sensitivity / specificity at it.")
+                   "held-out sensitivity / specificity at it; in [0, 1].", lower_bound=0.0,
+                   upper_bound=1.0)
 
 
 def main(argv):

@@ -19,8 +19,9 @@ flags.DEFINE_string("ptbxl_root", None, "PTB-XL folder (ptbxl_database*.csv, rec
 flags.DEFINE_string("ptbxl_label", "MI", "Superclass (NORM, MI, STTC, CD, HYP) or SCP code to "
                     "predict.")
 flags.DEFINE_string("out", "runs/ptbxl_manifest.csv", "Output manifest path.")
-flags.DEFINE_list("ptbxl_pretrain_folds", [], "strat_fold values used for pretraining (e.g. "
-                  "1,2,3,4).")
+flags.DEFINE_list("ptbxl_pretrain_folds", [str(f) for f in ptbxl.PRETRAIN_FOLDS],
+                  "strat_fold values used for pretraining (train1/valid1; as in reproduce); "
+                  "empty (--ptbxl_pretrain_folds=): none, folds 1-8 all train2.")
 flags.DEFINE_string("ptbxl_pool", None, "PTB-XL folder (ptbxl_database*.csv or labels.csv) "
                     "added as unlabelled pretraining ECGs, keeping each patient on one side.")
 flags.DEFINE_integer("seed", 0, "Seed of the pool's train1/valid1 split.")

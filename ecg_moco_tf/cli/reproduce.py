@@ -19,11 +19,13 @@ pretraining's optimizer flags, prefixed pretrain_ (--pretrain_epochs, --pretrain
 progress bar within each epoch (default: one line per epoch).
 """
 import os
+import re
 import sys
 
 from absl import flags
 
 from ecg_moco_tf.cli import common
+from ecg_moco_tf.data.ptbxl import PRETRAIN_FOLDS
 from ecg_moco_tf.data.synthetic import CohortConfig
 
 FLAGS = flags.FLAGS
@@ -37,7 +39,7 @@ flags.DEFINE_string("ptbxl_root", None, "Use a PTB-XL folder instead of the synt
 flags.DEFINE_string("ptbxl_label", "MI", "PTB-XL superclass or SCP code to predict.")
 flags.DEFINE_string("task_name", "positive", "What the classifier detects, e.g. MI or LVSD: the "
                     "probability column p_<task> of the CSVs, figure titles, the model card.")
-flags.DEFINE_list("ptbxl_pretrain_folds", ["1", "2", "3", "4", "5"],
+flags.DEFINE_list("ptbxl_pretrain_folds", [str(f) for f in PRETRAIN_FOLDS],
                   "PTB-XL strat_folds used for pretraining (train1/valid1).")
 flags.DEFINE_string("ptbxl_pool", None, "With --ptbxl_root: another PTB-XL folder (e.g. "
                     "../shared/data/ptbxl-pool) added as unlabelled pretraining ECGs; pool ECGs "
@@ -118,6 +120,16 @@ def _select_rule():
     return FLAGS.select_encoder
 
 
+def _pretraining_check(check, *args):
+    """``check(*args)``, its error naming reproduce's flags (``--pretrain_batch_size``, not
+    pretrain's ``--batch_size``, which here is fine-tuning's)."""
+    try:
+        return check(*args)
+    except ValueError as e:
+        names = "|".join(common.REPRODUCE_PRETRAIN_PREFIXED)
+        raise ValueError(re.sub(rf"--({names})\b", r"--pretrain_\1", str(e))) from None
+
+
 def main(argv):
     del argv
     from ecg_moco_tf.data import split_summary, write_manifest
@@ -135,7 +147,7 @@ def main(argv):
     check_task_name(FLAGS.task_name)
     ft = common.finetune_config()                         # bad settings: fail before any work
     pt = common.pretrain_config(common.REPRODUCE_PRETRAIN_PREFIXED, select=_select_rule())
-    check_distribution(pt, strategy)
+    _pretraining_check(check_distribution, pt, strategy)
     needs_encoder = "proposed" in FLAGS.experiments or FLAGS.label_efficiency
     if FLAGS.encoder:
         from ecg_moco_tf.pretrained import encoder_path
@@ -167,7 +179,8 @@ def main(argv):
         X.experiment_view(df, name, require=("train", "valid", "test"))
     if needs_encoder and not FLAGS.encoder:
         view = X.experiment_view(df, "proposed", require=("pretrain_train", "pretrain_valid"))
-        check_config(pt, len(view["pretrain_train"]), len(view["pretrain_valid"]))
+        _pretraining_check(check_config, pt, len(view["pretrain_train"]),
+                           len(view["pretrain_valid"]))
     encoder_path, monitor_png = FLAGS.encoder, None
     if needs_encoder and not encoder_path:
         X.stage("2/5 MoCo pretraining on train1/valid1 (labels unused; monitor: frozen "

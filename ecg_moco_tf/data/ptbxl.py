@@ -99,6 +99,11 @@ def ptbxl_manifest(root, label="MI", sampling_rate=500, database=None):
     return check_manifest(df, source=root)
 
 
+#: strat_folds used for pretraining by default (``ptbxl`` and ``reproduce``): 6-8 are then
+#: train2, 9 valid2, 10 test
+PRETRAIN_FOLDS = (1, 2, 3, 4, 5)
+
+
 def folds_to_splits(df, pretrain_folds=(), valid_fold=9, test_fold=10):
     """Assign splits from PTB-XL's official ``strat_fold`` (patient-disjoint by construction).
 
