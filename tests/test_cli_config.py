@@ -173,3 +173,14 @@ def test_verbose_shows_the_progress_bar_within_epochs(cli, records, tmp_path):  
     rc, out, err = cli("finetune", *ft, f"--out={tmp_path / 'ft2'}")          # default
     assert rc == 0 and bar not in out and "loss:" in out, err[-2000:]   # one line
     assert os.listdir(tmp_path / "ft2" / "tensorboard" / "lr0.001")   # TensorBoard events
+
+
+@pytest.mark.parametrize("cmd", ["synth", "reproduce"])
+def test_cohort_flag_defaults_are_the_cohort_config_defaults(cmd):
+    from ecg_moco_tf.data.synthetic import CohortConfig
+
+    with parsed(cmd) as names:
+        for field in ("num_patients", "prevalence", "phenotype_scale", "mains_hz", "seed"):
+            if field in names:
+                assert flags.FLAGS[field].value == getattr(CohortConfig(), field), (cmd, field)
+        assert {"num_patients", "prevalence", "phenotype_scale"} <= names

@@ -50,8 +50,10 @@ flags.register_multi_flags_validator(
 flags.register_multi_flags_validator(
     ["manifest", "ptbxl_root"], lambda f: not (f["manifest"] and f["ptbxl_root"]),
     message="--manifest and --ptbxl_root both name the data: give one of them")
-flags.DEFINE_integer("num_patients", 1000, "Synthetic cohort: number of patients.")
-flags.DEFINE_float("prevalence", 0.10, "Synthetic cohort: share of LVSD patients.")
+flags.DEFINE_integer("num_patients", CohortConfig.num_patients, "Synthetic cohort: number of "
+                     "patients.")
+flags.DEFINE_float("prevalence", CohortConfig.prevalence, "Synthetic cohort: share of LVSD "
+                   "patients.")
 flags.DEFINE_float("phenotype_scale", CohortConfig.phenotype_scale, "Synthetic cohort: "
                    "strength of the LVSD-like phenotype (the default is calibrated to "
                    "full-label AUC ~0.9, README).")

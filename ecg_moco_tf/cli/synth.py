@@ -13,13 +13,16 @@ from ecg_moco_tf.data.synthetic import CohortConfig
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "data/synth", "Output folder (created).")
-flags.DEFINE_integer("num_patients", 400, "Number of patients (about 1.96 ECGs each).")
-flags.DEFINE_float("prevalence", 0.10, "Share of patients with the LVSD-like phenotype.")
+flags.DEFINE_integer("num_patients", CohortConfig.num_patients, "Number of patients (about "
+                     "1.96 ECGs each).")
+flags.DEFINE_float("prevalence", CohortConfig.prevalence, "Share of patients with the LVSD-like "
+                   "phenotype.")
 flags.DEFINE_float("phenotype_scale", CohortConfig.phenotype_scale, "Synthetic cohort: "
                    "strength of the LVSD-like phenotype (the default is calibrated to "
                    "full-label AUC ~0.9, README).")
 flags.DEFINE_integer("seed", 0, "Seed for the cohort and its splits.")
-flags.DEFINE_float("mains_hz", 50.0, "Mains frequency of the powerline noise (50 or 60).")
+flags.DEFINE_float("mains_hz", CohortConfig.mains_hz, "Mains frequency of the powerline noise "
+                   "(50 or 60).")
 flags.DEFINE_bool("assign_splits", True, "Fill the 'split' column with the paper's proportions.")
 
 
