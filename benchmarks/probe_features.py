@@ -26,6 +26,9 @@ def main(argv=None):
     ap.add_argument("--encoder", required=True, help="pretrained encoder (.keras)")
     ap.add_argument("--random_seeds", default="0,1,2")
     ap.add_argument("--test", action="store_true", help="also score on the test split")
+    ap.add_argument("--reestimate_bn", action="store_true",
+                    help="first re-estimate the pretrained encoder's batch-norm statistics on "
+                         "train1 (one pass in training mode, batches of 64; labels unused)")
     args = ap.parse_args(argv)
 
     import keras
@@ -52,7 +55,13 @@ def main(argv=None):
         print(json.dumps(row), flush=True)
         return row
 
-    rows = [score("pretrained", load_model(args.encoder))]
+    pretrained = load_model(args.encoder)
+    if args.reestimate_bn:
+        from ecg_moco_tf.training.finetune import reestimate_batch_norm
+
+        x = load_records(df[df["split"] == "train1"], on_error="raise", progress=False).signals
+        reestimate_batch_norm(pretrained, [x[i:i + 64] for i in range(0, len(x) - 63, 64)])
+    rows = [score("pretrained", pretrained)]
     for seed in [int(s) for s in args.random_seeds.split(",") if s]:
         keras.utils.set_random_seed(seed)
         enc = build_encoder()
