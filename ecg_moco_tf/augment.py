@@ -6,7 +6,9 @@ random draws, no per-sample Python and no ``tf.py_function``. Randomness is *sta
 ``transform.apply(x, seed)`` with a (2,) int seed gives the same output for the same seed (this
 is what the tf.data pipeline uses, with seeds derived from the epoch and batch index). As Keras
 layers they draw seeds from a ``keras.random.SeedGenerator`` and are active only when
-``training=True``, so they can sit inside a model and run on an accelerator.
+``training=True``, so they can sit inside a model and run on an accelerator (in a parallel
+``tf.data`` map use ``apply`` with per-batch seeds: parallel calls of a layer can read its
+seed state at the same time and give two batches the same views).
 
 Each transform applies to a sample with ``probability`` (a per-sample coin flip), so a
 :class:`RandomAugment` of several transforms picks a random subset per sample, as in the paper.
