@@ -87,7 +87,8 @@ def _bank_draws(x, seed):
 def _add_bank_noise(x, bank, row_a, row_b, coef_a, coef_b, high_pass):
     """x + coef_a * bank[row_a] + coef_b * bank[row_b] (coefs (B, L)); with ``high_pass``
     the first difference of that noise (scaled to keep its variance), wrapping at the ends."""
-    w = (tf.gather(bank, row_a) * coef_a[:, :, None] + tf.gather(bank, row_b) * coef_b[:, :, None])
+    w = (tf.gather(bank, row_a) * coef_a[:, :, None]
+         + tf.gather(bank, row_b) * coef_b[:, :, None])
     if high_pass:
         w = (w - tf.roll(w, 1, axis=2)) * 0.70710678
     return x + w

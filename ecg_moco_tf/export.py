@@ -227,11 +227,9 @@ def _check_outputs(path, outputs, output, activation=None):
 def check_classifier(model, path):
     """``model`` (Keras) if it ends in one sigmoid probability per ECG, else a ``ValueError``
     naming ``path`` (an encoder, a MoCo model, a multi-output model)."""
-    try:
-        single = len(model.inputs) == 1 and len(model.outputs) >= 1
-    except (AttributeError, TypeError):         # a subclassed model (MoCo) has no graph
-        single = False
-    if not single:
+    from .models import single_input_graph
+
+    if not single_input_graph(model):
         raise ValueError(
             f"model {path} is a {type(model).__name__} model, not a classifier: predict and "
             "export need one that ends in one sigmoid probability per ECG, e.g. "

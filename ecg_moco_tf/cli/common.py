@@ -313,7 +313,7 @@ def _config_from_flags(config, names, **given):
                 raise SystemExit(f"--{name}={','.join(v)}: each value must be a "
                                  f"{type(d[0]).__name__}, e.g. --{name}="
                                  f"{','.join(map(str, d))}") from None
-            if d and isinstance(d[0], float) and any(x <= 0 for x in v):
+            if field == "learning_rates" and any(x <= 0 for x in v):
                 raise SystemExit(f"--{name}={','.join(FLAGS[name].value)}: learning rates "
                                  "must be > 0")
         elif d is not None and v is not None:

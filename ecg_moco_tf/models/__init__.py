@@ -14,6 +14,15 @@ from .moco import MoCo
 from .normalization import LeadNormalization
 
 
+def single_input_graph(model):
+    """True for a functional or Sequential Keras model with one input; False for a subclassed
+    one (MoCo), whose layer graph Keras does not know."""
+    try:
+        return len(model.inputs) == 1 and len(model.outputs) >= 1
+    except (AttributeError, TypeError):
+        return False
+
+
 def load_model(path, **kwargs):
     """``keras.saving.load_model`` with every ecg-moco-tf layer registered (encoder layers,
     MoCo, the augmentation layers), so any model the project or its README makes loads."""

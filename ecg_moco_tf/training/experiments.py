@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..data.splits import EXPERIMENTS, experiment_view
 from ..evaluation import bootstrap_auc_difference, delong_test, evaluate
-from ..models import load_model
+from ..models import load_model, single_input_graph
 from ..provenance import prob_column, write_provenance
 from .finetune import FinetuneConfig, finetune, predict
 
@@ -54,11 +54,7 @@ def load_encoder(path):
     """The pretrained encoder at ``path`` (.keras), refused with a ``ValueError`` naming what
     it is when it is a MoCo model or a fine-tuned classifier instead."""
     model = load_model(path)
-    try:
-        single = len(model.inputs) == 1 and len(model.outputs) == 1
-    except (AttributeError, TypeError):          # a subclassed model (MoCo) has no graph
-        single = False
-    if not single:
+    if not single_input_graph(model) or len(model.outputs) != 1:
         raise ValueError(f"--encoder={path} is a {type(model).__name__} model, not an encoder: "
                          "give the encoder.keras that `ecg-moco pretrain` wrote beside it "
                          "(or a shipped name: ptbxl-pool)")
