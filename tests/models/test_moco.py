@@ -7,6 +7,8 @@ import pytest
 import tensorflow as tf
 
 from ecg_moco_tf.models import MoCo, build_encoder
+from ecg_moco_tf.models.clone import copy_model
+from ecg_moco_tf.models.moco import parameters
 from tests.sizes import SHORT
 
 
@@ -32,19 +34,35 @@ def test_key_encoder_starts_as_exact_copy_and_stays_out_of_optimizer(small_encod
     assert all(layer.trainable for layer in m.key_encoder.layers)
 
 
-def test_one_step_ema_every_weight_and_queue(small_encoder, views):
+def _moving(model):
+    return [v for v in model.weights if "moving" in v.path]
+
+
+def test_one_step_ema_of_parameters_own_bn_statistics_and_queue(small_encoder, views):
+    """After one step: every key parameter is the EMA of the query's; the key encoder's moving
+    statistics are its own, i.e. what a copy of the old key network gets from one train-mode
+    pass on the key views (the reference implementation: EMA over parameters, running
+    statistics are buffers), not the EMA of the query's; the keys are enqueued."""
     xq, xk = views
     m = _moco(small_encoder)
-    old_key = _vals(m.key_encoder.weights + m.key_head.weights)
-    old_query = _vals(m.encoder.weights + m.head.weights)
+    old_key = _vals(parameters(m.key_encoder, m.key_head))
+    old_moving = _vals(_moving(m.key_encoder))
+    own = copy_model(m.key_encoder)
+    own(tf.constant(xk), training=True)                      # the key network's own update
     expected_keys = m._keys(tf.constant(xk)).numpy()
+    for v, o in zip(_moving(m.key_encoder), old_moving):
+        v.assign(o)                                          # undo _keys' update
     m.train_on_batch((xq, xk))
-    new_query = _vals(m.encoder.weights + m.head.weights)
-    new_key = _vals(m.key_encoder.weights + m.key_head.weights)
-    changed = [not np.allclose(a, b) for a, b in zip(old_query, new_query)]
-    assert sum(changed) > len(changed) // 2                        # the query side learned
+    ema_of_query = [0.9 * k + 0.1 * q for k, q in zip(old_moving, _vals(_moving(m.encoder)))]
+    new_query = _vals(parameters(m.encoder, m.head))
+    new_key = _vals(parameters(m.key_encoder, m.key_head))
+    assert len(new_key) == len(m.key_encoder.weights + m.key_head.weights) - 2 * 3  # 3 BNs
+    assert sum(not np.allclose(a, b) for a, b in zip(old_key, new_query)) > len(old_key) // 2
     for ok, nq, nk in zip(old_key, new_query, new_key):
         np.testing.assert_allclose(nk, 0.9 * ok + 0.1 * nq, rtol=1e-5, atol=1e-6)
+    for v, mine, ema in zip(_moving(m.key_encoder), _vals(_moving(own)), ema_of_query):
+        np.testing.assert_allclose(v.numpy(), mine, rtol=1e-5, atol=1e-6, err_msg=v.path)
+        assert not np.allclose(v.numpy(), ema, rtol=1e-3, atol=1e-5), v.path
     np.testing.assert_allclose(m.queue.keys.numpy()[:8], expected_keys, atol=1e-5)
     assert int(m.queue.pointer.numpy()) == 8
 
@@ -52,7 +70,7 @@ def test_one_step_ema_every_weight_and_queue(small_encoder, views):
 def test_gradients_reach_only_the_query_side(small_encoder, views):
     xq, xk = views
     m = _moco(small_encoder, momentum=1.0)
-    before = _vals(m.key_encoder.weights + m.key_head.weights)
+    before = _vals(parameters(m.key_encoder, m.key_head))
     queue_vars = [m.queue.keys]
     with tf.GradientTape(persistent=True) as tape:
         k = m._keys(tf.constant(xk))
@@ -64,8 +82,8 @@ def test_gradients_reach_only_the_query_side(small_encoder, views):
     q_grads = tape.gradient(loss, m.trainable_variables)
     assert all(g is not None for g in q_grads)
     m.train_on_batch((xq, xk))
-    for a, b in zip(before, _vals(m.key_encoder.weights + m.key_head.weights)):
-        np.testing.assert_array_equal(a, b)                         # m=1: key frozen
+    for a, b in zip(before, _vals(parameters(m.key_encoder, m.key_head))):
+        np.testing.assert_array_equal(a, b)            # m=1: key parameters frozen
     assert len(m.optimizer.variables) < 2 * len(m.trainable_variables) + 5
 
 
@@ -165,8 +183,8 @@ def test_momentum_schedule_applies_m_t_of_each_step(small_encoder, views):
     """Step 1 applies m_0 = 0.9 exactly, step 2 m_1 (from optimizer.iterations = 1)."""
     xq, xk = views
     m = _moco(small_encoder, momentum=0.9, momentum_final=0.99, momentum_steps=4)
-    keys = lambda: _vals(m.key_encoder.weights + m.key_head.weights)       # noqa: E731
-    queries = lambda: _vals(m.encoder.weights + m.head.weights)            # noqa: E731
+    keys = lambda: _vals(parameters(m.key_encoder, m.key_head))            # noqa: E731
+    queries = lambda: _vals(parameters(m.encoder, m.head))                 # noqa: E731
     m1 = 0.99 - 0.09 * (np.cos(np.pi / 4) + 1) / 2
     for step, mt in ((0, 0.9), (1, m1)):
         old_key = keys()
