@@ -390,6 +390,9 @@ def test_setting_ranges_and_reproduce_names_its_own_flags(cli, records, models, 
          "--threshold"),
         (["reproduce", f"--manifest={m}", "--pretrain_batch_size=5", "--experiments=proposed",
           "--noexplain"], "--pretrain_batch_size=5 must be a multiple of"),
+        (["reproduce", "--test=2.5", "--experiments=proposed", "--noexplain"],
+         "test=2.5: a share of patients in [0, 1) or a whole number of patients"),
+        (["reproduce", "--explain_max_ecgs=-1"], "--explain_max_ecgs"),
     ]
     for args, message in cases:
         rc, _, err = cli(*args, f"--out={tmp_path}/o")

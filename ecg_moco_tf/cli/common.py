@@ -51,6 +51,26 @@ def augment_overrides_from_flags():
     return value
 
 
+def define_split_flags(module_name):
+    """The split shares of :class:`~ecg_moco_tf.data.splits.SplitFractions` (paper Table 1)."""
+    from ecg_moco_tf.data.splits import SplitFractions
+
+    d, m = SplitFractions(), {"module_name": module_name}
+    flags.DEFINE_float("downstream_negative_fraction", d.downstream_negative_fraction,
+                       "Share of negative patients sent downstream (the rest pretrain).", **m)
+    flags.DEFINE_float("valid1", d.valid1, "Share of the pretraining pool used as valid1.", **m)
+    flags.DEFINE_float("valid2", d.valid2, "Share of the downstream pool used as valid2.", **m)
+    flags.DEFINE_float("test", d.test, "Share of the downstream pool used as test (< 1), or a "
+                       "number of test patients (>= 1, e.g. 400 for narrow CIs).", **m)
+
+
+def split_fractions_from_flags():
+    from ecg_moco_tf.data.splits import SplitFractions
+
+    return SplitFractions(FLAGS.downstream_negative_fraction, FLAGS.valid1, FLAGS.valid2,
+                          FLAGS.test)
+
+
 def define_manifest_flag(module_name, required=True):
     flags.DEFINE_string("manifest", None, "Manifest (CSV or Parquet) with a 'split' column.",
                         required=required, module_name=module_name)

@@ -58,6 +58,7 @@ flags.DEFINE_float("phenotype_scale", CohortConfig.phenotype_scale, "Synthetic c
                    "strength of the LVSD-like phenotype (the default is calibrated to "
                    "full-label AUC ~0.9, README).")
 flags.DEFINE_integer("seed", 0, "Seed for data, splits, training and bootstrap.")
+common.define_split_flags(__name__)      # used where the data has no splits yet
 common.define_read_flags(__name__, on_error="skip")
 flags.DEFINE_string("encoder", None, "Skip pretraining and use this encoder: a .keras file "
                     "or a shipped name (ptbxl-pool).")
@@ -76,6 +77,9 @@ flags.DEFINE_list("export_formats", ["savedmodel", "float32", "float16", "dynami
 flags.DEFINE_bool("explain", True, "Grad-CAM of the proposed classifier and of the pretrained "
                   "encoder on the test ECGs (figures, lead x wave attribution, faithfulness).")
 flags.DEFINE_list("explain_methods", ["gradcam"], "Any of gradcam, gradcam++, scorecam, layercam.")
+flags.DEFINE_integer("explain_max_ecgs", 0, "Explain a seeded sample of at most this many test "
+                     "ECGs (0: all of them); the AUCs always use the whole test split.",
+                     lower_bound=0)
 flags.DEFINE_bool("label_efficiency", False, "Also run the label-efficiency study.")
 flags.DEFINE_list("le_fractions", ["0.01", "0.05", "0.1", "0.28", "0.5", "1.0"],
                   "Label-efficiency fractions of train2.")
@@ -108,7 +112,7 @@ def _data(out):
                                                                              "manifest.csv")))
         src = f"synthetic cohort, {FLAGS.num_patients} patients, seed {FLAGS.seed}"
     if df["split"].isna().all():
-        df = assign_splits(df, seed=FLAGS.seed)
+        df = assign_splits(df, seed=FLAGS.seed, fractions=common.split_fractions_from_flags())
     return df, src
 
 
@@ -157,6 +161,7 @@ def main(argv):
         FLAGS.encoder = encoder_path(FLAGS.encoder)
     if needs_encoder and not FLAGS.encoder:
         check_out_dir(os.path.join(out, "pretrain"), FLAGS.overwrite)      # before any work
+    common.split_fractions_from_flags()                                   # a bad share: now
     os.makedirs(out, exist_ok=True)
     enc_kwargs = common.encoder_kwargs()
     X.stage("1/5 data")
@@ -289,10 +294,16 @@ def _explain(df, out, encoder_path):
         view.attrs = dict(df.attrs)
         return view
 
-    lines = ["## Explanations (Grad-CAM on the test ECGs)", ""]
+    test, n = part("test"), FLAGS.explain_max_ecgs
+    title = "Grad-CAM on the test ECGs"
+    if n and n < len(test):
+        test = test.sample(n=n, random_state=FLAGS.seed).sort_index().reset_index(drop=True)
+        test.attrs = dict(df.attrs)
+        title = f"Grad-CAM on {n} of the test ECGs, a seeded sample"
+    lines = [f"## Explanations ({title})", ""]
     for name, path, ref in (("classifier", os.path.join(out, "proposed", "classifier.keras"),
                              None), ("encoder", encoder_path, part("train2"))):
-        res = explain_cohort(load_model(path), part("test"),
+        res = explain_cohort(load_model(path), test,
                              os.path.join(out, "explain", name),
                              methods=FLAGS.explain_methods, reference=ref, formats=("png",),
                              seed=FLAGS.seed, options=common.read_options_from_flags(),

@@ -31,10 +31,23 @@ class SplitLeakageError(ValueError):
 
 @dataclass(frozen=True)
 class SplitFractions:
+    """Shares of patients (< 1) per split; ``test`` may also be a number of patients (>= 1),
+    e.g. a large test split for narrow confidence intervals. ``valid2`` is a share of the whole
+    downstream pool either way."""
     downstream_negative_fraction: float = 7606 / 33602
     valid1: float = 5303 / 25996
     valid2: float = 1622 / 11107
     test: float = 1652 / 11107
+
+    def __post_init__(self):
+        for name in ("downstream_negative_fraction", "valid1", "valid2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: a share of patients in [0, 1)")
+        if self.test < 0 or (self.test >= 1 and self.test != int(self.test)):
+            raise ValueError(f"test={self.test}: a share of patients in [0, 1) or a whole "
+                             "number of patients")
+        if self.test < 1 and self.valid2 + self.test >= 1:
+            raise ValueError(f"valid2 + test = {self.valid2 + self.test:g}: leaves no train2")
 
 
 def _stratified(ids, y, size, seed):
@@ -67,7 +80,16 @@ def assign_splits(df, seed=0, fractions=SplitFractions()):
     down = np.concatenate([pos, neg_down])
     y_down = plab.loc[down].to_numpy()
     rest, test = _stratified(down, y_down, fractions.test, seed + 1)
-    valid2_share = fractions.valid2 / max(1e-9, 1 - fractions.test)
+    if fractions.test >= 1 and len(rest) == 0:
+        raise ValueError(f"a test split of {int(fractions.test)} patients leaves none of the "
+                         f"{len(down)} downstream patients for train2/valid2: lower the test "
+                         "size or add patients")
+    test_share = fractions.test if fractions.test < 1 else len(test) / len(down)
+    valid2_share = fractions.valid2 / max(1e-9, 1 - test_share)
+    if valid2_share >= 1:
+        raise ValueError(f"valid2={fractions.valid2:g} of the {len(down)} downstream patients "
+                         f"is more than the {len(rest)} left after the test split: lower "
+                         "--valid2 or the test size")
     train2, valid2 = _stratified(rest, plab.loc[rest].to_numpy(), valid2_share, seed + 2)
     pre = np.sort(np.concatenate([neg_pre, unl]))
     y_pre = plab.loc[pre].fillna(-1).to_numpy()

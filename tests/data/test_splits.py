@@ -2,8 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecg_moco_tf.data.splits import (EXPERIMENTS, SplitLeakageError, assign_splits,
-                                     check_patient_disjoint, experiment_view, split_summary)
+from ecg_moco_tf.data.splits import (EXPERIMENTS, SplitFractions, SplitLeakageError,
+                                     assign_splits, check_patient_disjoint, experiment_view,
+                                     split_summary)
 
 
 def _cohort(n_patients=400, seed=0):
@@ -31,6 +32,32 @@ def test_splits_patient_disjoint_reproducible_and_paper_shaped():
     # stratified: positive share similar in train2 and test
     share = t["positive"] / t["total"]
     assert abs(share["train2"] - share["test"]) < 0.15
+
+
+def test_test_split_as_a_number_of_patients_leaves_the_rest_as_shares():
+    df = _cohort(1000)
+    paper = split_summary(assign_splits(df, seed=0))
+    big = assign_splits(df, seed=0, fractions=SplitFractions(test=80))
+    t = split_summary(big)
+    assert t.loc["test", "patients"] == 80 and check_patient_disjoint(big)
+    down = paper.loc[["train2", "valid2", "test"], "patients"].sum()
+    assert t.loc[["train2", "valid2", "test"], "patients"].sum() == down
+    assert abs(t.loc["valid2", "patients"] - paper.loc["valid2", "patients"]) <= 1  # same share
+    assert t.loc[["train1", "valid1"]].equals(paper.loc[["train1", "valid1"]])
+    share = t["positive"] / t["total"]
+    assert abs(share["train2"] - share["test"]) < 0.1                  # still stratified
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"test": 1.5}, "test=1.5: a share of patients in"),
+    ({"valid1": 1.2}, "valid1=1.2"),
+    ({"valid2": 0.5, "test": 0.5}, "leaves no train2"),
+    ({"test": 10_000}, "a test split of 10000 patients leaves none"),
+    ({"test": 300}, "lower --valid2 or the test size"),
+])
+def test_split_sizes_that_cannot_work_are_errors_naming_the_setting(kw, message):
+    with pytest.raises(ValueError, match=message):
+        assign_splits(_cohort(1000), seed=0, fractions=SplitFractions(**kw))
 
 
 def test_unlabelled_go_to_pretraining():

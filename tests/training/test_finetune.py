@@ -195,7 +195,7 @@ def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
             "--learning_rates=1e-3", "--epochs=1", "--batch_size=8", "--n_boot=200",
             "--kernel_sizes=5,3", "--filters=4,8", "--pools=8,8", "--spatial_filters=8",
             "--feature_dim=16", "--hidden_units=8", f"--export_dir={tmp_path / 'export'}",
-            "--task_name=MI"]
+            "--task_name=MI", "--test=8", "--explain_max_ecgs=6"]
     r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "reproduce", *args],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -225,9 +225,14 @@ def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
     assert card["threshold"]["heldout"]["tp"] + card["threshold"]["heldout"]["fn"] == \
         held["n_positive"]
     assert card["intended_use"] and card["limitations"] and card["versions"]["ecg_moco_tf"]
+    test = pd.read_csv(out / "proposed" / "test_predictions.csv")
+    assert test["patient_id"].nunique() == 8 and len(test) > 6              # --test=8 patients
+    explained = pd.read_csv(out / "explain" / "classifier" / "gradcam" / "ecgs.csv")
+    assert len(explained) == 6 and set(explained["record"]) <= set(test["record"].astype(str))
+    assert "Grad-CAM on 6 of the test ECGs" in report
     for name in ("classifier", "encoder"):                     # explain stage (Grad-CAM)
         faith = json.loads((out / "explain" / name / "gradcam" / "faithfulness.json").read_text())
-        positives = pd.read_csv(out / "proposed" / "test_predictions.csv")["label"].sum()
+        positives = explained["label"].sum()
         assert faith["n_ecgs"] == positives and 0 <= faith["energy_in_mask"] <= 1
         assert f"{faith['energy_in_mask']:.3f}" in report
         assert (out / "explain" / name / "gradcam" / "attribution.png").stat().st_size > 20_000
