@@ -233,7 +233,10 @@ def main(argv):
                                    [int(s) for s in FLAGS.le_seeds], ft, enc_kwargs,
                                    task_name=FLAGS.task_name, strategy=strategy)
         figures["label_efficiency"] = os.path.join(out, "label_efficiency.png")
-        print(table.groupby(["fraction", "init"])["auc"].agg(["mean", "std", "count"]))
+        le_summary = X.label_efficiency_summary(table)
+        le_lines = ["## Label efficiency (test AUC, mean over seeds)", "",
+                    X.label_efficiency_markdown(le_summary), ""]
+        print("\n".join(le_lines))
     if not chief:                # other workers: same training, no export, figures or report
         return
     if FLAGS.export_dir and "proposed" in preds:
@@ -254,11 +257,12 @@ def main(argv):
         except Exception as e:                   # report the failure, keep the results
             print(f"explain failed: {type(e).__name__}: {e}")
             notes.append(f"EXPLAIN FAILED: {type(e).__name__}: {e}")
-    X.save_results(out, summary, tests, sweeps, settings)
+    X.save_results(out, summary, tests, sweeps, settings,
+                   le_summary if FLAGS.label_efficiency else None)
     if summary:
         path = write_report(out, splits_table, summary, tests, sweeps, figures,
                             {k: v for k, v in settings.items() if k != "experiments"}, notes,
-                            explained)
+                            explained + (le_lines if FLAGS.label_efficiency else []))
         X.stage("done")
         print(table2(summary, tests))
         print(f"\nreport: {path}")

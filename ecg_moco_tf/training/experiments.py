@@ -184,15 +184,54 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
     table = pd.DataFrame(rows)
     os.makedirs(out_dir, exist_ok=True)
     table.to_csv(os.path.join(out_dir, "label_efficiency.csv"), index=False)
+    label_efficiency_summary(table).to_csv(
+        os.path.join(out_dir, "label_efficiency_summary.csv"), index=False)
     plot_label_efficiency(table, os.path.join(out_dir, "label_efficiency.png"), task_name)
     return table
 
 
-def save_results(out_dir, summary, tests, sweeps, settings):
-    """Write results.json (every number the report shows)."""
+def label_efficiency_summary(table):
+    """Per fraction: mean test AUC of each arm over seeds and the mean pretrained - scratch
+    difference with its seed-paired 95 % CI (t distribution, each seed's subset shared by both
+    arms; NaN with fewer than 2 seeds)."""
+    from scipy import stats
+
+    wide = table.pivot_table(index=["fraction", "seed"], columns="init", values="auc")
+    rows = []
+    for frac, g in wide.groupby(level="fraction"):
+        d = (g["pretrained"] - g["scratch"]).dropna()
+        k = len(d)
+        half = (stats.t.ppf(0.975, k - 1) * d.std(ddof=1) / np.sqrt(k)) if k > 1 else np.nan
+        ecgs = table.loc[(table["fraction"] == frac), "n_train_ecgs"]
+        rows.append({"fraction": frac, "seeds": k, "train_ecgs_min": int(ecgs.min()),
+                     "train_ecgs_max": int(ecgs.max()),
+                     "pretrained_auc": g["pretrained"].mean(), "scratch_auc": g["scratch"].mean(),
+                     "difference": d.mean(), "ci_low": d.mean() - half,
+                     "ci_high": d.mean() + half})
+    return pd.DataFrame(rows)
+
+
+def label_efficiency_markdown(summary):
+    """The summary as the README's Markdown table."""
+    lines = ["| share of train2 labels (ECGs) | seeds | pretrained | scratch | "
+             "pretrained - scratch [95 % CI, seed-paired] |", "|---|---|---|---|---|"]
+    for r in summary.itertuples():
+        ecgs = (f"{r.train_ecgs_min}" if r.train_ecgs_min == r.train_ecgs_max
+                else f"{r.train_ecgs_min}-{r.train_ecgs_max}")
+        ci = "" if np.isnan(r.ci_low) else f" [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+        lines.append(f"| {r.fraction:.0%} ({ecgs}) | {r.seeds} | {r.pretrained_auc:.3f} | "
+                     f"{r.scratch_auc:.3f} | {r.difference:+.3f}{ci} |")
+    return "\n".join(lines)
+
+
+def save_results(out_dir, summary, tests, sweeps, settings, label_efficiency=None):
+    """Write results.json (every number the report shows; ``label_efficiency``: the table of
+    :func:`label_efficiency_summary`)."""
     out = {"summary": summary, "delong": tests,
            "sweeps": {k: v.to_dict(orient="records") for k, v in sweeps.items()},
            "settings": settings}
+    if label_efficiency is not None:
+        out["label_efficiency"] = label_efficiency.to_dict(orient="records")
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(out, f, indent=1, default=str)
     return out

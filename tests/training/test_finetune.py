@@ -13,7 +13,8 @@ from sklearn.metrics import roc_auc_score
 from ecg_moco_tf.data import experiment_view
 from ecg_moco_tf.models import build_encoder, load_model
 from ecg_moco_tf.models.classifier import build_classifier, copy_encoder
-from ecg_moco_tf.training.experiments import (label_efficiency, run_experiment,
+from ecg_moco_tf.training.experiments import (label_efficiency, label_efficiency_summary,
+                                              run_experiment,
                                               subsample_patients)
 from ecg_moco_tf.training.finetune import FinetuneConfig, batch_norms, finetune, predict
 from tests.sizes import TINY
@@ -94,6 +95,24 @@ def _encoder_weights(model, encoder):
     """{layer name: weights} of the encoder's layers as they are in ``model``."""
     return {layer.name: [w.copy() for w in model.get_layer(layer.name).get_weights()]
             for layer in encoder.layers if layer.weights}
+
+
+def test_label_efficiency_summary_by_hand():
+    """Seed-paired differences: seeds 0-2 differ by +0.1, +0.2, +0.3 -> mean 0.2, CI
+    0.2 +- t(0.975, 2) * 0.1 / sqrt(3); one seed: no CI."""
+    rows = [(f, s, i, a) for f, s, i, a in (
+        (0.5, 0, "pretrained", 0.7), (0.5, 0, "scratch", 0.6), (0.5, 1, "pretrained", 0.8),
+        (0.5, 1, "scratch", 0.6), (0.5, 2, "pretrained", 0.9), (0.5, 2, "scratch", 0.6),
+        (1.0, 0, "pretrained", 0.8), (1.0, 0, "scratch", 0.85))]
+    table = pd.DataFrame(rows, columns=["fraction", "seed", "init", "auc"])
+    table["n_train_ecgs"] = [10, 10, 11, 11, 12, 12, 20, 20]
+    s = label_efficiency_summary(table).set_index("fraction")
+    half = 4.302653 * 0.1 / np.sqrt(3)
+    assert s.loc[0.5, "difference"] == pytest.approx(0.2)
+    assert (s.loc[0.5, "ci_low"], s.loc[0.5, "ci_high"]) == pytest.approx((0.2 - half, 0.2 + half))
+    assert (s.loc[0.5, "train_ecgs_min"], s.loc[0.5, "train_ecgs_max"]) == (10, 12)
+    assert s.loc[1.0, "difference"] == pytest.approx(-0.05) and np.isnan(s.loc[1.0, "ci_low"])
+    assert s.loc[0.5, "pretrained_auc"] == pytest.approx(0.8)
 
 
 def test_label_efficiency_refuses_too_few_labels_before_training(small_cohort, tmp_path):
@@ -195,7 +214,8 @@ def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
             "--learning_rates=1e-3", "--epochs=1", "--batch_size=8", "--n_boot=200",
             "--kernel_sizes=5,3", "--filters=4,8", "--pools=8,8", "--spatial_filters=8",
             "--feature_dim=16", "--hidden_units=8", f"--export_dir={tmp_path / 'export'}",
-            "--task_name=MI", "--test=8", "--explain_max_ecgs=6"]
+            "--task_name=MI", "--test=8", "--explain_max_ecgs=6", "--label_efficiency",
+            "--le_fractions=1.0", "--le_seeds=0,1"]
     r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "reproduce", *args],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -238,6 +258,14 @@ def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
         assert (out / "explain" / name / "gradcam" / "attribution.png").stat().st_size > 20_000
     assert "p_MI" in pd.read_csv(out / "explain" / "classifier" / "gradcam" / "ecgs.csv")
     assert (out / "calibration.png").stat().st_size > 10_000
+    le = pd.read_csv(out / "label_efficiency.csv")                   # 1 fraction x 2 seeds x 2
+    assert len(le) == 4 and set(le["init"]) == {"pretrained", "scratch"}
+    d = (le[le.init == "pretrained"]["auc"].to_numpy() - le[le.init == "scratch"]["auc"].to_numpy())
+    (row,) = res["label_efficiency"]
+    half = 12.706 * d.std(ddof=1) / np.sqrt(2)                       # t(0.975, 1 df)
+    assert row["difference"] == pytest.approx(d.mean()) and row["seeds"] == 2
+    assert row["ci_low"] == pytest.approx(d.mean() - half, rel=1e-3)
+    assert f"| 100% ({row['train_ecgs_min']}) | 2 |" in report and f"{d.mean():+.3f}" in report
 
 
 def test_two_rate_trainer_scales_the_encoder_step():
