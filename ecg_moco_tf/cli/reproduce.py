@@ -88,6 +88,7 @@ flags.DEFINE_list("le_seeds", ["0", "1", "2"], "Label-efficiency seeds.")
 
 def _data(out):
     from ecg_moco_tf.data import assign_splits, manifest, ptbxl, synthetic
+    from ecg_moco_tf.data.splits import SplitFractions
 
     if FLAGS.manifest:
         df = manifest.read_manifest(FLAGS.manifest)
@@ -111,15 +112,19 @@ def _data(out):
         df = manifest.read_manifest(manifest.write_manifest(df, os.path.join(cohort,
                                                                              "manifest.csv")))
         src = f"synthetic cohort, {FLAGS.num_patients} patients, seed {FLAGS.seed}"
+    fractions = common.split_fractions_from_flags()
     if df["split"].isna().all():
-        df = assign_splits(df, seed=FLAGS.seed, fractions=common.split_fractions_from_flags())
+        df = assign_splits(df, seed=FLAGS.seed, fractions=fractions)
+    elif fractions != SplitFractions():
+        print(f"warning: the data has its splits ({src}); --downstream_negative_fraction, "
+              "--valid1, --valid2 and --test are not used", file=sys.stderr)
     return df, src
 
 
 def _select_rule():
     """The monitor's probe is fitted on every train2 label: an encoder chosen by it has seen
     them, which the label-efficiency study's few-label arms must not. There: the last epoch."""
-    if FLAGS.label_efficiency and FLAGS.select_encoder == "monitor":
+    if FLAGS.label_efficiency and FLAGS.select_encoder == "monitor" and not FLAGS.encoder:
         print("--label_efficiency: the pretrained encoder is the last epoch's, not the one the "
               "monitor picks (its probe uses all train2 labels); the monitor still logs")
         return "last"

@@ -16,6 +16,7 @@ downstream; train1:valid1 = 79.6:20.4; train2:valid2:test = 70.5:14.6:14.9.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,10 @@ class SplitFractions:
     test: float = 1652 / 11107
 
     def __post_init__(self):
+        for name, value in vars(self).items():
+            if not math.isfinite(value):
+                raise ValueError(f"{name}={value}: a share of patients in [0, 1)"
+                                 + (" or a whole number of patients" if name == "test" else ""))
         for name in ("downstream_negative_fraction", "valid1", "valid2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: a share of patients in [0, 1)")
@@ -80,16 +85,14 @@ def assign_splits(df, seed=0, fractions=SplitFractions()):
     down = np.concatenate([pos, neg_down])
     y_down = plab.loc[down].to_numpy()
     rest, test = _stratified(down, y_down, fractions.test, seed + 1)
-    if fractions.test >= 1 and len(rest) == 0:
-        raise ValueError(f"a test split of {int(fractions.test)} patients leaves none of the "
-                         f"{len(down)} downstream patients for train2/valid2: lower the test "
-                         "size or add patients")
-    test_share = fractions.test if fractions.test < 1 else len(test) / len(down)
+    test_share = fractions.test if fractions.test < 1 else len(test) / max(1, len(down))
     valid2_share = fractions.valid2 / max(1e-9, 1 - test_share)
-    if valid2_share >= 1:
-        raise ValueError(f"valid2={fractions.valid2:g} of the {len(down)} downstream patients "
-                         f"is more than the {len(rest)} left after the test split: lower "
-                         "--valid2 or the test size")
+    n_valid2 = int(round(valid2_share * len(rest))) if valid2_share < 1 else len(rest)
+    if len(down) and len(rest) - n_valid2 < 2:
+        raise ValueError(f"test={fractions.test:g} and valid2={fractions.valid2:g} leave "
+                         f"{max(0, len(rest) - n_valid2)} of the {len(down)} downstream patients "
+                         "for train2 (at least 2 needed): lower --test or --valid2, or add "
+                         "patients")
     train2, valid2 = _stratified(rest, plab.loc[rest].to_numpy(), valid2_share, seed + 2)
     pre = np.sort(np.concatenate([neg_pre, unl]))
     y_pre = plab.loc[pre].fillna(-1).to_numpy()

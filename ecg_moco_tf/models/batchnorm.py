@@ -121,3 +121,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 x, scale, offset, mean=moving_mean, variance=moving_variance,
                 epsilon=self.epsilon, data_format="NHWC", is_training=False)
         return tf.cast(y, self.compute_dtype)
+
+
+def batch_norms(model):
+    """Every batch-norm layer of a model (nested ones included)."""
+    return [layer for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.BatchNormalization)]

@@ -33,8 +33,9 @@ were the EMA of the query's instead; those do not describe the key network's own
 (its convolutions are an average of past query weights), so the key network in inference mode
 (MoCo's validation loss and accuracy) was off: on the 1,500-patient synthetic run, positive
 cosine 0.64 and instance accuracy near 0 in inference mode, against 0.93 for the query encoder
-in inference mode with train-mode keys. Training and the saved (query) encoder are not
-affected: keys are computed in train mode.
+in inference mode with train-mode keys. Training steps are not affected (keys are computed in
+train mode), nor is the saved query encoder, except where it is chosen by MoCo's validation
+loss (``select="val_loss"``), which is now computed right.
 
 Shuffle-BN substitute on one device (:func:`shuffle_bn_groups`): with ``shuffle_bn_splits=g``
 (> 1) the queries are split into ``g`` random groups, as the reference implementation's
@@ -80,6 +81,7 @@ import math
 import keras
 import tensorflow as tf
 
+from .batchnorm import batch_norms
 from .clone import copy_model
 from .heads import projection_head
 from .losses import info_nce
@@ -125,7 +127,9 @@ def cross_replica_key_order(global_batch, replicas, seed):
 def parameters(*models):
     """The weights the key network takes by EMA: every weight but batch norms' moving
     statistics (each network keeps its own, as buffers in the reference implementation)."""
-    return [v for m in models for v in m.weights if "moving" not in v.path]
+    stats = {id(v) for m in models for bn in batch_norms(m)
+             for v in (bn.moving_mean, bn.moving_variance)}
+    return [v for m in models for v in m.weights if id(v) not in stats]
 
 
 def gather_replicas(ctx, x):

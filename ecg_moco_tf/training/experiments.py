@@ -191,15 +191,17 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
 
 
 def label_efficiency_summary(table):
-    """Per fraction: mean test AUC of each arm over seeds and the mean pretrained - scratch
-    difference with its seed-paired 95 % CI (t distribution, each seed's subset shared by both
-    arms; NaN with fewer than 2 seeds)."""
+    """Per fraction: mean test AUC of each arm over the seeds where both ran and the mean
+    pretrained - scratch difference with its seed-paired 95 % CI (t distribution, each seed's
+    subset shared by both arms; NaN with fewer than 2 seeds). The CI covers fine-tuning seeds
+    and label subsets, for one pretrained encoder and one test split."""
     from scipy import stats
 
     wide = table.pivot_table(index=["fraction", "seed"], columns="init", values="auc")
     rows = []
     for frac, g in wide.groupby(level="fraction"):
-        d = (g["pretrained"] - g["scratch"]).dropna()
+        g = g[["pretrained", "scratch"]].dropna()          # seeds with both arms
+        d = g["pretrained"] - g["scratch"]
         k = len(d)
         half = (stats.t.ppf(0.975, k - 1) * d.std(ddof=1) / np.sqrt(k)) if k > 1 else np.nan
         ecgs = table.loc[(table["fraction"] == frac), "n_train_ecgs"]

@@ -69,6 +69,7 @@ import tensorflow as tf
 from ..augment import build_augmenter
 from ..data import pipeline
 from ..data.records import ReadOptions
+from ..models.batchnorm import batch_norms  # noqa: F401  (also imported from here)
 from ..models.classifier import build_classifier
 from ..models.clone import copy_model
 from ..models.encoder import adapt_normalization, build_encoder
@@ -163,12 +164,6 @@ def _labelled(df, name):
     if df["label"].nunique() < 2:
         raise ValueError(f"{name}: needs both classes, has only label {df['label'].iloc[0]}")
     return df
-
-
-def batch_norms(model):
-    """Every batch-norm layer of a model (nested ones included)."""
-    return [layer for layer in model._flatten_layers(include_self=False)
-            if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def set_bn_momentum(model, momentum):

@@ -52,8 +52,14 @@ def test_test_split_as_a_number_of_patients_leaves_the_rest_as_shares():
     ({"test": 1.5}, "test=1.5: a share of patients in"),
     ({"valid1": 1.2}, "valid1=1.2"),
     ({"valid2": 0.5, "test": 0.5}, "leaves no train2"),
-    ({"test": 10_000}, "a test split of 10000 patients leaves none"),
-    ({"test": 300}, "lower --valid2 or the test size"),
+    ({"test": 10_000}, "leave 0 of the .* downstream patients for train2"),
+    ({"test": 300}, "lower --test or --valid2"),
+    ({"test": 294}, "lower --test or --valid2"),
+    ({"test": 295}, "lower --test or --valid2"),
+    ({"valid2": 0.6, "test": 0.399}, "lower --test or --valid2"),
+    ({"test": float("inf")}, "test=inf"),
+    ({"test": float("nan")}, "test=nan"),
+    ({"valid1": float("nan")}, "valid1=nan"),
 ])
 def test_split_sizes_that_cannot_work_are_errors_naming_the_setting(kw, message):
     with pytest.raises(ValueError, match=message):
