@@ -87,3 +87,18 @@ def test_shared_flag_names_are_accepted_across_commands():
         r = subprocess.run([sys.executable, "-c", code, cmd, name, *args],
                            capture_output=True, text=True, timeout=300)
         assert r.stdout.strip() == value, r.stderr[-1000:]
+
+
+def test_commands_without_a_model_load_no_tensorflow_and_print_no_notices(tmp_path):
+    """synth, split, ptbxl and manifest never build a model: they must not import TensorFlow
+    (seconds of start-up and its CUDA / oneDNN notices on stderr)."""
+    from ecg_moco_tf.cli.main import NO_TENSORFLOW
+
+    for cmd in sorted(NO_TENSORFLOW):
+        code = (f"import sys; import ecg_moco_tf.cli.{cmd}; "
+                "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.strip() == "[]", (cmd, r.stdout, r.stderr[-500:])
+    r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "split", "--help"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "--test" in r.stdout and "cuda" not in r.stderr.lower()

@@ -393,6 +393,7 @@ def test_setting_ranges_and_reproduce_names_its_own_flags(cli, records, models, 
         (["reproduce", "--test=2.5", "--experiments=proposed", "--noexplain"],
          "test=2.5: a share of patients in [0, 1) or a whole number of patients"),
         (["reproduce", "--explain_max_ecgs=-1"], "--explain_max_ecgs"),
+        (["reproduce", "--test=0"], "--test=0 leaves no test split"),
     ]
     for args, message in cases:
         rc, _, err = cli(*args, f"--out={tmp_path}/o")

@@ -2,12 +2,12 @@
 that ``ecg-moco CMD --help`` lists them with the command's own flags."""
 from absl import flags
 
-from ecg_moco_tf.models import encoder as enc
-
 FLAGS = flags.FLAGS
 
 
 def define_encoder_flags(module_name):
+    from ecg_moco_tf.models import encoder as enc   # here: split and synth load no TensorFlow
+
     m = {"module_name": module_name}
     flags.DEFINE_list("kernel_sizes", [str(k) for k in enc.KERNELS],
                       "Temporal kernel sizes K, one per block.", **m)
@@ -25,7 +25,9 @@ def encoder_kwargs():
 
 
 def encoder_from_flags():
-    return enc.build_encoder(**encoder_kwargs())
+    from ecg_moco_tf.models.encoder import build_encoder
+
+    return build_encoder(**encoder_kwargs())
 
 
 def augment_overrides_from_flags():

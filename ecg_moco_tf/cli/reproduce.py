@@ -111,7 +111,7 @@ def _data(out):
         df = synthetic.write_cohort(cohort, cfg)
         df = manifest.read_manifest(manifest.write_manifest(df, os.path.join(cohort,
                                                                              "manifest.csv")))
-        src = f"synthetic cohort, {FLAGS.num_patients} patients, seed {FLAGS.seed}"
+        src = f"synthetic cohort (seed {FLAGS.seed})"
     fractions = common.split_fractions_from_flags()
     if df["split"].isna().all():
         df = assign_splits(df, seed=FLAGS.seed, fractions=fractions)
@@ -166,7 +166,9 @@ def main(argv):
         FLAGS.encoder = encoder_path(FLAGS.encoder)
     if needs_encoder and not FLAGS.encoder:
         check_out_dir(os.path.join(out, "pretrain"), FLAGS.overwrite)      # before any work
-    common.split_fractions_from_flags()                                   # a bad share: now
+    if common.split_fractions_from_flags().test == 0:                     # a bad share: now
+        raise ValueError("--test=0 leaves no test split, and the experiments are scored on it: "
+                         "give a share (e.g. 0.15) or a number of test patients")
     os.makedirs(out, exist_ok=True)
     enc_kwargs = common.encoder_kwargs()
     X.stage("1/5 data")
@@ -328,7 +330,8 @@ def _explain(df, out, encoder_path):
                              f"{f['energy_in_mask_random']:.3f}), pointing game "
                              f"{f['pointing_game']:.3f} (random {f['pointing_game_random']:.3f}),"
                              f" deletion AUC {f['deletion_area']:.3f} (random "
-                             f"{f['deletion_area_random']:.3f}); {f['n_ecgs']} positives")
+                             f"{f['deletion_area_random']:.3f}; lower is better); "
+                             f"{f['n_ecgs']} positives")
             lines.append(f"- ![{name} {method} attribution](explain/{name}/"
                          f"{method.replace('+', 'p')}/attribution.png)")
         lines.append("")

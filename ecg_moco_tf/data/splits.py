@@ -51,8 +51,13 @@ class SplitFractions:
         if self.test < 0 or (self.test >= 1 and self.test != int(self.test)):
             raise ValueError(f"test={self.test}: a share of patients in [0, 1) or a whole "
                              "number of patients")
+        if self.test == 1:
+            raise ValueError("test=1 means one test patient (a number >= 1 counts patients; "
+                             "a share is below 1): give a share such as 0.15 or a number of "
+                             "patients >= 2")
         if self.test < 1 and self.valid2 + self.test >= 1:
-            raise ValueError(f"valid2 + test = {self.valid2 + self.test:g}: leaves no train2")
+            raise ValueError(f"valid2 + test = {self.valid2 + self.test:g}: leaves no train2; "
+                             "lower --valid2 or --test")
 
 
 def _stratified(ids, y, size, seed):

@@ -139,7 +139,8 @@ def plot_monitor(log_csv, path, selected_epoch=None, selected_by=None):
             title="Alignment / uniformity (valid1 views)")
     ax3.set_ylabel("uniformity (lower: spread out)")
     if lines:
-        ax2.legend(lines, [ln.get_label() for ln in lines], fontsize=7)
+        ax2.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="best",
+                   framealpha=0.6)
     if selected_epoch:
         for ax in (ax1, ax2):
             ax.axvline(selected_epoch, ls="--", color="0.5", lw=1,

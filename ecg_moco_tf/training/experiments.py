@@ -184,7 +184,7 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
     table = pd.DataFrame(rows)
     os.makedirs(out_dir, exist_ok=True)
     table.to_csv(os.path.join(out_dir, "label_efficiency.csv"), index=False)
-    label_efficiency_summary(table).to_csv(
+    label_efficiency_summary(table).round(6).to_csv(
         os.path.join(out_dir, "label_efficiency_summary.csv"), index=False)
     plot_label_efficiency(table, os.path.join(out_dir, "label_efficiency.png"), task_name)
     return table
@@ -216,13 +216,16 @@ def label_efficiency_summary(table):
 def label_efficiency_markdown(summary):
     """The summary as the README's Markdown table."""
     lines = ["| share of train2 labels (ECGs) | seeds | pretrained | scratch | "
-             "pretrained - scratch [95 % CI, seed-paired] |", "|---|---|---|---|---|"]
+             "pretrained - scratch [95 % t CI over seeds, paired] |", "|---|---|---|---|---|"]
     for r in summary.itertuples():
         ecgs = (f"{r.train_ecgs_min}" if r.train_ecgs_min == r.train_ecgs_max
                 else f"{r.train_ecgs_min}-{r.train_ecgs_max}")
         ci = "" if np.isnan(r.ci_low) else f" [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
         lines.append(f"| {r.fraction:.0%} ({ecgs}) | {r.seeds} | {r.pretrained_auc:.3f} | "
                      f"{r.scratch_auc:.3f} | {r.difference:+.3f}{ci} |")
+    if (summary["seeds"] < 3).any():
+        lines += ["", "With fewer than 3 seeds the t interval is very wide (t = 12.7 for 2); "
+                  "use 5 or more seeds (`--le_seeds`)."]
     return "\n".join(lines)
 
 
