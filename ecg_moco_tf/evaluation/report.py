@@ -10,6 +10,11 @@ def _f(x, nd=4):
     return "n/a" if x is None or x != x else f"{x:.{nd}f}"
 
 
+def _p(p):
+    """A p-value as printed: 3 decimals, '< 0.001' below that."""
+    return "n/a" if p is None or p != p else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def table2(summary, tests):
     """Markdown Table 2: test AUC [95 % patient-bootstrap CI], and vs proposed the paired AUC
     difference (proposed - baseline) with its paired patient-bootstrap CI and DeLong's p."""
@@ -25,7 +30,7 @@ def table2(summary, tests):
         diff = (f"{d['difference']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]" if d
                 else "-")
         lines.append(f"| {LABELS[name]} | {_f(s['auc'])} | [{_f(s['auc_ci_low'])}, "
-                     f"{_f(s['auc_ci_high'])}] | {diff} | {_f(t['p_value'], 3) if t else '-'} | "
+                     f"{_f(s['auc_ci_high'])}] | {diff} | {_p(t['p_value']) if t else '-'} | "
                      f"{s['n_ecgs']} ({s['n_patients']}, {s['n_positive']}) |")
     return "\n".join(lines)
 

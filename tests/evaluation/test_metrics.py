@@ -118,3 +118,17 @@ def test_paired_auc_difference_and_seed_differences():
     assert m["mean"] == pytest.approx(0.03) and m["n"] == 5
     assert m["ci_low"] == pytest.approx(0.03 - 0.019632, abs=1e-5)
     assert m["ci_high"] == pytest.approx(0.03 + 0.019632, abs=1e-5)
+
+
+def test_table2_prints_small_p_values_as_below_0_001():
+    from ecg_moco_tf.evaluation.report import table2
+
+    s = {"auc": 0.8, "auc_ci_low": 0.7, "auc_ci_high": 0.9, "n_ecgs": 10, "n_patients": 10,
+         "n_positive": 5}
+    diff = {"difference": 0.1, "ci_low": 0.05, "ci_high": 0.15}
+    summary = {"proposed": s, "baseline_unpretrained": {**s, "paired_bootstrap": diff},
+               "baseline_full_labels": {**s, "paired_bootstrap": diff}}
+    tests = {"proposed_vs_baseline_unpretrained": {"p_value": 2e-9},
+             "proposed_vs_baseline_full_labels": {"p_value": 0.0123}}
+    text = table2(summary, tests)
+    assert "| < 0.001 |" in text and "| 0.012 |" in text and "0.000" not in text

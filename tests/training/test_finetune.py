@@ -227,7 +227,7 @@ def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
         assert res["summary"][name]["auc"] == pytest.approx(auc, abs=1e-9)
         assert f"{auc:.4f}" in report
     p = res["delong"]["proposed_vs_baseline_unpretrained"]["p_value"]
-    assert f"{p:.3f}" in report
+    assert (f"{p:.3f}" if p >= 0.001 else "< 0.001") in report
     assert (out / "roc.png").stat().st_size > 10_000
     assert re.search(r"\| train1\s+\|", report) and "Table 2" in report
     card = json.loads((tmp_path / "export" / "model_card.json").read_text())
