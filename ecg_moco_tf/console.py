@@ -6,6 +6,7 @@ raises, so nothing is lost when something fails. ``ECG_MOCO_DEBUG=1`` (set by th
 ``--verbosity=debug``) turns it off.
 """
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -50,3 +51,21 @@ def import_tensorflow_quietly():
     with native_quiet():
         import keras  # noqa: F401
         import tensorflow  # noqa: F401
+
+
+class _NoRetracingNotice(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls to <function> triggered tf.function
+    retracing" warning: the commands build a new model per experiment, learning rate and seed
+    on purpose, so the warning is expected and says nothing the user can act on."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def hide_retracing_notices():
+    """Install the filter on TensorFlow's Python logger (which also feeds absl's copy)."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    if not any(isinstance(f, _NoRetracingNotice) for f in logger.filters):
+        logger.addFilter(_NoRetracingNotice())

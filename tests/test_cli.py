@@ -102,3 +102,24 @@ def test_commands_without_a_model_load_no_tensorflow_and_print_no_notices(tmp_pa
     r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "split", "--help"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "--test" in r.stdout and "cuda" not in r.stderr.lower()
+
+
+def test_retracing_notices_are_hidden_and_other_tensorflow_warnings_kept():
+    """The commands build new models on purpose; TensorFlow's retracing warning is dropped
+    (the CLI installs the filter), every other TensorFlow warning still shows."""
+    code = """if True:
+        import sys
+        import tensorflow as tf
+        from ecg_moco_tf import console
+        if sys.argv[1] == "filtered":
+            console.hide_retracing_notices()
+        for i in range(8):
+            f = tf.function(lambda x: x + 1)
+            f(tf.constant(float(i)))
+        tf.get_logger().warning("another warning stays")
+    """
+    for mode, expected in (("plain", True), ("filtered", False)):
+        r = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-1000:]
+        assert ("triggered tf.function retracing" in r.stderr) is expected, (mode, r.stderr)
+        assert "another warning stays" in r.stderr

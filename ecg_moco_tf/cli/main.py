@@ -142,6 +142,7 @@ def _quiet_console(cmd, debug):
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = ecg_moco_tf._USER_TF_LOG_LEVEL or "3"
     if cmd not in NO_TENSORFLOW:
         console.import_tensorflow_quietly()
+        console.hide_retracing_notices()
 
 
 def _quiet_main(main):
