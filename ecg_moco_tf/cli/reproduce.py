@@ -9,8 +9,8 @@ Examples:
   ecg-moco reproduce --flagfile=flags/reproduce_paper_scale.flags     # 37,103 synthetic ECGs
   ecg-moco reproduce --ptbxl_root=../shared/data/ptbxl-subset --ptbxl_label=MI --out=runs/ptbxl
   ecg-moco reproduce --flagfile=flags/ptbxl_mi.flags     # + ptbxl-pool as unlabelled pretraining
-An unfinished pretraining in <out>/pretrain is resumed; a finished one is refused (exit code 2)
-unless --overwrite (then it is pretrained again).
+An unfinished pretraining in <out>/pretrain is resumed; a finished one, or an <out> holding a
+finished run's results, is refused (exit code 2) unless --overwrite (then it is run again).
 Several GPUs or machines: --strategy=mirrored|multi_worker, --mixed_precision, --jit_compile,
 --sync_bn (README "Distributed training"); --batch_size and --pretrain_batch_size are global.
 Settings: every flag of `finetune`'s training and of `pretrain` under the same name, except
@@ -32,8 +32,9 @@ FLAGS = flags.FLAGS
 common.define_encoder_flags(__name__)
 common.define_distribute_flags(__name__)
 flags.DEFINE_string("out", "runs/reproduce", "Output folder (report.md, results.json, ...).")
-flags.DEFINE_bool("overwrite", False, "Pretrain again over a finished run in <out>/pretrain "
-                  "(default: refuse it; an unfinished one is resumed).")
+flags.DEFINE_bool("overwrite", False, "Replace a finished run in <out>: its results and "
+                  "report, and pretrain again over a finished <out>/pretrain (default: refuse "
+                  "it; an unfinished pretraining is resumed).")
 flags.DEFINE_string("manifest", None, "Use this manifest instead of the synthetic cohort.")
 flags.DEFINE_string("ptbxl_root", None, "Use a PTB-XL folder instead of the synthetic cohort.")
 flags.DEFINE_string("ptbxl_label", "MI", "PTB-XL superclass or SCP code to predict.")
@@ -166,6 +167,9 @@ def main(argv):
         FLAGS.encoder = encoder_path(FLAGS.encoder)
     if needs_encoder and not FLAGS.encoder:
         check_out_dir(os.path.join(out, "pretrain"), FLAGS.overwrite)      # before any work
+    if os.path.exists(os.path.join(out, "results.json")) and not FLAGS.overwrite:
+        raise FileExistsError(f"{out} holds a finished run (results.json, report); pass "
+                              "--overwrite to replace it, or choose another --out")
     if common.split_fractions_from_flags().test == 0:                     # a bad share: now
         raise ValueError("--test=0 leaves no test split, and the experiments are scored on it: "
                          "give a share (e.g. 0.15) or a number of test patients")

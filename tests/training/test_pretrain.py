@@ -139,6 +139,16 @@ def test_cli_refuses_finished_run_with_one_line_and_exit_2(small_cohort, tmp_pat
         assert str(tmp_path / "pretrain") in said[0]
     assert (tmp_path / "pretrain" / "pretrain_config.json").read_text() == "{}"
     assert os.listdir(tmp_path) == ["pretrain"]        # reproduce refused before any work
+    done = tmp_path / "done"                               # a finished reproduce run
+    os.makedirs(done)
+    (done / "results.json").write_text("{}")
+    r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "reproduce",
+                        f"--manifest={manifest_csv}", f"--out={done}", "--experiments=",
+                        "--label_efficiency", "--encoder=ptbxl-pool"],
+                       capture_output=True, text=True, timeout=300)
+    said = [line for line in r.stderr.splitlines() if line.startswith("ecg-moco reproduce:")]
+    assert r.returncode == 2 and len(said) == 1 and "holds a finished run" in said[0], r.stderr
+    assert "--overwrite" in said[0] and os.listdir(done) == ["results.json"]
 
 
 def test_pretraining_learns_and_keeps_features_at_least_as_good_as_random(tmp_path):
