@@ -87,7 +87,7 @@ flags.DEFINE_list("le_fractions", ["0.01", "0.05", "0.1", "0.28", "0.5", "1.0"],
 flags.DEFINE_list("le_seeds", ["0", "1", "2"], "Label-efficiency seeds.")
 
 
-def _data(out):
+def _data(out, fractions):
     from ecg_moco_tf.data import assign_splits, manifest, ptbxl, synthetic
     from ecg_moco_tf.data.splits import SplitFractions
 
@@ -113,7 +113,6 @@ def _data(out):
         df = manifest.read_manifest(manifest.write_manifest(df, os.path.join(cohort,
                                                                              "manifest.csv")))
         src = f"synthetic cohort (seed {FLAGS.seed})"
-    fractions = common.split_fractions_from_flags()
     if df["split"].isna().all():
         df = assign_splits(df, seed=FLAGS.seed, fractions=fractions)
     elif fractions != SplitFractions():
@@ -170,13 +169,14 @@ def main(argv):
     if os.path.exists(os.path.join(out, "results.json")) and not FLAGS.overwrite:
         raise FileExistsError(f"{out} holds a finished run (results.json, report); pass "
                               "--overwrite to replace it, or choose another --out")
-    if common.split_fractions_from_flags().test == 0:                     # a bad share: now
+    fractions = common.split_fractions_from_flags()                      # a bad share: now
+    if fractions.test == 0:
         raise ValueError("--test=0 leaves no test split, and the experiments are scored on it: "
                          "give a share (e.g. 0.15) or a number of test patients")
     os.makedirs(out, exist_ok=True)
     enc_kwargs = common.encoder_kwargs()
     X.stage("1/5 data")
-    df, source = _data(out)
+    df, source = _data(out, fractions)
     notes = [f"data: {source}; {len(df)} ECGs, {df['patient_id'].nunique()} patients"]
     n_all = len(df)
     df = common.readable_records(df, out)

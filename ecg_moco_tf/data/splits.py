@@ -60,10 +60,15 @@ class SplitFractions:
                              "lower --valid2 or --test")
 
 
+def _count(size, n):
+    """Patients a split of ``size`` takes from ``n``: a share (< 1) or a number, at most n."""
+    return min(n, int(round(size * n)) if size < 1 else int(size))
+
+
 def _stratified(ids, y, size, seed):
     if size <= 0 or len(ids) == 0:
         return ids, ids[:0]
-    n_take = int(round(size * len(ids))) if size < 1 else int(size)
+    n_take = _count(size, len(ids))
     if n_take == 0:
         return ids, ids[:0]
     if n_take >= len(ids):
@@ -92,7 +97,7 @@ def assign_splits(df, seed=0, fractions=SplitFractions()):
     rest, test = _stratified(down, y_down, fractions.test, seed + 1)
     test_share = fractions.test if fractions.test < 1 else len(test) / max(1, len(down))
     valid2_share = fractions.valid2 / max(1e-9, 1 - test_share)
-    n_valid2 = int(round(valid2_share * len(rest))) if valid2_share < 1 else len(rest)
+    n_valid2 = _count(valid2_share, len(rest)) if valid2_share < 1 else len(rest)
     if len(down) and len(rest) - n_valid2 < 2:
         raise ValueError(f"test={fractions.test:g} and valid2={fractions.valid2:g} leave "
                          f"{max(0, len(rest) - n_valid2)} of the {len(down)} downstream patients "
