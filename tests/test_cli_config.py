@@ -89,7 +89,7 @@ FLAGFILES = {"baseline_full_labels": ["finetune"], "baseline_unpretrained": ["fi
              "paper_protocol": ["reproduce", "finetune"], "ptbxl_mi": ["reproduce"],
              "reproduce_paper_scale": ["reproduce"], "pretrain": ["pretrain"],
              "pretrain_paper_scale": ["pretrain"], "synth_demo": ["synth"],
-             "synth_paper_scale": ["synth"]}
+             "synth_paper_scale": ["synth"], "ptbxl_pool_encoder": ["pretrain"]}
 
 
 def _flag_lines(path):

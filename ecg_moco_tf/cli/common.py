@@ -142,20 +142,46 @@ def output_file(path, flag="out", example="predictions.csv"):
 
 
 def define_distribute_flags(module_name):
-    """``--strategy`` (``--mixed_precision``, ``--jit_compile`` and ``--sync_bn`` are settings
-    of the stage configs: :func:`define_pretrain_flags`, :func:`define_finetune_flags`)."""
+    """``--strategy`` and ``--deterministic`` (``--mixed_precision``, ``--jit_compile`` and
+    ``--sync_bn`` are settings of the stage configs: :func:`define_pretrain_flags`,
+    :func:`define_finetune_flags`)."""
     flags.DEFINE_string("strategy", "default", "tf.distribute strategy: default (one device), "
                         "mirrored (every GPU of this machine), multi_worker (a cluster from "
                         "TF_CONFIG or Slurm srun) or tpu. Batch sizes are global: each replica "
                         "gets batch_size / replicas.", module_name=module_name)
+    flags.DEFINE_bool("deterministic", False, _DETERMINISTIC, module_name=module_name)
+
+
+_DETERMINISTIC = (
+    "Make TensorFlow's ops deterministic (tf.config.experimental.enable_op_determinism(), "
+    "set before any training). Bit-for-bit reproducible runs (same seed, same machine type) "
+    "were verified on CPU only, with oneDNN on and default settings, where this flag is not "
+    "needed; on GPU this flag makes TensorFlow's ops deterministic (deterministic cuDNN "
+    "algorithms and kernels) at a speed cost, and an op with no deterministic GPU "
+    "implementation raises an error instead of running.")
+
+
+def enable_determinism(enabled=None):
+    """``tf.config.experimental.enable_op_determinism()`` when ``enabled`` (default: the
+    ``--deterministic`` flag); returns whether it was enabled. Call before any training."""
+    if enabled is None:
+        enabled = "deterministic" in FLAGS and FLAGS.deterministic
+    if enabled:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    return bool(enabled)
 
 
 def strategy_from_flags(*batch_flags):
     """The ``tf.distribute`` strategy of ``--strategy``, with ``--mixed_precision``,
     ``--jit_compile`` and the global batch flags named in ``batch_flags`` checked against its
     replicas. Call it first (before other TensorFlow work); a problem is ``SystemExit`` with
-    one line saying what to set (exit code 2)."""
+    one line saying what to set (exit code 2). With ``--deterministic``, TensorFlow's op
+    determinism is enabled first (:func:`enable_determinism`)."""
     from ecg_moco_tf.training import distribute
+
+    deterministic = enable_determinism()
 
     def check(strategy):
         for name in batch_flags:
@@ -172,7 +198,8 @@ def strategy_from_flags(*batch_flags):
     except distribute.DistributeError as e:
         raise SystemExit(str(e)) from None
     print(f"strategy: {distribute.describe(strategy)}; precision {FLAGS.mixed_precision}"
-          f"{'; XLA' if FLAGS.jit_compile else ''}")
+          f"{'; XLA' if FLAGS.jit_compile else ''}"
+          f"{'; deterministic ops' if deterministic else ''}")
     return strategy
 
 

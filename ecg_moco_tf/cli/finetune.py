@@ -41,12 +41,16 @@ flags.DEFINE_string("task_name", "positive", "What the classifier detects, e.g. 
 
 def main(argv):
     del argv
+    import pandas as pd
+
     from ecg_moco_tf.data import read_manifest
     from ecg_moco_tf.evaluation import evaluate
     from ecg_moco_tf.pretrained import encoder_path
     from ecg_moco_tf.provenance import check_task_name, write_provenance
     from ecg_moco_tf.training import distribute
-    from ecg_moco_tf.training.experiments import (check_encoder, experiment_view,
+    from ecg_moco_tf.provenance import warn_if_seen
+    from ecg_moco_tf.training.experiments import (check_class_counts, check_encoder,
+                                                  decision_threshold, experiment_view,
                                                   load_encoder, save_predictions)
     from ecg_moco_tf.training.finetune import finetune, predict
 
@@ -61,6 +65,7 @@ def main(argv):
     parts = ("train", "valid", "test")
     df = read_manifest(FLAGS.manifest)
     view = experiment_view(df, FLAGS.experiment, require=parts)
+    check_class_counts(df, FLAGS.experiment)           # < 2 of a class: refused before training
     encoder = load_encoder(encoder_file) if encoder_file else None
     cfg = common.finetune_config()
     used = df.loc[df.index.isin(set().union(*(view[k].index for k in parts)))]
@@ -68,12 +73,18 @@ def main(argv):
                            require=parts)
     enc_kwargs = common.encoder_kwargs()
     out = distribute.worker_dir(FLAGS.out, strategy)    # FLAGS.out on the chief
+    if encoder_file:
+        warn_if_seen(encoder_file, pd.concat([view[k] for k in parts]), "train/valid/test",
+                     cfg.read_options)
     res = finetune(view["train"], view["valid"], encoder, cfg, out, enc_kwargs, strategy)
-    pred = predict(res.model, view["test"], options=cfg.read_options)
+    pred, valid = (predict(res.model, view[k], options=cfg.read_options)
+                   for k in ("test", "valid"))
     save_predictions(pred, os.path.join(out, "test_predictions.csv"), FLAGS.task_name)
-    write_provenance(out, FLAGS.experiment, FLAGS.task_name, encoder_file)
+    save_predictions(valid, os.path.join(out, "valid_predictions.csv"), FLAGS.task_name)
+    write_provenance(out, FLAGS.experiment, FLAGS.task_name, encoder_file,
+                     threshold=decision_threshold(valid))
     m = evaluate(pred["label"].astype(int), pred["probability"], pred["patient_id"],
-                 seed=FLAGS.seed)
+                 seed=FLAGS.seed, valid=(valid["label"].astype(int), valid["probability"]))
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(m, f, indent=1)
     print(res.sweep.to_string(index=False))

@@ -45,6 +45,8 @@ flags.DEFINE_list("ptbxl_pretrain_folds", [str(f) for f in PRETRAIN_FOLDS],
 flags.DEFINE_string("ptbxl_pool", None, "With --ptbxl_root: another PTB-XL folder (e.g. "
                     "../shared/data/ptbxl-pool) added as unlabelled pretraining ECGs; pool ECGs "
                     "of patients in train2/valid2/test are dropped.")
+flags.DEFINE_list("ptbxl_pool_exclude_folds", ["9", "10"], "Pool ECGs of these strat_folds "
+                  "are dropped (PTB-XL's validation and test folds by default).")
 flags.register_multi_flags_validator(
     ["ptbxl_pool", "ptbxl_root"], lambda f: not f["ptbxl_pool"] or bool(f["ptbxl_root"]),
     message="--ptbxl_pool needs --ptbxl_root (the labelled PTB-XL folder)")
@@ -71,6 +73,10 @@ flags.DEFINE_list("experiments", ["proposed", "baseline_unpretrained", "baseline
 common.define_finetune_flags(__name__, stage="Fine-tuning")
 common.define_pretrain_flags(__name__, common.REPRODUCE_PRETRAIN_PREFIXED, stage="MoCo")
 flags.DEFINE_integer("n_boot", 2000, "Bootstrap resamples for the AUC CIs.")
+flags.DEFINE_float("population_prevalence", None, "Also report PPV/NPV at this prevalence "
+                   "(from sensitivity and specificity), e.g. the finding's prevalence where "
+                   "the model will be used; the test split's own prevalence is enriched by "
+                   "the paper design.", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_string("export_dir", "", "Export the proposed classifier here (SavedModel, TFLite, "
                     "model card); empty: no export.")
 flags.DEFINE_list("export_formats", ["savedmodel", "float32", "float16", "dynamic_int8", "int8"],
@@ -99,11 +105,14 @@ def _data(out, fractions):
                                    pretrain_folds=[int(f) for f in FLAGS.ptbxl_pretrain_folds])
         src = f"PTB-XL {FLAGS.ptbxl_root}, label {FLAGS.ptbxl_label}"
         if FLAGS.ptbxl_pool:
-            df = ptbxl.add_pretraining_pool(df, ptbxl.ptbxl_manifest(FLAGS.ptbxl_pool, None),
-                                            seed=FLAGS.seed)
+            df = ptbxl.add_pretraining_pool(
+                df, ptbxl.ptbxl_manifest(FLAGS.ptbxl_pool, None), seed=FLAGS.seed,
+                exclude_folds=[int(f) for f in FLAGS.ptbxl_pool_exclude_folds])
             s = df.attrs["pool_summary"]
             src += (f", plus {s['kept']} unlabelled pretraining ECGs from {FLAGS.ptbxl_pool} "
-                    f"({s['dropped_downstream_patient']} dropped: patient downstream)")
+                    f"({s['dropped_downstream_patient']} dropped: patient downstream; "
+                    f"{s['dropped_held_out_fold']} dropped: strat_fold "
+                    f"{'/'.join(map(str, s['held_out_folds']))})")
     else:
         cfg = synthetic.CohortConfig(num_patients=FLAGS.num_patients,
                                      prevalence=FLAGS.prevalence,
@@ -193,8 +202,21 @@ def main(argv):
             print(f"ecg-moco reproduce: --le_fractions: {e}", file=sys.stderr)
             return 2
 
-    for name in FLAGS.experiments:                # empty splits, bad settings: fail now
-        X.experiment_view(df, name, require=("train", "valid", "test"))
+    encoder_note = None
+    if FLAGS.encoder:
+        from ecg_moco_tf.provenance import check_label_efficiency_encoder, warn_if_seen
+
+        if FLAGS.label_efficiency:
+            check_label_efficiency_encoder(FLAGS.encoder)
+        encoder_note = _encoder_note(FLAGS.encoder)
+        down = df[df["split"].isin(["train2", "valid2", "test"])]
+        seen = warn_if_seen(FLAGS.encoder, down, "train2/valid2/test",
+                            common.read_options_from_flags())
+        if seen:
+            notes.append(f"WARNING: {seen} of the {len(down)} train2/valid2/test ECGs were in "
+                         "the encoder's pretraining data")
+    for name in FLAGS.experiments:     # empty splits, < 2 of a class, bad settings: fail now
+        notes += [f"WARNING: {w}" for w in X.check_class_counts(df, name)]
     if needs_encoder and not FLAGS.encoder:
         view = X.experiment_view(df, "proposed", require=("pretrain_train", "pretrain_valid"))
         _pretraining_check(check_config, pt, len(view["pretrain_train"]),
@@ -216,10 +238,13 @@ def main(argv):
         encoder_path = os.path.join(out, "pretrain", "encoder.keras")
         monitor_png, chosen = _monitor_figure(out)
         notes.append(f"pretrained encoder: {encoder_path} ({chosen})")
-    preds, sweeps = {}, {}
+        encoder_note = _encoder_note(encoder_path)
+    if encoder_note and "proposed" in FLAGS.experiments:
+        notes.append(f"NOTE on Proposed: {encoder_note}")
+    preds, sweeps, valids = {}, {}, {}
     for i, name in enumerate(FLAGS.experiments):
         X.stage(f"3/5 experiment {i + 1}/{len(FLAGS.experiments)}: {name}")
-        preds[name], sweeps[name] = X.run_experiment(
+        preds[name], sweeps[name], valids[name] = X.run_experiment(
             df, name, out, ft, encoder_path if name == "proposed" else None, enc_kwargs,
             task_name=FLAGS.task_name, strategy=strategy)
     settings = {**X.experiments_settings(ft, pt), "encoder": enc_kwargs, "source": source,
@@ -229,7 +254,9 @@ def main(argv):
         figures["monitor"] = monitor_png
     if preds:
         X.stage("4/5 evaluation (patient bootstrap, DeLong)")
-        summary, tests = X.summarize(preds, n_boot=FLAGS.n_boot, seed=FLAGS.seed)
+        summary, tests = X.summarize(preds, n_boot=FLAGS.n_boot, seed=FLAGS.seed,
+                                     valid_predictions=valids,
+                                     population_prevalence=FLAGS.population_prevalence)
         figures["roc"] = plot_roc({LABELS[n]: (p["label"].astype(int), p["probability"],
                                                summary[n]) for n, p in preds.items()},
                                   os.path.join(out, "roc.png"),
@@ -240,11 +267,11 @@ def main(argv):
             os.path.join(out, "calibration.png"), task_name=FLAGS.task_name)
     if FLAGS.label_efficiency:
         X.stage("5/5 label efficiency")
-        table = X.label_efficiency(df, encoder_path, out, [float(f) for f in FLAGS.le_fractions],
+        table, le_preds = X.label_efficiency(df, encoder_path, out, [float(f) for f in FLAGS.le_fractions],
                                    [int(s) for s in FLAGS.le_seeds], ft, enc_kwargs,
                                    task_name=FLAGS.task_name, strategy=strategy)
         figures["label_efficiency"] = os.path.join(out, "label_efficiency.png")
-        le_summary = X.label_efficiency_summary(table)
+        le_summary = X.label_efficiency_summary(table, le_preds)
         le_lines = ["## Label efficiency (test AUC, mean over seeds)", "",
                     X.label_efficiency_markdown(le_summary), ""]
         print("\n".join(le_lines))
@@ -273,10 +300,25 @@ def main(argv):
     if summary:
         path = write_report(out, splits_table, summary, tests, sweeps, figures,
                             {k: v for k, v in settings.items() if k != "experiments"}, notes,
-                            explained + (le_lines if FLAGS.label_efficiency else []))
+                            explained + (le_lines if FLAGS.label_efficiency else []),
+                            encoder_note=encoder_note)
         X.stage("done")
-        print(table2(summary, tests))
+        print(table2(summary, tests, encoder_note))
         print(f"\nreport: {path}")
+
+
+def _encoder_note(path):
+    """Why Table 2 marks the proposed row: its encoder's epoch was chosen with downstream
+    labels, or how it was chosen is unknown; None when neither."""
+    from ecg_moco_tf.provenance import read_encoder_provenance
+
+    prov = read_encoder_provenance(path)
+    if not prov:
+        return "the encoder carries no provenance: how its epoch was chosen is unknown"
+    if prov.get("labels_seen"):
+        return (f"the encoder's epoch was chosen by {prov['selected_by']} with the labels of "
+                f"{'/'.join(prov['labels_seen_splits'])}: optimistic for the proposed row")
+    return None
 
 
 def _monitor_figure(out):

@@ -140,15 +140,23 @@ def _rebase(df, root):
     return out
 
 
-def add_pretraining_pool(df, pool_df, seed=0, valid_fraction=0.2, verbose=True):
+#: PTB-XL's official validation and test folds: never pretrained on by default
+HELD_OUT_FOLDS = (9, 10)
+
+
+def add_pretraining_pool(df, pool_df, seed=0, valid_fraction=0.2, verbose=True,
+                         exclude_folds=HELD_OUT_FOLDS):
     """Append a pool of ECGs to a split manifest as unlabelled pretraining data.
 
     Args:
         df: manifest with ``split`` filled in (e.g. from ``folds_to_splits``).
         pool_df: manifest of the pool (e.g. ``ptbxl_manifest(pool_root)``); labels are dropped.
         seed, valid_fraction: the pool's own patients are split train1/valid1 by patient.
+        exclude_folds: pool ECGs whose ``strat_fold`` is one of these are dropped: PTB-XL's
+            own validation and test folds (9, 10) by default, so that an encoder pretrained on
+            the pool can be evaluated on them.
 
-    Patients stay on one side: pool ECGs whose patient has ECGs in ``df``'s downstream splits
+    Pool ECGs of ``exclude_folds`` are dropped first. Patients stay on one side: pool ECGs whose patient has ECGs in ``df``'s downstream splits
     (train2/valid2/test) are dropped; those whose patient is in ``df``'s train1/valid1 go to
     that same split; pool ECGs already in ``df`` (same ``ecg_id``) are dropped too. The result
     has ``label`` empty for pool rows, a ``pretraining_pool`` column (1 for pool rows), record
@@ -166,9 +174,11 @@ def add_pretraining_pool(df, pool_df, seed=0, valid_fraction=0.2, verbose=True):
     side = pool["patient_id"].map(where)
     dup = (pool["ecg_id"].isin(df["ecg_id"]) if "ecg_id" in pool and "ecg_id" in df
            else pd.Series(False, index=pool.index))
-    down = side.isin(DOWNSTREAM_SPLITS) & ~dup
-    same = side.isin(PRETRAIN_SPLITS) & ~dup
-    keep = ~dup & ~down
+    held = (pool["strat_fold"].isin([int(f) for f in exclude_folds]) & ~dup
+            if "strat_fold" in pool and len(exclude_folds) else pd.Series(False, pool.index))
+    down = side.isin(DOWNSTREAM_SPLITS) & ~dup & ~held
+    same = side.isin(PRETRAIN_SPLITS) & ~dup & ~held
+    keep = ~dup & ~down & ~held
     fresh = np.sort(pool.loc[keep & ~same, "patient_id"].unique())
     train, valid = _stratified(fresh, np.zeros(len(fresh)), valid_fraction, seed)
     new = dict.fromkeys(train, "train1") | dict.fromkeys(valid, "valid1")
@@ -192,13 +202,17 @@ def add_pretraining_pool(df, pool_df, seed=0, valid_fraction=0.2, verbose=True):
                "train1": int(counts.get("train1", 0)), "valid1": int(counts.get("valid1", 0)),
                "joined_pretraining_patient": int(same.sum()),
                "dropped_downstream_patient": int(down.sum()),
-               "dropped_duplicate_ecg": int(dup.sum())}
+               "dropped_duplicate_ecg": int(dup.sum()),
+               "dropped_held_out_fold": int(held.sum()),
+               "held_out_folds": [int(f) for f in exclude_folds]}
     out.attrs["pool_summary"] = summary
     if verbose:
         print(f"pretraining pool {roots[1]}: {summary['pool']} ECGs, {summary['kept']} kept "
               f"unlabelled (train1 {summary['train1']}, valid1 {summary['valid1']}; "
               f"{summary['joined_pretraining_patient']} join their patient's pretraining "
-              f"split), dropped {summary['dropped_downstream_patient']} whose patient is in "
+              f"split), dropped {summary['dropped_held_out_fold']} of strat_fold "
+              f"{'/'.join(map(str, summary['held_out_folds'])) or '-'} (PTB-XL's validation "
+              f"and test folds), {summary['dropped_downstream_patient']} whose patient is in "
               f"train2/valid2/test and {summary['dropped_duplicate_ecg']} already in the "
               "manifest (same ecg_id)")
     return out

@@ -4,7 +4,8 @@
   patient come along), since ECGs of one patient are not independent;
 - DeLong's test for the difference of two correlated AUCs on the same test ECGs (fast
   algorithm of Sun & Xu, IEEE SPL 2014);
-- sensitivity / specificity / PPV / NPV at the Youden threshold and at a chosen sensitivity;
+- sensitivity / specificity / PPV / NPV at the Youden threshold and at a chosen sensitivity,
+  both chosen on validation predictions and applied to test (``operating_points``);
 - Brier score and a calibration curve.
 """
 from __future__ import annotations
@@ -129,8 +130,13 @@ def threshold_at_sensitivity(y, p, sensitivity=0.9):
     return float(thr[np.argmax(tpr >= sensitivity)])
 
 
-def threshold_metrics(y, p, threshold):
-    """Sensitivity, specificity, PPV, NPV of the decision ``p >= threshold``."""
+def threshold_metrics(y, p, threshold, population_prevalence=None):
+    """Sensitivity, specificity, PPV, NPV of the decision ``p >= threshold``.
+
+    PPV and NPV are at the prevalence of ``y`` (``prevalence``); with ``population_prevalence``
+    also at that prevalence, from sensitivity and specificity (Bayes):
+    PPV = se * pi / (se * pi + (1 - sp) * (1 - pi)), NPV = sp (1 - pi) / (sp (1 - pi) + (1 - se) pi).
+    """
     y, p = _check(y, p)
     pred = p >= threshold
     tp, fp = int((pred & (y == 1)).sum()), int((pred & (y == 0)).sum())
@@ -139,13 +145,35 @@ def threshold_metrics(y, p, threshold):
     def ratio(a, b):
         return a / (a + b) if a + b else float("nan")
 
-    return {"threshold": float(threshold), "sensitivity": ratio(tp, fn),
-            "specificity": ratio(tn, fp), "ppv": ratio(tp, fp), "npv": ratio(tn, fn),
-            "tp": tp, "fp": fp, "tn": tn, "fn": fn}
+    out = {"threshold": float(threshold), "sensitivity": ratio(tp, fn),
+           "specificity": ratio(tn, fp), "ppv": ratio(tp, fp), "npv": ratio(tn, fn),
+           "prevalence": float(y.mean()), "tp": tp, "fp": fp, "tn": tn, "fn": fn}
+    if population_prevalence is not None:
+        pi, se, sp = float(population_prevalence), out["sensitivity"], out["specificity"]
+        out.update(population_prevalence=pi,
+                   ppv_at_population=ratio(se * pi, (1 - sp) * (1 - pi)),
+                   npv_at_population=ratio(sp * (1 - pi), (1 - se) * pi))
+    return out
 
 
-def evaluate(y, p, groups=None, sensitivity=0.9, n_boot=2000, seed=0, calibration_bins=10):
-    """Everything above for one model's test predictions, as a JSON-friendly dict."""
+def operating_points(y, p, valid=None, sensitivity=0.9, population_prevalence=None):
+    """Youden and ``sensitivity`` thresholds chosen on ``valid`` = (labels, scores) (valid2)
+    and applied to (``y``, ``p``) (test). Without ``valid`` they are chosen on ``y``, ``p``
+    themselves, which is optimistic; ``chosen_on`` says which."""
+    yv, pv = _check(*valid) if valid is not None else (y, p)
+    rules = {"youden": youden_threshold(yv, pv),
+             f"at_sensitivity_{sensitivity:g}": threshold_at_sensitivity(yv, pv, sensitivity)}
+    out = {k: threshold_metrics(y, p, t, population_prevalence) for k, t in rules.items()}
+    out["chosen_on"] = "valid2" if valid is not None else "the scored data itself (optimistic)"
+    return out
+
+
+def evaluate(y, p, groups=None, sensitivity=0.9, n_boot=2000, seed=0, calibration_bins=10,
+             valid=None, population_prevalence=None):
+    """Everything above for one model's test predictions, as a JSON-friendly dict.
+
+    ``valid``: (labels, scores) of the validation split (valid2): the operating points'
+    thresholds are chosen there and applied to the test predictions (``chosen_on``)."""
     y, p = _check(y, p)
     lo, hi = bootstrap_auc_ci(y, p, groups, n_boot=n_boot, seed=seed)
     frac_pos, mean_pred = calibration_curve(y, p, n_bins=calibration_bins, strategy="quantile")
@@ -154,9 +182,7 @@ def evaluate(y, p, groups=None, sensitivity=0.9, n_boot=2000, seed=0, calibratio
         "n_patients": int(len(np.unique(groups))) if groups is not None else int(len(y)),
         "auc": float(roc_auc_score(y, p)), "auc_ci_low": lo, "auc_ci_high": hi,
         "brier": float(brier_score_loss(y, p)),
-        "youden": threshold_metrics(y, p, youden_threshold(y, p)),
-        f"at_sensitivity_{sensitivity:g}": threshold_metrics(
-            y, p, threshold_at_sensitivity(y, p, sensitivity)),
+        **operating_points(y, p, valid, sensitivity, population_prevalence),
         "calibration": {"mean_predicted": mean_pred.tolist(), "fraction_positive":
                         frac_pos.tolist()},
     }

@@ -15,9 +15,10 @@ def _p(p):
     return "n/a" if p is None or p != p else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def table2(summary, tests):
+def table2(summary, tests, encoder_note=None):
     """Markdown Table 2: test AUC [95 % patient-bootstrap CI], and vs proposed the paired AUC
-    difference (proposed - baseline) with its paired patient-bootstrap CI and DeLong's p."""
+    difference (proposed - baseline) with its paired patient-bootstrap CI and DeLong's p. ``encoder_note``: why the proposed row's encoder is marked (its
+    epoch was chosen with labels, or its provenance is unknown)."""
     lines = ["| model | test AUC | 95 % CI (patient bootstrap) | proposed - model [95 % CI] | "
              "DeLong p vs proposed | test ECGs (patients, positives) |",
              "|---|---|---|---|---|---|"]
@@ -29,33 +30,53 @@ def table2(summary, tests):
         d = (t or {}).get("paired_bootstrap")
         diff = (f"{d['difference']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]" if d
                 else "-")
-        lines.append(f"| {LABELS[name]} | {_f(s['auc'])} | [{_f(s['auc_ci_low'])}, "
+        mark = " *" if name == "proposed" and encoder_note else ""
+        lines.append(f"| {LABELS[name]}{mark} | {_f(s['auc'])} | [{_f(s['auc_ci_low'])}, "
                      f"{_f(s['auc_ci_high'])}] | {diff} | {_p(t['p_value']) if t else '-'} | "
                      f"{s['n_ecgs']} ({s['n_patients']}, {s['n_positive']}) |")
+    if encoder_note:
+        lines += ["", f"\\* {encoder_note}"]
     return "\n".join(lines)
 
 
 def write_report(out_dir, split_table, summary, tests, sweeps, figures, settings, notes=(),
-                 extra=()):
+                 extra=(), encoder_note=None):
     """Write ``report.md`` (``extra``: more Markdown lines before the settings); returns its
     path."""
     op_key = next(k for k in next(iter(summary.values())) if k.startswith("at_sensitivity"))
     lines = ["# ecg-moco-tf reproduction report", ""]
     lines += [f"- {n}" for n in notes] + [""]
     lines += ["## Data splits (paper Table 1)", "", split_table.to_markdown(), ""]
-    lines += ["## Test AUC (paper Table 2)", "", table2(summary, tests), ""]
+    lines += ["## Test AUC (paper Table 2)", "", table2(summary, tests, encoder_note), ""]
     lines += ["Paired difference: every bootstrap resample of patients scores both models; "
-              "DeLong: two-sided test of equal AUCs on the same test ECGs.", ""]
+              "DeLong: two-sided test of equal AUCs on the same test ECGs (ECGs treated as "
+              "independent).", ""]
+    first = next(iter(summary.values()))
+    chosen = first.get("chosen_on", "valid2")
+    prev = first[op_key].get("prevalence")
+    pop = first[op_key].get("population_prevalence")
     lines += ["## Operating points", "",
-              "| model | threshold rule | threshold | sensitivity | specificity | PPV | NPV | "
-              "Brier |", "|---|---|---|---|---|---|---|---|"]
+              f"Thresholds chosen on **{chosen}** predictions, applied to test. PPV and NPV at "
+              f"the test split's prevalence ({_f(prev, 3)}"
+              + (", enriched by the paper design" if prev is not None and prev > 0.3 else "")
+              + ")" + (f" and at the population prevalence {pop:g} (`--population_prevalence`)"
+                       if pop is not None else
+                       "; `--population_prevalence` adds them at your population's") + ".", "",
+              "| model | threshold rule | threshold | sensitivity | specificity | "
+              "PPV (test prev.) | NPV (test prev.) |"
+              + (" PPV (population) | NPV (population) |" if pop is not None else "")
+              + " Brier |", "|---|---|---|---|---|---|---|---|" + ("---|---|" if pop is not None
+                                                                  else "")]
     for name, s in summary.items():
         for rule, key in (("Youden", "youden"), (op_key.replace("at_", "").replace("_", " "),
                                                   op_key)):
             m = s[key]
+            popcols = (f"{_f(m['ppv_at_population'], 3)} | {_f(m['npv_at_population'], 3)} | "
+                       if pop is not None else "")
             lines.append(f"| {LABELS.get(name, name)} | {rule} | {_f(m['threshold'], 3)} | "
                          f"{_f(m['sensitivity'], 3)} | {_f(m['specificity'], 3)} | "
-                         f"{_f(m['ppv'], 3)} | {_f(m['npv'], 3)} | {_f(s['brier'], 3)} |")
+                         f"{_f(m['ppv'], 3)} | {_f(m['npv'], 3)} | {popcols}"
+                         f"{_f(s['brier'], 3)} |")
     lines += ["", "## Learning-rate sweeps (lowest validation loss kept)", ""]
     for name, sw in sweeps.items():
         lines += [f"**{LABELS.get(name, name)}**", "", sw.to_markdown(index=False), ""]

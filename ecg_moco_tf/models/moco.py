@@ -16,6 +16,13 @@ Data: batches of ``(query_view, key_view)``, two augmentations of the same ECGs 
    (:func:`key_momentum`);
 5. enqueue the keys (all-gathered across replicas under ``tf.distribute``).
 
+A step the optimizer skips (``LossScaleOptimizer`` under ``mixed_float16``: non-finite
+gradients, ``optimizer.iterations`` not advanced) leaves the key network (EMA parameters and
+its own moving statistics), the queue and its pointer as they were: steps 4 and 5 and the key
+passes' statistics updates are masked by whether ``iterations`` moved (a select, not a
+``tf.cond``, so it works in graph mode and in a ``tf.distribute`` replica context). The query
+encoder's moving statistics are updated by its forward pass as in any Keras model.
+
 Pitfalls handled (see DESIGN.md): the key network starts as an exact weight copy of the query
 network, outputs checked (:func:`~ecg_moco_tf.models.clone.copy_model`; ``clone_model`` copies
 structure only); the key network is kept out of the optimizer
@@ -89,6 +96,16 @@ from .momentum import momentum_update
 from .queue import KeyQueue
 
 
+def _group_rows(batch_size, groups):
+    """Rows per shuffle-BN group, checked: ``batch_size`` a multiple of ``groups``, >= 2 rows."""
+    rows = batch_size // groups
+    tf.debugging.assert_equal(rows * groups, batch_size, "the MoCo batch size must be a "
+                              "multiple of shuffle_bn_splits (--shuffle_bn_splits)")
+    tf.debugging.assert_greater_equal(rows, 2, "shuffle-BN needs at least 2 samples per "
+                                      "group: lower --shuffle_bn_splits or raise --batch_size")
+    return rows
+
+
 def shuffle_bn_groups(batch_size, groups, seed):
     """Batch-norm groups of queries and keys for one step (single-device shuffle-BN).
 
@@ -98,11 +115,7 @@ def shuffle_bn_groups(batch_size, groups, seed):
     key group takes one sample of each rank from ``min(rows, groups)`` different query groups:
     no key group equals a query group, whatever the draw.
     """
-    rows = batch_size // groups
-    tf.debugging.assert_equal(rows * groups, batch_size, "the MoCo batch size must be a "
-                              "multiple of shuffle_bn_splits (--shuffle_bn_splits)")
-    tf.debugging.assert_greater_equal(rows, 2, "shuffle-BN needs at least 2 samples per "
-                                      "group: lower --shuffle_bn_splits or raise --batch_size")
+    rows = _group_rows(batch_size, groups)
     order = tf.argsort(tf.random.stateless_uniform([batch_size], seed))
     pos = tf.range(batch_size)
     key_group = (pos // rows + pos % rows) % groups
@@ -116,12 +129,23 @@ def cross_replica_key_order(global_batch, replicas, seed):
     ``order[r * b:(r + 1) * b]`` (b = global_batch / replicas) of the all-gathered key views.
 
     The query groups are the replicas' own batches (contiguous chunks of the global batch, in
-    replica order). Built from :func:`shuffle_bn_groups` by relabelling its query groups to
-    those chunks, so the same guarantee holds: no replica's key batch equals a query batch,
-    each mixes samples of ``min(b, replicas)`` replicas.
+    replica order). The layout of :func:`shuffle_bn_groups` with those chunks as query groups:
+    the sample of rank ``r`` in chunk ``a`` goes to key group ``(a + r) % replicas``, where the
+    ranks within each chunk are a seeded random permutation, and key group ``j`` runs on
+    replica ``perm[j]`` (a seeded random permutation of the replicas), so the same guarantee
+    holds whatever the draw: no replica's key batch equals a query batch (its own included),
+    each mixes samples of ``min(b, replicas)`` replicas. Same seed, same order (on every
+    replica: stateless draws); different seeds, different orders.
     """
-    order, key_order = shuffle_bn_groups(global_batch, replicas, seed)
-    return tf.gather(tf.math.invert_permutation(order), key_order)
+    b = _group_rows(global_batch, replicas)
+    u = tf.random.stateless_uniform(tf.stack([replicas, b + 1]), seed)
+    ranks = tf.argsort(u[:, :b], axis=1)                  # a random rank order in each chunk
+    members = tf.reshape(ranks + tf.range(replicas)[:, None] * b, [-1])  # (a, r) -> sample
+    replica_of_group = tf.argsort(u[:, b])                # key group j runs on this replica
+    pos = tf.range(global_batch)
+    key_group = (pos // b + pos % b) % replicas
+    replica = tf.gather(replica_of_group, key_group)
+    return tf.gather(members, tf.argsort(replica * global_batch + pos))
 
 
 def parameters(*models):
@@ -130,6 +154,13 @@ def parameters(*models):
     stats = {id(v) for m in models for bn in batch_norms(m)
              for v in (bn.moving_mean, bn.moving_variance)}
     return [v for m in models for v in m.weights if id(v) not in stats]
+
+
+def key_moving_statistics(moco):
+    """The batch norms' moving statistics of the key network (encoder and head), which its
+    own train-mode passes update."""
+    return [v for m in (moco.key_encoder, moco.key_head) for bn in batch_norms(m)
+            for v in (bn.moving_mean, bn.moving_variance)]
 
 
 def gather_replicas(ctx, x):
@@ -336,6 +367,8 @@ class MoCo(keras.Model):
         ctx = tf.distribute.get_replica_context()
         replicas = ctx.num_replicas_in_sync if ctx is not None else 1
         q_order, k_order = self._bn_orders(tf.shape(xq)[0], replicas)
+        key_stats = key_moving_statistics(self)
+        old_stats = [tf.identity(v) for v in key_stats]      # before the key passes move them
         k = self._keys(xk, order=k_order)
         k2 = self._keys(xq, order=k_order) if self.symmetric else None
         with tf.GradientTape() as tape:
@@ -349,15 +382,21 @@ class MoCo(keras.Model):
             scaled = self.optimizer.scale_loss(scaled)     # loss scaling (mixed_float16)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
-        m = self.key_momentum(tf.convert_to_tensor(self.optimizer.iterations))  # this step's t
+        step = tf.convert_to_tensor(self.optimizer.iterations)      # this step's t
+        m = self.key_momentum(step)
         self.optimizer.apply(grads, variables)
+        # False where the optimizer skipped the step (LossScaleOptimizer, non-finite
+        # gradients: iterations not advanced); the same on every replica (a mirrored variable)
+        applied = tf.not_equal(tf.convert_to_tensor(self.optimizer.iterations), step)
         momentum_update(parameters(self.key_encoder, self.key_head),
-                        parameters(self.encoder, self.head), m)
+                        parameters(self.encoder, self.head), m, applied)
+        for v, old in zip(key_stats, old_stats):   # a skipped step leaves the key network as is
+            v.assign(tf.where(applied, tf.convert_to_tensor(v), old))
         metrics = self._update_metrics(loss, logits, q, k)
         new = tf.concat([k, k2], 0) if self.symmetric else k
         if replicas > 1:                 # every replica's keys, in replica order, one enqueue
             new = gather_replicas(ctx, new)
-        self.queue.enqueue(new)
+        self.queue.enqueue(new, applied)
         return metrics
 
     def test_step(self, data):

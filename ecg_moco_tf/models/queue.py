@@ -33,15 +33,24 @@ class KeyQueue(keras.layers.Layer):
                                        aggregation="only_first_replica")
         self.built = True
 
-    def enqueue(self, keys):
-        """Write ``keys`` (B, dim) at the pointer (mod K) and advance the pointer by B."""
+    def enqueue(self, keys, applied=None):
+        """Write ``keys`` (B, dim) at the pointer (mod K) and advance the pointer by B.
+
+        ``applied``: a boolean scalar (tensor); where it is false queue and pointer keep their
+        values (a training step the optimizer skipped). A select, so it works in graph mode
+        and in a ``tf.distribute`` replica context."""
         keys = tf.convert_to_tensor(keys, self.keys.dtype)
         b = tf.shape(keys, out_type=tf.int64)[0]
         keys = keys[-self.size:]                       # a batch larger than K keeps its last K
         idx = (self.pointer + tf.maximum(b - self.size, 0) + tf.range(
             tf.shape(keys, out_type=tf.int64)[0])) % self.size
-        self.keys.assign(tf.tensor_scatter_nd_update(self.keys, idx[:, None], keys))
-        self.pointer.assign((self.pointer + b) % self.size)
+        new_keys = tf.tensor_scatter_nd_update(self.keys, idx[:, None], keys)
+        new_pointer = (self.pointer + b) % self.size
+        if applied is not None:
+            new_keys = tf.where(applied, new_keys, tf.convert_to_tensor(self.keys))
+            new_pointer = tf.where(applied, new_pointer, tf.convert_to_tensor(self.pointer))
+        self.keys.assign(new_keys)
+        self.pointer.assign(new_pointer)
 
     def call(self, inputs=None):
         return self.keys

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.splits import EXPERIMENTS, experiment_view
-from ..evaluation import bootstrap_auc_difference, delong_test, evaluate
+from ..evaluation import bootstrap_auc_difference, delong_test, evaluate, youden_threshold
 from ..models import load_model, single_input_graph
 from ..provenance import prob_column, write_provenance
 from .finetune import FinetuneConfig, finetune, predict
@@ -68,11 +68,13 @@ def load_encoder(path):
 
 def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_path=None,
                    encoder_kwargs=None, task_name="positive", strategy=None):
-    """Fine-tune and test one experiment; returns (test predictions, sweep table).
+    """Fine-tune and test one experiment; returns (test predictions, sweep table, valid
+    predictions).
 
     ``encoder_path`` (the pretrained encoder): required by ``proposed``, refused by the
-    baselines (see :func:`check_encoder`). Writes ``test_predictions.csv`` (probability column
-    ``p_<task_name>``) and ``provenance.json``. ``strategy``: see
+    baselines (see :func:`check_encoder`). Writes ``test_predictions.csv`` and
+    ``valid_predictions.csv`` (probability column ``p_<task_name>``) and ``provenance.json``
+    (with the decision threshold chosen on the validation predictions). ``strategy``: see
     :func:`~ecg_moco_tf.training.finetune.finetune`.
     """
     check_encoder(name, encoder_path)
@@ -81,11 +83,57 @@ def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_pat
     res = finetune(view["train"], view["valid"], encoder, finetune_cfg,
                    out_dir=os.path.join(out_dir, name), encoder_kwargs=encoder_kwargs,
                    strategy=strategy)
-    pred = predict(res.model, view["test"], options=finetune_cfg.read_options)
+    pred, valid = (predict(res.model, view[k], options=finetune_cfg.read_options)
+                   for k in ("test", "valid"))
     save_predictions(pred, os.path.join(out_dir, name, "test_predictions.csv"), task_name)
+    save_predictions(valid, os.path.join(out_dir, name, "valid_predictions.csv"), task_name)
     write_provenance(os.path.join(out_dir, name), name, task_name,
-                     encoder_path if name == "proposed" else None)
-    return pred, res.sweep
+                     encoder_path if name == "proposed" else None,
+                     threshold=decision_threshold(valid))
+    return pred, res.sweep, valid
+
+
+def decision_threshold(valid_pred):
+    """The classifier's decision threshold: Youden's on its validation predictions (None when
+    they hold one class only), with where it was chosen."""
+    y = valid_pred["label"].astype(int)
+    if y.nunique() < 2:
+        return None
+    return {"value": youden_threshold(y, valid_pred["probability"]), "rule": "youden",
+            "chosen_on": "valid2", "n_ecgs": int(len(y))}
+
+
+#: fewer ECGs of a class than this in valid2 or test: a warning (wide CIs, unstable thresholds)
+FEW_OF_A_CLASS = 10
+
+
+def check_class_counts(df, name):
+    """Before any training: an error (``ValueError``) when the experiment's validation or test
+    split has fewer than 2 ECGs of a class (no AUC, no threshold), and the warnings (returned,
+    printed) when it has fewer than :data:`FEW_OF_A_CLASS`."""
+    view = experiment_view(df, name, require=("train", "valid", "test"))
+    warnings = []
+    for key, split in (("train", "train"), ("valid", "validation"), ("test", "test")):
+        y = view[key]["label"].astype(int)
+        n = {c: int((y == c).sum()) for c in (0, 1)}
+        where = f"{name}: the {split} split ({'/'.join(_where(name, key))}) has " \
+                f"{n[1]} positive and {n[0]} negative ECGs"
+        if min(n.values()) < 2:
+            raise ValueError(f"{where}; at least 2 of each class are needed (an AUC and a "
+                             "threshold need both): assign larger splits (ecg-moco split "
+                             "--valid2/--test) or add labelled ECGs")
+        if key != "train" and min(n.values()) < FEW_OF_A_CLASS:
+            warnings.append(f"{where} (fewer than {FEW_OF_A_CLASS} of a class: its AUC CI and "
+                            "thresholds are very uncertain)")
+    for w in warnings:
+        print(f"warning: {w}")
+    return warnings
+
+
+def _where(name, key):
+    full = name == "baseline_full_labels"
+    return {"train": ("train1", "train2") if full else ("train2",),
+            "valid": ("valid1", "valid2") if full else ("valid2",), "test": ("test",)}[key]
 
 
 def save_predictions(pred, path, task_name="positive"):
@@ -93,10 +141,20 @@ def save_predictions(pred, path, task_name="positive"):
     pred.rename(columns={"probability": prob_column(task_name)}).to_csv(path, index=False)
 
 
-def summarize(predictions, n_boot=2000, seed=0, sensitivity=0.9):
-    """Metrics per experiment and DeLong tests of proposed vs the baselines."""
+def summarize(predictions, n_boot=2000, seed=0, sensitivity=0.9, valid_predictions=None,
+              population_prevalence=None):
+    """Metrics per experiment and DeLong tests of proposed vs the baselines.
+    ``valid_predictions`` ({name: valid2 predictions}): each model's operating
+    points are chosen there and applied to its test predictions."""
+    valid_predictions = valid_predictions or {}
+
+    def valid(name):
+        v = valid_predictions.get(name)
+        return None if v is None else (v["label"].astype(int), v["probability"])
+
     summary = {name: evaluate(p["label"].astype(int), p["probability"], p["patient_id"],
-                              sensitivity=sensitivity, n_boot=n_boot, seed=seed)
+                              sensitivity=sensitivity, n_boot=n_boot, seed=seed,
+                              valid=valid(name), population_prevalence=population_prevalence)
                for name, p in predictions.items()}
     tests = {}
     if "proposed" in predictions:
@@ -157,14 +215,21 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
 
     valid2 and test stay whole. Every fraction x seed subset is drawn before any training: one
     with fewer than 2 positive or 2 negative patients is a ValueError (see
-    :func:`subsample_patients`). Writes ``label_efficiency.csv`` and ``label_efficiency.png``.
+    :func:`subsample_patients`). An encoder whose epoch was chosen with downstream labels is
+    refused (:func:`~ecg_moco_tf.provenance.check_label_efficiency_encoder`). Writes
+    ``label_efficiency.csv``, ``label_efficiency_predictions.csv``,
+    ``label_efficiency_summary.csv`` and ``label_efficiency.png``; returns (table, test
+    predictions of every run).
     """
+    from ..provenance import check_label_efficiency_encoder
+
+    check_label_efficiency_encoder(encoder_path)
     from ..evaluation.plots import plot_label_efficiency
     from sklearn.metrics import roc_auc_score
 
     view = experiment_view(df, "proposed")
     subsets = label_subsets(df, fractions, seeds)          # all of them, before any training
-    rows = []
+    rows, preds = [], []
     for frac in fractions:
         for seed in seeds:
             train = subsets[(frac, seed)]
@@ -181,20 +246,56 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
                              "n_train_positive": int(train["label"].sum()),
                              "auc": roc_auc_score(pred["label"].astype(int),
                                                   pred["probability"])})
+                preds.append(pred.assign(fraction=frac, seed=seed, init=init))
     table = pd.DataFrame(rows)
     os.makedirs(out_dir, exist_ok=True)
     table.to_csv(os.path.join(out_dir, "label_efficiency.csv"), index=False)
-    label_efficiency_summary(table).round(6).to_csv(
+    preds = pd.concat(preds, ignore_index=True)
+    preds.to_csv(os.path.join(out_dir, "label_efficiency_predictions.csv"), index=False)
+    label_efficiency_summary(table, preds).round(6).to_csv(
         os.path.join(out_dir, "label_efficiency_summary.csv"), index=False)
     plot_label_efficiency(table, os.path.join(out_dir, "label_efficiency.png"), task_name)
-    return table
+    return table, preds
 
 
-def label_efficiency_summary(table):
+def seeds_and_patients_ci(preds, n_boot=1000, seed=0, alpha=0.05):
+    """95 % CI of the mean (over seeds) pretrained - scratch test AUC that covers both the
+    fine-tuning seeds (with their label subsets) and the test patients: each resample draws
+    the seeds with replacement and the test patients with replacement (one draw shared by
+    both arms and all drawn seeds). ``preds``: one fraction's test predictions with columns
+    seed, init, record, patient_id, label, probability. Returns (low, high)."""
+    from sklearn.metrics import roc_auc_score
+
+    seeds = sorted(set(preds.loc[preds["init"] == "pretrained", "seed"]) &
+                   set(preds.loc[preds["init"] == "scratch", "seed"]))
+    if len(seeds) < 2:
+        return float("nan"), float("nan")
+    ref = preds[(preds["init"] == "pretrained") & (preds["seed"] == seeds[0])]
+    order = ref["record"].to_numpy()
+    score = {(s, i): g.set_index("record").loc[order, "probability"].to_numpy()
+             for (s, i), g in preds.groupby(["seed", "init"])}
+    y = ref["label"].astype(int).to_numpy()
+    groups = ref["patient_id"].astype(str).to_numpy()
+    from ..evaluation.metrics import _patient_resamples
+
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for idx in _patient_resamples(y, groups, n_boot, seed):
+        drawn = rng.choice(seeds, len(seeds), replace=True)
+        diffs.append(np.mean([roc_auc_score(y[idx], score[(s, "pretrained")][idx]) -
+                              roc_auc_score(y[idx], score[(s, "scratch")][idx])
+                              for s in drawn]))
+    lo, hi = np.percentile(diffs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
+
+
+def label_efficiency_summary(table, preds=None, n_boot=1000):
     """Per fraction: mean test AUC of each arm over the seeds where both ran and the mean
     pretrained - scratch difference with its seed-paired 95 % CI (t distribution, each seed's
-    subset shared by both arms; NaN with fewer than 2 seeds). The CI covers fine-tuning seeds
-    and label subsets, for one pretrained encoder and one test split."""
+    subset shared by both arms; NaN with fewer than 2 seeds), which covers fine-tuning seeds
+    and label subsets for a fixed test split; with ``preds`` (the test predictions of every
+    run) also ``ci_low_sp`` / ``ci_high_sp``, a bootstrap over seeds and test patients
+    (:func:`seeds_and_patients_ci`), the interval to quote."""
     from scipy import stats
 
     wide = table.pivot_table(index=["fraction", "seed"], columns="init", values="auc")
@@ -210,29 +311,47 @@ def label_efficiency_summary(table):
                      "pretrained_auc": g["pretrained"].mean(), "scratch_auc": g["scratch"].mean(),
                      "difference": d.mean(), "ci_low": d.mean() - half,
                      "ci_high": d.mean() + half})
+        if preds is not None:
+            rows[-1]["ci_low_sp"], rows[-1]["ci_high_sp"] = seeds_and_patients_ci(
+                preds[preds["fraction"] == frac], n_boot=n_boot)
     return pd.DataFrame(rows)
 
 
 def label_efficiency_markdown(summary):
     """The summary as the README's Markdown table."""
+    sp = "ci_low_sp" in summary
     lines = ["| share of train2 labels (ECGs) | seeds | pretrained | scratch | "
-             "pretrained - scratch [95 % t CI over seeds, paired] |", "|---|---|---|---|---|"]
+             "pretrained - scratch [95 % t CI over seeds, paired] |"
+             + (" [95 % CI over seeds and test patients] |" if sp else ""),
+             "|---|---|---|---|---|" + ("---|" if sp else "")]
+
+    def ci(lo, hi):
+        return "" if np.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"
+
     for r in summary.itertuples():
         ecgs = (f"{r.train_ecgs_min}" if r.train_ecgs_min == r.train_ecgs_max
                 else f"{r.train_ecgs_min}-{r.train_ecgs_max}")
-        ci = "" if np.isnan(r.ci_low) else f" [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
         lines.append(f"| {r.fraction:.0%} ({ecgs}) | {r.seeds} | {r.pretrained_auc:.3f} | "
-                     f"{r.scratch_auc:.3f} | {r.difference:+.3f}{ci} |")
+                     f"{r.scratch_auc:.3f} | {r.difference:+.3f} {ci(r.ci_low, r.ci_high)} |"
+                     + (f" {ci(r.ci_low_sp, r.ci_high_sp)} |" if sp else ""))
     if (summary["seeds"] < 3).any():
         lines += ["", "With fewer than 3 seeds the t interval is very wide (t = 12.7 for 2); "
                   "use 5 or more seeds (`--le_seeds`)."]
     return "\n".join(lines)
 
 
+#: where each choice of a reproduction is made (results.json ``chosen_on``)
+CHOSEN_ON = {"learning_rate_and_epoch": "valid2 loss (valid1+valid2 for full labels)",
+             "operating_point_thresholds": "valid2", "pretraining_epoch": "see settings: "
+             "pretrain select (last: no labels; monitor: train2/valid2 labels)"}
+
+
 def save_results(out_dir, summary, tests, sweeps, settings, label_efficiency=None):
     """Write results.json (every number the report shows; ``label_efficiency``: the table of
     :func:`label_efficiency_summary`)."""
-    out = {"summary": summary, "delong": tests,
+    from ..provenance import run_info
+
+    out = {"run": run_info(), "summary": summary, "delong": tests, "chosen_on": CHOSEN_ON,
            "sweeps": {k: v.to_dict(orient="records") for k, v in sweeps.items()},
            "settings": settings}
     if label_efficiency is not None:

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 import keras
 
+from .. import provenance
 from ..augment import build_augmenter
 from ..data import pipeline
 from ..data.records import ReadOptions
@@ -371,11 +372,46 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
         portable().save(best.path)       # value: keep the final encoder
         select = "last"
     key, logs = _SELECT_KEY[select], best.best_logs
+    record = _provenance(train_df, valid_df, out_dir, cfg, select, best.best_epoch or cfg.epochs,
+                         monitor is not None)
     with open(os.path.join(out_dir, "pretrain_config.json"), "w") as f:
         json.dump({**asdict(cfg), "strategy": distribute.describe(strategy),
                    "replicas": distribute.replicas(strategy), "num_train": num_train,
                    "num_valid": num_valid, "best_epoch": best.best_epoch,
                    "best_val_loss": _number(logs.get("val_loss")), "selected_by": select,
-                   "selected_value": _number(logs.get(key)) if key else None},
+                   "selected_value": _number(logs.get(key)) if key else None,
+                   "provenance": record, "run": provenance.run_info()},
                   f, indent=1, default=str)
     return moco, hist.history
+
+
+def _provenance(train_df, valid_df, out_dir, cfg, select, epoch, monitored):
+    """Write ``pretrain_records.csv`` (manifests) and embed the encoder's provenance in
+    ``encoder.keras``: how its epoch was chosen (``selected_by``, whether that saw labels) and
+    a hash of its pretraining data. Returns the record."""
+    if _is_shards(train_df):
+        files = pipeline.tfrecord_files(train_df) + pipeline.tfrecord_files(valid_df)
+        data_hash = provenance.hashlib_of(sorted(os.path.basename(f) for f in files))
+        n_records = None
+    else:
+        both = pipeline_frame(train_df, valid_df)
+        data_hash = provenance.manifest_hash(both)
+        provenance.pretrain_records(both, cfg.read_options).to_csv(
+            os.path.join(out_dir, provenance.RECORDS_FILE), index=False)
+        n_records = len(both)
+    record = provenance.encoder_record(
+        select, epoch, data_hash=data_hash, pretrain_ecgs=n_records,
+        monitor_logged_labels=["train2", "valid2"] if monitored else [],
+        records_file=provenance.RECORDS_FILE if n_records else None)
+    provenance.embed_encoder_provenance(os.path.join(out_dir, "encoder.keras"), record)
+    return record
+
+
+def pipeline_frame(train_df, valid_df):
+    import pandas as pd
+
+    both = pd.concat([train_df.assign(split=train_df.get("split", "train1")),
+                      valid_df.assign(split=valid_df.get("split", "valid1"))],
+                     ignore_index=True)
+    both.attrs = dict(train_df.attrs)
+    return both

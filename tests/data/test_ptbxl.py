@@ -62,13 +62,19 @@ def test_pool_layout_and_pool_logic_on_a_tiny_two_root_case(tmp_path, capsys):
     with pytest.raises(ValueError, match="assign the manifest's splits"):
         ptbxl.add_pretraining_pool(sub.assign(split=None), pool)
 
-    out = ptbxl.add_pretraining_pool(sub, pool, seed=0, valid_fraction=0.2)
+    # the default drops the pool's strat_fold 9 and 10 (PTB-XL's validation and test folds)
+    held = ptbxl.add_pretraining_pool(sub, pool, seed=0, valid_fraction=0.2)
+    assert "dropped 6 of strat_fold 9/10" in capsys.readouterr().out
+    assert held.attrs["pool_summary"]["dropped_held_out_fold"] == 6  # 53, 54 and 4 new ECGs
+    hp = held[held["pretraining_pool"] == 1]
+    assert not hp["strat_fold"].isin([9, 10]).any() and len(hp) == 22 - 4
+    out = ptbxl.add_pretraining_pool(sub, pool, seed=0, valid_fraction=0.2, exclude_folds=())
     check_patient_disjoint(out)
-    assert "dropped 3 whose patient is in train2/valid2/test" in capsys.readouterr().out
+    assert "dropped 0 of strat_fold -" in capsys.readouterr().out
     s = out.attrs["pool_summary"]
     assert s == {"pool": 26, "kept": 22, "train1": 17, "valid1": 5,
                  "joined_pretraining_patient": 2, "dropped_downstream_patient": 3,
-                 "dropped_duplicate_ecg": 1}
+                 "dropped_duplicate_ecg": 1, "dropped_held_out_fold": 0, "held_out_folds": []}
     p = out[out["pretraining_pool"] == 1].set_index("ecg_id")
     assert len(p) == 22 and p["label"].isna().all()
     assert set(p["split"]) == {"train1", "valid1"}
@@ -89,7 +95,8 @@ def test_pool_layout_and_pool_logic_on_a_tiny_two_root_case(tmp_path, capsys):
     assert os.path.normpath(record_path(back, back.iloc[-1])) == os.path.join(
         pool_root, "records500", "00000", "00119_hr")
     # seeded; a 100 Hz request of a 500 Hz labels.csv folder is refused
-    again = ptbxl.add_pretraining_pool(sub, pool, seed=0, valid_fraction=0.2, verbose=False)
+    again = ptbxl.add_pretraining_pool(sub, pool, seed=0, valid_fraction=0.2, verbose=False,
+                                       exclude_folds=())
     assert again["split"].tolist() == out["split"].tolist()
     with pytest.raises(ValueError, match="not 100"):
         ptbxl.ptbxl_manifest(pool_root, sampling_rate=100)
@@ -109,7 +116,12 @@ def test_shared_pool_with_subset_keeps_patients_on_one_side():
     sub_root, pool_root = shared("ptbxl-subset"), shared("ptbxl-pool")
     sub = ptbxl.folds_to_splits(ptbxl.ptbxl_manifest(sub_root, label="MI"),
                                 pretrain_folds=[1, 2, 3, 4, 5])
-    out = ptbxl.add_pretraining_pool(sub, ptbxl.ptbxl_manifest(pool_root, label=None))
+    pool_df = ptbxl.ptbxl_manifest(pool_root, label=None)
+    default = ptbxl.add_pretraining_pool(sub, pool_df, verbose=False)
+    kept = default[default["pretraining_pool"] == 1]
+    assert not kept["strat_fold"].isin([9, 10]).any()          # PTB-XL's valid and test folds
+    assert default.attrs["pool_summary"]["dropped_held_out_fold"] == 388
+    out = ptbxl.add_pretraining_pool(sub, pool_df, exclude_folds=())
     check_patient_disjoint(out)
     # expected from the raw tables: pool ECGs whose patient is in subset folds 6-10 are dropped
     raw_sub = pd.read_csv(os.path.join(sub_root, "ptbxl_database_subset.csv"))

@@ -246,3 +246,79 @@ def test_pretrain_cosine_lr_with_warmup_and_momentum_schedule(small_cohort, tmp_
     flat = learning_rate(PretrainConfig(warmup_steps=4), 10)                # constant + warm-up
     assert [float(flat(t)) for t in (0, 2, 4, 10)] == pytest.approx([0, 5e-4, 1e-3, 1e-3])
     assert learning_rate(PretrainConfig(), 10) == 1e-3                      # unchanged default
+
+
+# ------------------------------------------------- issue 22, section 5: seeds, skipped steps
+def test_cross_replica_key_order_depends_on_the_seed_and_never_uses_a_query_batch():
+    """The seeded cross-replica permutation is a real draw: seeds [1,2], [3,4], ... give at
+    least two different orders (the old one relabelled its draw away: one order for every
+    seed), the same seed the same order; each is a permutation and no replica's key batch is
+    a query batch (its own replica's included), for every seed."""
+    from ecg_moco_tf.models.moco import cross_replica_key_order
+
+    for replicas, per in ((2, 4), (4, 2), (4, 8)):
+        n = replicas * per
+        orders = set()
+        for seed in ([1, 2], [3, 4], [5, 6], [7, 8], [9, 10]):
+            order = cross_replica_key_order(n, replicas, tf.constant(seed)).numpy()
+            again = cross_replica_key_order(n, replicas, tf.constant(seed)).numpy()
+            np.testing.assert_array_equal(order, again)                   # same seed
+            assert sorted(order) == list(range(n))                        # a permutation
+            query_batches = [set(range(a * per, (a + 1) * per)) for a in range(replicas)]
+            for r in range(replicas):
+                keys = set(order[r * per:(r + 1) * per])
+                assert keys != query_batches[r]                           # never its own
+                assert keys not in query_batches                          # nor another's
+                assert len({i // per for i in keys}) >= min(per, replicas)
+            orders.add(tuple(order))
+        assert len(orders) >= 2, (replicas, per)
+
+
+def _key_state(m):
+    return _vals(m.key_encoder.weights + m.key_head.weights) + _vals(
+        [m.queue.keys, m.queue.pointer])
+
+
+def test_skipped_loss_scale_step_moves_neither_the_key_network_nor_the_queue(views):
+    """mixed_float16 (LossScaleOptimizer): a step with non-finite gradients (loss scale
+    forced to 1e38) is skipped by the optimizer; the key network (EMA parameters and its own
+    moving statistics), the queue and its pointer are left as they were. A normal step before
+    and after moves all of them (graph mode: train_on_batch)."""
+    from ecg_moco_tf.training import distribute
+
+    xq, xk = views
+    keras.utils.set_random_seed(0)
+    with distribute.precision("mixed_float16"):
+        m = MoCo(copy_model(build_encoder(**SHORT), dtype="mixed_float16"), queue_size=16,
+                 momentum=0.9, seed=0)
+        m.compile(optimizer=keras.optimizers.Adam(1e-2))
+    opt = m.optimizer
+    assert isinstance(opt, keras.optimizers.LossScaleOptimizer)
+
+    def changed(before):
+        return [not np.array_equal(a, b) for a, b in zip(before, _key_state(m))]
+
+    def moved(before):           # queue and pointer, and most key weights (some are constant)
+        c = changed(before)
+        return c[-2] and c[-1] and sum(c[:-2]) > len(c[:-2]) // 2
+
+    before = _key_state(m)
+    m.train_on_batch((xq, xk))                                      # normal step
+    assert moved(before) and int(opt.iterations.numpy()) == 1
+    assert int(m.queue.pointer.numpy()) == 8
+
+    opt.dynamic_scale.assign(1e38)                                  # gradients overflow
+    before, query = _key_state(m), _vals(parameters(m.encoder, m.head))
+    m.train_on_batch((xq, xk))
+    assert int(opt.iterations.numpy()) == 1                         # the optimizer skipped it
+    assert float(opt.dynamic_scale.numpy()) == pytest.approx(5e37, rel=1e-6)
+    for a, b in zip(query, _vals(parameters(m.encoder, m.head))):
+        np.testing.assert_array_equal(a, b)
+    assert not any(changed(before))                                 # key net, queue, pointer
+    assert int(m.queue.pointer.numpy()) == 8
+
+    opt.dynamic_scale.assign(128.0)                                 # normal again
+    before = _key_state(m)
+    m.train_on_batch((xq, xk))
+    assert int(opt.iterations.numpy()) == 2
+    assert moved(before) and int(m.queue.pointer.numpy()) == 0

@@ -285,7 +285,7 @@ def test_three_experiments_under_mirrored_strategy_match_one_device(small_cohort
         runs = [run_experiment(small_cohort, name, str(tmp_path / label), ft, enc, TINY,
                                strategy=s)
                 for label, s in (("one", None), ("two", two))]
-        (p1, sweep1), (p2, sweep2) = runs
+        (p1, sweep1, _), (p2, sweep2, _) = runs
         assert list(p1["record"]) == list(p2["record"])
         assert p1["probability"].std() > 1e-3                      # it learnt something
         np.testing.assert_allclose(p2["probability"], p1["probability"], atol=2e-3,

@@ -16,6 +16,7 @@ from ecg_moco_tf.models.classifier import build_classifier, copy_encoder
 from ecg_moco_tf.training.experiments import (label_efficiency, label_efficiency_summary,
                                               run_experiment,
                                               subsample_patients)
+from ecg_moco_tf.evaluation import youden_threshold
 from ecg_moco_tf.training.finetune import FinetuneConfig, batch_norms, finetune, predict
 from tests.sizes import TINY
 
@@ -70,8 +71,14 @@ def test_baselines_refuse_a_pretrained_encoder(small_cohort, tmp_path):
     with pytest.raises(ValueError, match="baseline_unpretrained starts from random weights"):
         run_experiment(small_cohort, "baseline_unpretrained", str(tmp_path), cfg,
                        encoder_path=missing, encoder_kwargs=TINY)
-    pred, sweep = run_experiment(small_cohort, "baseline_unpretrained", str(tmp_path), cfg,
-                                 encoder_kwargs=TINY)
+    pred, sweep, valid = run_experiment(small_cohort, "baseline_unpretrained", str(tmp_path),
+                                        cfg, encoder_kwargs=TINY)
+    valid_ids = small_cohort.loc[small_cohort["split"] == "valid2", "record"]
+    assert sorted(valid["record"]) == sorted(valid_ids)
+    prov = json.load(open(tmp_path / "baseline_unpretrained" / "provenance.json"))
+    assert prov["decision_threshold"]["chosen_on"] == "valid2"
+    assert prov["decision_threshold"]["value"] == pytest.approx(
+        youden_threshold(valid["label"].astype(int), valid["probability"]))
     test_ids = small_cohort.loc[small_cohort["split"] == "test", "record"]
     assert sorted(pred["record"]) == sorted(test_ids)
     with pytest.raises(ValueError, match="File not found|not found|No such"):
