@@ -43,7 +43,7 @@ def small_cohort(tmp_path_factory):
     df = synthetic.write_cohort(str(out), synthetic.CohortConfig(num_patients=60, seed=3),
                                 progress=False)
     # valid2 and test with at least 2 ECGs of each class (the experiments refuse fewer)
-    df = splits.assign_splits(df, seed=3, fractions=splits.SplitFractions(valid2=0.2, test=0.2))
+    df = splits.assign_splits(df, seed=3, fractions=splits.SplitFractions(valid2=0.15, test=0.2))
     path = manifest.write_manifest(df, os.path.join(out, "manifest.csv"))
     return manifest.read_manifest(path)
 
