@@ -2,12 +2,15 @@
 
 For a manifest with splits (e.g. ``runs/ptbxl_mi/manifest_with_splits.csv`` written by
 ``ecg-moco reproduce``) and an encoder, fits the representation monitor's probes (standardized
-logistic regression and cosine kNN, k = 20; ``ecg_moco_tf.training.monitor.probe_scores``) on
-the frozen features of train2 and scores them on valid2 and, with ``--test``, on the test split
-(a report of a model already chosen, never a basis for choosing one). Random initialisations:
-``build_encoder`` with ``keras.utils.set_random_seed(seed)`` and its normalization adapted on
-train2, as the unpretrained baseline starts. Prints one JSON object per encoder, then a summary
-JSON object last with the pretrained - random-mean difference of probe AUC per split.
+logistic regression, its C chosen by a seeded stratified cross-validation on train2 alone, and
+cosine kNN, k = 20; ``ecg_moco_tf.training.monitor.probe_scores`` / ``probe_auc``) on the
+frozen features of train2 and scores them on valid2 and, with ``--test``, on the test split
+(report only, never for choices). Beside the pretrained encoder, seeded random initialisations
+of the same architecture (``build_encoder`` with the pretrained encoder's arguments, read from
+its layers, after ``keras.utils.set_random_seed(seed)``; normalization adapted on train2, as
+the unpretrained baseline starts), probed the same way, each with its own CV-chosen C. Prints
+one JSON object per encoder (``probe_C``: the chosen C), then a summary JSON object last with
+the pretrained - random-mean difference of probe AUC per split.
 
     python benchmarks/probe_features.py --manifest=runs/ptbxl_mi/manifest_with_splits.csv \\
         --encoder=runs/ptbxl_mi/pretrain/encoder.keras --random_seeds=0,1,2 --test
@@ -37,6 +40,8 @@ def main(argv=None):
     from ecg_moco_tf.models import adapt_normalization, build_encoder, load_model
     from ecg_moco_tf.training.monitor import probe_scores, split_labels
 
+    test_note = "report only, never for choices"
+
     df = read_manifest(args.manifest)
     splits = ["train2", "valid2"] + (["test"] if args.test else [])
     data = {}
@@ -49,9 +54,12 @@ def main(argv=None):
         feats = {s: enc.predict(x, batch_size=64, verbose=0) for s, (x, _) in data.items()}
         row = {"encoder": name}
         for s in splits[1:]:
-            r = probe_scores(feats["train2"], data["train2"][1], feats[s], data[s][1])
+            r = probe_scores(feats["train2"], data["train2"][1], feats[s], data[s][1], seed=0)
             row.update({f"{s}_probe_auc": round(r["probe_auc"], 4),
                         f"{s}_knn_auc": round(r["knn_auc"], 4)})
+            row["probe_C"] = r["probe_C"]             # chosen on train2: the same for each split
+        if "test" in splits:
+            row["test"] = test_note
         print(json.dumps(row), flush=True)
         return row
 
@@ -62,12 +70,18 @@ def main(argv=None):
         x = load_records(df[df["split"] == "train1"], on_error="raise", progress=False).signals
         reestimate_batch_norm(pretrained, [x[i:i + 64] for i in range(0, len(x) - 63, 64)])
     rows = [score("pretrained", pretrained)]
+    kwargs = encoder_kwargs(pretrained)
     for seed in [int(s) for s in args.random_seeds.split(",") if s]:
         keras.utils.set_random_seed(seed)
-        enc = build_encoder()
+        enc = build_encoder(**kwargs)
+        if [w.shape for w in enc.weights] != [w.shape for w in pretrained.weights]:
+            raise ValueError(f"build_encoder({kwargs}) does not rebuild {args.encoder}'s "
+                             "architecture")
         adapt_normalization(enc, data["train2"][0])
         rows.append(score(f"random_init_seed{seed}", enc))
-    summary = {"n": {s: len(y) for s, (_, y) in data.items()}}
+    summary = {"n": {s: len(y) for s, (_, y) in data.items()}, "encoder_kwargs": kwargs}
+    if "test" in splits:
+        summary["test"] = test_note
     for s in splits[1:]:
         rand = [r[f"{s}_probe_auc"] for r in rows[1:]]
         summary[f"{s}_probe_auc_pretrained"] = rows[0][f"{s}_probe_auc"]
@@ -76,6 +90,29 @@ def main(argv=None):
             summary[f"{s}_pretrained_minus_random"] = round(rows[0][f"{s}_probe_auc"]
                                                             - statistics.mean(rand), 4)
     print(json.dumps(summary))
+
+
+def encoder_kwargs(encoder):
+    """``build_encoder`` arguments that rebuild ``encoder``'s architecture, read from its layers
+    (``temporal_{i}_conv`` / ``_pool`` / ``_bn``, ``spatial_conv``, ``features``)."""
+    cfg = {layer.name: layer.get_config() for layer in encoder.layers}
+    blocks = 0
+    while f"temporal_{blocks + 1}_conv" in cfg:
+        blocks += 1
+    if not blocks or "spatial_conv" not in cfg or "features" not in cfg:
+        raise ValueError(f"{encoder.name} is not an encoder of build_encoder (layers "
+                         f"{sorted(cfg)[:8]}...)")
+    conv = [cfg[f"temporal_{i}_conv"] for i in range(1, blocks + 1)]
+    activation = cfg["features"]["activation"]
+    return {"kernel_sizes": [int(c["kernel_size"][1]) for c in conv],
+            "filters": [int(c["filters"]) for c in conv],
+            "pools": [int(cfg[f"temporal_{i}_pool"]["pool_size"][1])
+                      for i in range(1, blocks + 1)],
+            "spatial_filters": int(cfg["spatial_conv"]["filters"]),
+            "feature_dim": int(cfg["features"]["units"]),
+            "num_leads": int(encoder.input.shape[1]), "num_samples": int(encoder.input.shape[2]),
+            "feature_activation": None if activation in (None, "linear") else activation,
+            "bn_momentum": float(cfg["temporal_1_bn"]["momentum"]), "name": encoder.name}
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 - AUC (scikit-learn) with a 95 % bootstrap CI that resamples *patients* (all ECGs of a drawn
   patient come along), since ECGs of one patient are not independent;
 - DeLong's test for the difference of two correlated AUCs on the same test ECGs (fast
-  algorithm of Sun & Xu, IEEE SPL 2014);
+  algorithm of Sun & Xu, IEEE SPL 2014), clustered by patient (Obuchowski 1997) given ``groups``;
 - sensitivity / specificity / PPV / NPV at the Youden threshold and at a chosen sensitivity,
   both chosen on validation predictions and applied to test (``operating_points``);
 - Brier score and a calibration curve.
@@ -90,30 +90,56 @@ def _midrank(x):
     return out
 
 
-def delong_test(y, p1, p2):
+def delong_test(y, p1, p2, groups=None):
     """DeLong's test of AUC(p1) == AUC(p2) on the same ECGs (two-sided).
 
-    Returns a dict with auc1, auc2, difference, its standard error, z and p_value.
+    ``groups`` (patient ids, one per ECG): the variance is clustered by patient (Obuchowski,
+    Biometrics 1997; DeLong with clusters): the structural components (V10 of the positive
+    ECGs, V01 of the negative ones), centred at the AUC, are summed per patient, ``a_i`` and
+    ``b_i``, and ``var(AUC) = sum_i (sqrt(f10) a_i / m + sqrt(f01) b_i / n)^2`` over patients,
+    which keeps the covariance of a patient's positive and negative ECGs; ``f10 = I10 / (I10 -
+    1)`` and ``f01 = I01 / (I01 - 1)`` with ``I10`` (``I01``) the patients with a positive
+    (negative) ECG. The difference of the two AUCs uses the difference of their components.
+    With one ECG per patient this is DeLong's unclustered variance, which ``groups=None`` gives.
+
+    Returns a dict with auc1, auc2, difference, its standard error, z, p_value and n_clusters.
     """
     y, p1 = _check(y, p1)
     _, p2 = _check(y, p2)
+    if groups is None:
+        inv = np.arange(len(y))
+    else:
+        groups = np.asarray(groups).ravel()
+        if groups.shape != y.shape:
+            raise ValueError(f"labels {y.shape} and groups {groups.shape} differ in length")
+        inv = np.unique(groups, return_inverse=True)[1].ravel()
+    n_clusters = int(inv.max()) + 1
     pos, neg = y == 1, y == 0
-    m, n = pos.sum(), neg.sum()
-    aucs, v10, v01 = [], [], []
+    m, n = int(pos.sum()), int(neg.sum())
+    cp, cn = inv[pos], inv[neg]                   # the patient of each positive / negative ECG
+    i10, i01 = len(np.unique(cp)), len(np.unique(cn))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f10 = np.float64(i10) / (i10 - 1) if i10 > 1 else np.nan
+        f01 = np.float64(i01) / (i01 - 1) if i01 > 1 else np.nan
+    aucs, comps = [], []
     for p in (p1, p2):
         tx, ty, tz = _midrank(p[pos]), _midrank(p[neg]), _midrank(np.concatenate([p[pos],
                                                                                   p[neg]]))
-        aucs.append(tz[:m].sum() / (m * n) - (m + 1) / (2 * n))
-        v10.append((tz[:m] - tx) / n)
-        v01.append(1 - (tz[m:] - ty) / m)
-    s10, s01 = np.cov(np.array(v10)), np.cov(np.array(v01))
-    cov = s10 / m + s01 / n
-    var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+        auc = tz[:m].sum() / (m * n) - (m + 1) / (2 * n)
+        v10 = (tz[:m] - tx) / n
+        v01 = 1 - (tz[m:] - ty) / m
+        a = np.bincount(cp, weights=v10 - auc, minlength=n_clusters)   # per-patient sums
+        b = np.bincount(cn, weights=v01 - auc, minlength=n_clusters)
+        aucs.append(auc)
+        comps.append(np.sqrt(f10) * a / m + np.sqrt(f01) * b / n)
+    d = comps[0] - comps[1]
+    var = float(np.sum(d * d))
     diff = aucs[0] - aucs[1]
-    se = float(np.sqrt(max(var, 0.0)))
+    se = float(np.sqrt(max(var, 0.0))) if np.isfinite(var) else float("nan")
     z = diff / se if se > 0 else 0.0
     return {"auc1": float(aucs[0]), "auc2": float(aucs[1]), "difference": float(diff),
-            "se": se, "z": float(z), "p_value": float(2 * stats.norm.sf(abs(z)))}
+            "se": se, "z": float(z), "p_value": float(2 * stats.norm.sf(abs(z))),
+            "n_clusters": n_clusters}
 
 
 def youden_threshold(y, p):

@@ -49,8 +49,8 @@ def write_report(out_dir, split_table, summary, tests, sweeps, figures, settings
     lines += ["## Data splits (paper Table 1)", "", split_table.to_markdown(), ""]
     lines += ["## Test AUC (paper Table 2)", "", table2(summary, tests, encoder_note), ""]
     lines += ["Paired difference: every bootstrap resample of patients scores both models; "
-              "DeLong: two-sided test of equal AUCs on the same test ECGs (ECGs treated as "
-              "independent).", ""]
+              "DeLong: two-sided test of equal AUCs on the same test ECGs, its variance "
+              "clustered by patient (Obuchowski 1997).", ""]
     first = next(iter(summary.values()))
     chosen = first.get("chosen_on", "valid2")
     prev = first[op_key].get("prevalence")

@@ -13,7 +13,8 @@ import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHIPPED = {
-    "ptbxl-pool": "MoCo v2 encoder pretrained on 2,157 unlabelled PTB-XL ECGs (CC BY 4.0)",
+    "ptbxl-pool": ("MoCo v2 encoder pretrained on 1,245 unlabelled PTB-XL ECGs of strat_folds "
+                   "1-8, no patient of ptbxl-subset, last epoch (CC BY 4.0)"),
 }
 
 

@@ -258,23 +258,39 @@ def check_jit(jit_compile, strategy):
             f"{kind} has {n} replicas): drop --jit_compile or use --strategy=default")
 
 
-def check_last_batch(n, batch_size, strategy, what):
-    """:class:`DistributeError` when evaluating ``n`` ECGs in global batches of ``batch_size``
-    would leave a replica an empty batch on CPUs with oneDNN (TensorFlow's oneDNN convolution
-    and batch-norm kernels fail on it; GPUs and TPUs are not checked)."""
-    n_rep, last = replicas(strategy), n % batch_size
+def check_last_batch(n, batch_size, strategy, what, last_dropped=False):
+    """:class:`DistributeError` when ``n`` ECGs in global batches of ``batch_size`` cannot run
+    on the strategy's replicas: a set smaller than one batch whose ECGs do not split evenly
+    over the replicas (Keras builds the model on the replicas' mean first batch, which needs
+    equal shapes: any device), or a last batch that leaves a replica empty on CPUs with oneDNN
+    (its convolution and batch-norm kernels fail on it; GPUs are not checked; skipped with
+    ``last_dropped``: training drops such a batch)."""
+    n_rep = replicas(strategy)
+    if n_rep < 2:
+        return
     tf = _tf()
-    if n_rep < 2 or not 0 < last < n_rep or tf.config.list_logical_devices("GPU"):
+    cpu = (not tf.config.list_logical_devices("GPU")
+           and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0" and not last_dropped)
+
+    def problem(b):
+        if n < b and n % n_rep:
+            return (f"fewer than one global batch of {b}, and {n} does not split evenly over "
+                    f"the {n_rep} replicas (Keras builds the model on equal per-replica "
+                    "batches)")
+        if cpu and 0 < n % b < n_rep:
+            return (f"the last global batch of {n % b} leaves {n_rep - n % b} of the {n_rep} "
+                    "replicas an empty batch, which TensorFlow's oneDNN CPU kernels cannot run")
+        return None
+
+    reason = problem(batch_size)
+    if reason is None:
         return
-    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") == "0":
-        return
-    fits = [b for b in range(n_rep, batch_size + 1, n_rep) if not 0 < n % b < n_rep]
-    what_to_do = (f"set --batch_size={fits[-1]} (or TF_ENABLE_ONEDNN_OPTS=0)" if fits else
-                  "use fewer replicas or set TF_ENABLE_ONEDNN_OPTS=0")
-    raise DistributeError(
-        f"{what} has {n} ECGs: the last global batch of {last} leaves {n_rep - last} of the "
-        f"{n_rep} replicas an empty batch, which TensorFlow's oneDNN CPU kernels cannot run; "
-        f"{what_to_do}")
+    fits = [b for b in range(n_rep, batch_size + 1, n_rep) if problem(b) is None]
+    what_to_do = (f"set --batch_size={fits[-1]}" if fits else
+                  f"use a multiple of {n_rep} ECGs or fewer replicas")
+    if cpu and reason.startswith("the last"):
+        what_to_do += " (or TF_ENABLE_ONEDNN_OPTS=0)"
+    raise DistributeError(f"{what} has {n} ECGs: {reason}; {what_to_do}")
 
 
 def check_precision(policy):

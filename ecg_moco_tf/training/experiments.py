@@ -165,7 +165,8 @@ def summarize(predictions, n_boot=2000, seed=0, sensitivity=0.9, valid_predictio
             if list(p["record"]) != list(ref["record"]):
                 raise ValueError("DeLong needs both models scored on the same test ECGs")
             tests[f"proposed_vs_{name}"] = {
-                **delong_test(ref["label"].astype(int), ref["probability"], p["probability"]),
+                **delong_test(ref["label"].astype(int), ref["probability"], p["probability"],
+                              groups=ref["patient_id"]),
                 "paired_bootstrap": bootstrap_auc_difference(
                     ref["label"].astype(int), ref["probability"], p["probability"],
                     ref["patient_id"], n_boot=n_boot, seed=seed)}

@@ -46,7 +46,8 @@ metrics are built inside ``strategy.scope()`` under the run's dtype policy; ``ba
 the global batch; the input is DATA auto-sharded between workers. With several replicas a
 last training batch of fewer ECGs than replicas is dropped (a replica with an empty batch
 would update its batch-norm statistics from nothing); a validation set whose last batch
-would do that on a CPU is refused (:func:`.distribute.check_last_batch`). A model trained in
+would do that on a CPU, or a set smaller than one batch that does not split evenly over the
+replicas, is refused (:func:`.distribute.check_last_batch`). A model trained in
 mixed precision or on several replicas is returned (and saved) as a plain float32 copy on one
 device, so that predicting with it needs no strategy.
 
@@ -286,6 +287,8 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
     _labelled(train_df, "train")
     _labelled(valid_df, "valid")
     several = distribute.replicas(strategy) > 1
+    distribute.check_last_batch(len(train_df), cfg.batch_size, strategy, "train",
+                                last_dropped=True)
     distribute.check_last_batch(len(valid_df), cfg.batch_size, strategy, "valid")
     out_dir = out_dir and distribute.worker_dir(out_dir, strategy)
     if out_dir:

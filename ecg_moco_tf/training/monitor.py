@@ -5,8 +5,9 @@ changes with the encoder), so pretraining watches what the features are for:
 
 - ``monitor_knn_auc``: cosine kNN (k=20) on a labelled monitor train split (train2): the score
   of a valid2 ECG is the fraction of positives among its k most similar train2 ECGs;
-- ``monitor_probe_auc``: logistic regression (fixed C, standardized features) fit on train2,
-  AUC on valid2;
+- ``monitor_probe_auc``: logistic regression on standardized features, its C chosen by
+  cross-validation (AUC) on train2 only and refit there, AUC on valid2; ``monitor_probe_C``:
+  the chosen C (:func:`fit_probe`; a fixed C would flatter features that suit it);
 - ``monitor_alignment`` / ``monitor_uniformity`` (Wang & Isola 2020, on L2-normalized
   features): mean squared distance between two fixed augmented views of the same valid1 ECG
   (lower: invariant to the augmentations), and log of the mean Gaussian potential
@@ -15,7 +16,8 @@ changes with the encoder), so pretraining watches what the features are for:
 Labels are only read by scikit-learn here; they never reach the encoder's training.
 :class:`RepresentationMonitor` adds these keys to the epoch ``logs`` (put it before
 ``CSVLogger``/``TensorBoard``/``SaveBest`` in the callbacks); :func:`probe_scores` and
-:func:`alignment_uniformity` are the pure functions it uses.
+:func:`alignment_uniformity` are the pure functions it uses; :func:`probe_auc` is the probe
+alone, also used by ``benchmarks/probe_features.py``.
 """
 from __future__ import annotations
 
@@ -25,10 +27,14 @@ import warnings
 import keras
 import numpy as np
 
-KEYS = ("monitor_knn_auc", "monitor_probe_auc", "monitor_alignment", "monitor_uniformity")
+KEYS = ("monitor_knn_auc", "monitor_probe_auc", "monitor_alignment", "monitor_uniformity",
+        "monitor_probe_C")
 MAX_ECGS = 2000          # per monitor split (seeded sample): memory stays bounded
 MAX_VIEW_ECGS = 512      # valid1 ECGs whose two fixed views give alignment / uniformity
-PROBE_C = 1.0
+PROBE_C = 1.0            # the probe's C where train has < 2 ECGs of a class (no CV possible)
+PROBE_CS = tuple(float(c) for c in np.logspace(-4, 2, 7))    # C grid of the cross-validation
+PROBE_FOLDS = 5
+PROBE_MAX_ITER = 10000
 
 
 def l2_normalize(z, eps=1e-12):
@@ -62,14 +68,54 @@ def knn_scores(train_feats, train_y, valid_feats, k=20):
     return y[nearest].mean(axis=1)
 
 
-def probe_scores(train_feats, train_y, valid_feats, valid_y, k=20, C=PROBE_C):
-    """``{"knn_auc", "probe_auc"}`` of frozen features: cosine kNN (:func:`knn_scores`) and
-    a logistic regression on standardized features (fit on train), both scored by AUC on
-    valid. Raises ``ValueError`` if train or valid lacks a class."""
+def fit_probe(train_feats, train_y, seed=0, Cs=PROBE_CS, C=None):
+    """A logistic regression on standardized features fit on (``train_feats``, ``train_y``),
+    its inverse regularization C chosen there alone: the C of ``Cs`` with the highest mean AUC
+    over a seeded, stratified ``min(5, smaller class count)``-fold cross-validation of the
+    whole pipeline (scaler fit within each fold; ties: the smaller C), then refit on all of
+    train. ``C`` (a number) skips the search; with fewer than 2 ECGs of a class it is
+    :data:`PROBE_C`. Deterministic (lbfgs). Returns (fitted pipeline, C)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    x, y = np.asarray(train_feats, np.float64), np.asarray(train_y).astype(int)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER))
+    folds = min(PROBE_FOLDS, *class_counts(y))
+    if C is None and folds >= 2:
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        search = GridSearchCV(probe, {"logisticregression__C": sorted(float(c) for c in Cs)},
+                              scoring="roc_auc", cv=cv, refit=True, error_score="raise")
+        search.fit(x, y)
+        return search.best_estimator_, float(search.best_params_["logisticregression__C"])
+    C = PROBE_C if C is None else float(C)
+    probe.set_params(logisticregression__C=C)
+    return probe.fit(x, y), C
+
+
+def probe_auc(train_features, train_labels, valid_features, valid_labels, seed=0,
+              Cs=PROBE_CS, C=None):
+    """``{"auc", "C"}``: AUC on valid of the :func:`fit_probe` probe of train (C chosen by
+    cross-validation on train only, unless ``C`` is given; valid is only scored). Raises
+    ``ValueError`` if train or valid lacks a class."""
+    from sklearn.metrics import roc_auc_score
+
+    for name, y in (("train", train_labels), ("valid", valid_labels)):
+        reason = check_split(name, y)
+        if reason:
+            raise ValueError(reason)
+    probe, C = fit_probe(train_features, train_labels, seed=seed, Cs=Cs, C=C)
+    p = probe.predict_proba(np.asarray(valid_features, np.float64))[:, 1]
+    return {"auc": float(roc_auc_score(np.asarray(valid_labels).astype(int), p)), "C": C}
+
+
+def probe_scores(train_feats, train_y, valid_feats, valid_y, k=20, C=None, seed=0):
+    """``{"knn_auc", "probe_auc", "probe_C"}`` of frozen features: cosine kNN
+    (:func:`knn_scores`) and the logistic probe of :func:`probe_auc` (C chosen by
+    cross-validation on train, or ``C`` fixed), both fit on train and scored by AUC on valid.
+    Raises ``ValueError`` if train or valid lacks a class."""
+    from sklearn.metrics import roc_auc_score
 
     for name, y in (("train", train_y), ("valid", valid_y)):
         reason = check_split(name, y)
@@ -77,10 +123,8 @@ def probe_scores(train_feats, train_y, valid_feats, valid_y, k=20, C=PROBE_C):
             raise ValueError(reason)
     train_y, valid_y = np.asarray(train_y).astype(int), np.asarray(valid_y).astype(int)
     knn = roc_auc_score(valid_y, knn_scores(train_feats, train_y, valid_feats, k))
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
-    probe.fit(np.asarray(train_feats, np.float64), train_y)
-    p = probe.predict_proba(np.asarray(valid_feats, np.float64))[:, 1]
-    return {"knn_auc": float(knn), "probe_auc": float(roc_auc_score(valid_y, p))}
+    probe = probe_auc(train_feats, train_y, valid_feats, valid_y, seed=seed, C=C)
+    return {"knn_auc": float(knn), "probe_auc": probe["auc"], "probe_C": probe["C"]}
 
 
 def uniformity(z, t=2.0):
@@ -154,7 +198,8 @@ class RepresentationMonitor(keras.callbacks.Callback):
         ft, fv = self._features(enc, self.train_x), self._features(enc, self.valid_x)
         if np.isfinite(ft).all() and np.isfinite(fv).all():
             s = probe_scores(ft, self.train_y, fv, self.valid_y, k=self.k)
-            out.update(monitor_knn_auc=s["knn_auc"], monitor_probe_auc=s["probe_auc"])
+            out.update(monitor_knn_auc=s["knn_auc"], monitor_probe_auc=s["probe_auc"],
+                       monitor_probe_C=s["probe_C"])
         if self.views is not None and len(self.views[0]):
             za, zb = (self._features(enc, v) for v in self.views)
             if np.isfinite(za).all() and np.isfinite(zb).all():

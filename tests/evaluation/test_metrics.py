@@ -80,6 +80,81 @@ def test_delong_matches_brute_force():
     assert same["difference"] == 0 and same["p_value"] == 1.0
 
 
+def _clustered_data(n_pat=60, seed=0):
+    """Patients with 1-4 ECGs whose labels may differ within a patient, and correlated
+    scores (a patient effect shared by the patient's ECGs)."""
+    rng = np.random.default_rng(seed)
+    per = rng.integers(1, 5, n_pat)
+    groups = np.repeat(np.arange(n_pat), per)
+    risk = np.repeat(rng.random(n_pat), per)
+    y = (rng.random(len(groups)) < 0.2 + 0.5 * risk).astype(int)
+    effect = np.repeat(rng.normal(0, 1, n_pat), per)
+    p1 = y + effect + rng.normal(0, 0.7, len(y))
+    p2 = np.round(0.6 * y + effect + rng.normal(0, 0.9, len(y)), 1)      # ties too
+    return y, p1, p2, groups
+
+
+def _delong_clustered_brute(y, p1, p2, groups):
+    """Obuchowski's S10, S01, S11 from the psi matrix, with the small-sample factors
+    I10/(I10-1), I01/(I01-1) and their geometric mean for S11."""
+    pos, neg = np.where(y == 1)[0], np.where(y == 0)[0]
+    m, n = len(pos), len(neg)
+    ids = np.unique(groups)
+    i10, i01 = len(np.unique(groups[pos])), len(np.unique(groups[neg]))
+    f10, f01 = i10 / (i10 - 1), i01 / (i01 - 1)
+    a, b = [], []
+    for p in (p1, p2):
+        psi = (p[pos][:, None] > p[neg][None, :]) + 0.5 * (p[pos][:, None] == p[neg][None, :])
+        auc, v10, v01 = psi.mean(), psi.mean(axis=1), psi.mean(axis=0)
+        a.append([np.sum(v10[groups[pos] == g] - auc) for g in ids])
+        b.append([np.sum(v01[groups[neg] == g] - auc) for g in ids])
+    a, b = np.subtract(*a), np.subtract(*b)                # components of AUC1 - AUC2
+    s10, s01, s11 = f10 * np.sum(a * a) / m, f01 * np.sum(b * b) / n, np.sum(a * b)
+    return np.sqrt(s10 / m + s01 / n + 2 * np.sqrt(f10 * f01) * s11 / (m * n))
+
+
+def test_delong_clustered_matches_brute_force_and_hand_example():
+    y, p1, p2, groups = _clustered_data()
+    r = delong_test(y, p1, p2, groups=groups)
+    assert r["se"] == pytest.approx(_delong_clustered_brute(y, p1, p2, groups), rel=1e-10)
+    assert r["n_clusters"] == 60 and r["difference"] == pytest.approx(r["auc1"] - r["auc2"])
+    # by hand: patient A has a positive (0.9) and a negative (0.2) ECG, B a positive (0.4), C
+    # a negative (0.6); p2 constant (all components 0). AUC1 = 3/4; V10 = 1, 1/2; V01 = 1, 1/2;
+    # centred per-patient sums (positive, negative): A (1/4, 1/4), B (-1/4, 0), C (0, -1/4);
+    # I10 = I01 = 2 (factor 2): var = 2 sum_i (a_i / 2 + b_i / 2)^2 = 2 * 3/32 = 3/16
+    y, p1, p2 = [1, 0, 1, 0], [0.9, 0.2, 0.4, 0.6], [0.5] * 4
+    r = delong_test(y, p1, p2, groups=["A", "A", "B", "C"])
+    assert (r["auc1"], r["auc2"], r["n_clusters"]) == (0.75, 0.5, 3)
+    assert r["se"] == pytest.approx(np.sqrt(3 / 16), abs=1e-12)
+    assert r["z"] == pytest.approx(0.25 / np.sqrt(3 / 16), abs=1e-12)
+    # unclustered: var = (1/16 + 1/16) / (2 * 1) + the same for the negatives = 1/8
+    assert delong_test(y, p1, p2)["se"] == pytest.approx(np.sqrt(1 / 8), abs=1e-12)
+    with pytest.raises(ValueError, match="groups"):
+        delong_test(y, p1, p2, groups=["A", "B"])
+
+
+def test_delong_one_ecg_per_patient_equals_unclustered():
+    y, p1, p2 = _data(150, seed=5)
+    p2 = np.round(p2, 1)
+    plain = delong_test(y, p1, p2)
+    ids = np.random.default_rng(1).permutation(len(y)).astype(str)       # any id type, order
+    clustered = delong_test(y, p1, p2, groups=ids)
+    assert plain["n_clusters"] == clustered["n_clusters"] == len(y)
+    for key in ("auc1", "auc2", "difference", "se", "z", "p_value"):
+        assert clustered[key] == pytest.approx(plain[key], rel=1e-10, abs=1e-12), key
+
+
+def test_delong_twin_ecgs_leave_clustered_z_unchanged():
+    y, p1, p2, groups = _clustered_data(seed=2)
+    twice = np.repeat(np.arange(len(y)), 2)                 # each ECG and its identical twin
+    r = delong_test(y, p1, p2, groups=groups)
+    r2 = delong_test(y[twice], p1[twice], p2[twice], groups=groups[twice])
+    assert abs(r["z"]) > 1 and r2["z"] == pytest.approx(r["z"], rel=0.05)
+    assert r2["n_clusters"] == r["n_clusters"]
+    plain, plain2 = delong_test(y, p1, p2), delong_test(y[twice], p1[twice], p2[twice])
+    assert plain2["z"] / plain["z"] == pytest.approx(np.sqrt(2), rel=0.05)   # pseudo-replicas
+
+
 def test_threshold_metrics_hand_computed():
     y = np.array([1, 1, 1, 0, 0, 0, 0])
     p = np.array([0.9, 0.6, 0.2, 0.7, 0.3, 0.1, 0.05])

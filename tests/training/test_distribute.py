@@ -30,6 +30,19 @@ def two():
 
 
 @pytest.fixture(scope="module")
+def cohort(small_cohort, tmp_path_factory):
+    """``small_cohort`` less one negative ECG of valid2 and one of train2, so that the sets
+    batched below (train2 20, valid2 6 with 3 per class, valid1 + valid2 28) split over 2
+    replicas in every batch (sets that do not are refused: test_uneven_sets_are_refused)."""
+    from ecg_moco_tf.data import manifest
+
+    df = small_cohort
+    drop = [df.index[(df["split"] == s) & (df["label"] == 0)][0] for s in ("valid2", "train2")]
+    path = tmp_path_factory.mktemp("even") / "manifest.csv"
+    return manifest.read_manifest(manifest.write_manifest(df.drop(drop), str(path)))
+
+
+@pytest.fixture(scope="module")
 def batch():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((8, 12, 64)).astype("float32")
@@ -205,7 +218,7 @@ def test_xla_step_matches_plain_step(batch):
 
 
 # ---------------------------------------------------------------- pretrain / fine-tune API
-def test_pretrain_and_finetune_under_mirrored_strategy(small_cohort, two, tmp_path):
+def test_pretrain_and_finetune_under_mirrored_strategy(cohort, two, tmp_path):
     """The Python API with strategy=: pretraining records the strategy and saves a plain
     float32 encoder; fine-tuning's validation loss and AUC match the one-device run (per-replica
     batch norms make the runs differ a little)."""
@@ -213,7 +226,7 @@ def test_pretrain_and_finetune_under_mirrored_strategy(small_cohort, two, tmp_pa
     from ecg_moco_tf.training.finetune import FinetuneConfig, finetune
     from ecg_moco_tf.training.pretrain import PretrainConfig, pretrain
 
-    view = experiment_view(small_cohort, "proposed")
+    view = experiment_view(cohort, "proposed")
     cfg = PretrainConfig(epochs=1, batch_size=8, queue_size=16, momentum=0.9, verbose=0,
                          monitor_every=0)
     keras.utils.set_random_seed(0)
@@ -256,8 +269,8 @@ def test_finetune_in_mixed_float16_with_two_optimizers_returns_a_float32_model(s
     assert ((p > 0) & (p < 1)).all()
 
 
-def test_three_experiments_under_mirrored_strategy_match_one_device(small_cohort, two,
-                                                                     tmp_path, monkeypatch):
+def test_three_experiments_under_mirrored_strategy_match_one_device(cohort, two, tmp_path,
+                                                                     monkeypatch):
     """The paper's three experiments on 2 replicas give the one-device predictions, validation
     losses and AUCs. Two differences are taken out, so that what is compared is the
     distribution itself (split batches, all-reduced gradients, summed metric states): batch
@@ -265,9 +278,9 @@ def test_three_experiments_under_mirrored_strategy_match_one_device(small_cohort
     here) and the training order (Keras's distributed input iterates the dataset once more
     before epoch 1, so a reshuffling dataset gives epoch k the order of epoch k + 1: no
     shuffle here). Both are covered, with tolerances, by
-    test_pretrain_and_finetune_under_mirrored_strategy. What remains: a last batch of 7 is
-    split 4 + 3 and Keras averages the two replicas' means (one device: the mean of 7), hence
-    the tolerance."""
+    test_pretrain_and_finetune_under_mirrored_strategy. What remains: a last batch of 3
+    (baseline_full_labels: 87 = 7 x 12 + 3) is split 2 + 1 and Keras averages the two
+    replicas' means (one device: the mean of 3), hence the tolerance."""
     from ecg_moco_tf.data import pipeline
     from ecg_moco_tf.evaluation import evaluate
     from ecg_moco_tf.training.experiments import EXPERIMENTS, run_experiment
@@ -282,7 +295,7 @@ def test_three_experiments_under_mirrored_strategy_match_one_device(small_cohort
                         freeze_encoder=True)       # every last batch splits over 2 replicas
     for name in EXPERIMENTS:
         enc = str(tmp_path / "enc.keras") if name == "proposed" else None
-        runs = [run_experiment(small_cohort, name, str(tmp_path / label), ft, enc, TINY,
+        runs = [run_experiment(cohort, name, str(tmp_path / label), ft, enc, TINY,
                                strategy=s)
                 for label, s in (("one", None), ("two", two))]
         (p1, sweep1, _), (p2, sweep2, _) = runs
@@ -312,6 +325,38 @@ def test_library_errors_say_what_to_set(two):
     with pytest.raises(ValueError, match="at least 2 ECGs per replica"):
         check_distribution(PretrainConfig(batch_size=2, shuffle_bn_splits=2), two)
     assert check_distribution(PretrainConfig(batch_size=2, sync_bn=True), two) == 1
+
+
+def test_uneven_sets_are_refused(small_cohort, two):
+    """What Keras and oneDNN cannot run on 2 replicas is refused before training, with a batch
+    size that works: a set smaller than one batch with an odd count (Keras's AddN of unequal
+    per-replica batches), a last batch of 1 (oneDNN), on the validation set; training drops
+    its last batch of 1, so only the first rule applies to it."""
+    from ecg_moco_tf.data import experiment_view
+    from ecg_moco_tf.training.finetune import FinetuneConfig, finetune
+
+    check = distribute.check_last_batch
+    with pytest.raises(distribute.DistributeError,
+                       match=r"valid has 7 ECGs: fewer than one global batch of 8.*"
+                             r"split evenly over the 2 replicas.*set --batch_size=4$"):
+        check(7, 8, two, "valid")
+    with pytest.raises(distribute.DistributeError,
+                       match=r"valid has 9 ECGs: the last global batch of 1 leaves 1 of the 2 "
+                             r"replicas an empty batch.*--batch_size=6 \(or TF_ENABLE_ONEDNN"):
+        check(9, 8, two, "valid")
+    with pytest.raises(distribute.DistributeError, match="train has 7 ECGs.*--batch_size=6$"):
+        check(7, 8, two, "train", last_dropped=True)
+    with pytest.raises(distribute.DistributeError, match="use a multiple of 2 ECGs"):
+        check(3, 8, two, "valid")               # 2 leaves 1, 4 or more: 3 is odd
+    for n in (8, 6, 12):                                      # these run
+        check(n, 8, two, "valid")
+    check(9, 8, two, "train", last_dropped=True)
+    check(7, 8, tf.distribute.get_strategy(), "valid")      # one device: anything runs
+    view = experiment_view(small_cohort, "proposed")            # valid2: 7 ECGs
+    with pytest.raises(distribute.DistributeError, match="valid has 7 ECGs"):
+        finetune(view["train"], view["valid"], None,
+                 FinetuneConfig(learning_rates=(1e-3,), epochs=1, batch_size=8, verbose=0),
+                 encoder_kwargs=TINY, strategy=two)
 
 
 def test_worker_dir_chief_and_nested_paths():
@@ -410,16 +455,15 @@ def test_cli_bad_distribution_settings_are_one_line_and_exit_2(small_cohort, tmp
 
 
 @pytest.mark.slow
-def test_multi_worker_cli_two_processes_pretrain_from_shards_and_finetune(small_cohort,
-                                                                         tmp_path):
+def test_multi_worker_cli_two_processes_pretrain_from_shards_and_finetune(cohort, tmp_path):
     """Two workers on localhost (TF_CONFIG, free ports): pretraining from TFRecord shards
     (FILE auto-sharding), from the manifest (DATA auto-sharding, with the representation
     monitor) and fine-tuning; the chief writes to --out, worker 1 to
     --out/workers/worker-1, and both end with the same weights."""
     from ecg_moco_tf.data.pipeline import write_tfrecords
 
-    root = small_cohort.attrs["root"]
-    write_tfrecords(small_cohort, str(tmp_path / "shards"), shard_size=16, progress=False)
+    root = cohort.attrs["root"]
+    write_tfrecords(cohort, str(tmp_path / "shards"), shard_size=16, progress=False)
     assert len(list((tmp_path / "shards").glob("train1-*.tfrecord"))) >= 2
     manifest = os.path.join(root, "manifest.csv")
     jobs = {
@@ -457,7 +501,7 @@ def test_multi_worker_cli_two_processes_pretrain_from_shards_and_finetune(small_
         np.testing.assert_array_equal(chief.predict(x, verbose=0), worker.predict(x, verbose=0))
     saved = json.loads((tmp_path / "pre" / "pretrain_config.json").read_text())
     assert saved["replicas"] == 2 and saved["num_train"] == int(
-        (small_cohort["split"] == "train1").sum())
+        (cohort["split"] == "train1").sum())
     assert (tmp_path / "ft" / "metrics.json").exists()
     log = (tmp_path / "prm" / "pretrain_log.csv").read_text()
     assert "probe_auc" in log.splitlines()[0], log

@@ -12,8 +12,9 @@ from ecg_moco_tf.data import experiment_view, load_records
 from ecg_moco_tf.data import pipeline as P
 from ecg_moco_tf.models import build_encoder
 from ecg_moco_tf.training.callbacks import SaveBest
-from ecg_moco_tf.training.monitor import (KEYS, RepresentationMonitor, alignment_uniformity,
-                                          knn_scores, probe_scores)
+from ecg_moco_tf.training.monitor import (KEYS, PROBE_CS, RepresentationMonitor,
+                                          alignment_uniformity, knn_scores, probe_auc,
+                                          probe_scores)
 from ecg_moco_tf.training.pretrain import PretrainConfig, pretrain
 
 from tests.sizes import TINY
@@ -26,7 +27,53 @@ def test_probe_scores_on_separable_features_give_auc_1():
     valid = np.array([[2, 0.3], [-3, 0.1], [0.5, -1], [-0.4, 1]])
     valid_y = np.array([1, 0, 1, 0])
     s = probe_scores(train, train_y, valid, valid_y, k=2)
-    assert s == {"knn_auc": 1.0, "probe_auc": 1.0}
+    assert (s["knn_auc"], s["probe_auc"]) == (1.0, 1.0) and s["probe_C"] in PROBE_CS
+
+
+def _probe_data(n, seed):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(int)
+    x = rng.normal(0, 1, (n, 30))
+    x[:, :3] += 1.5 * y[:, None]                          # 3 informative of 30 features
+    return x, y
+
+
+def test_cv_probe_chooses_C_on_the_fitting_split_only():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _probe_data(160, seed=0)
+    xv, yv = _probe_data(200, seed=1)
+    r = probe_auc(x, y, xv, yv, seed=0)
+    assert r["C"] in PROBE_CS and r["auc"] > 0.9           # separable enough: a good probe
+    # scoring other valid / test data (shuffled labels, other features) leaves C as it is
+    rng = np.random.default_rng(2)
+    other = probe_auc(x, y, rng.normal(0, 1, (50, 30)), rng.permutation(yv)[:50], seed=0)
+    assert other["C"] == r["C"] and probe_auc(x, y, xv, yv, seed=0) == r     # deterministic
+    # the C of an independent 5-fold CV (AUC; ties: the smaller C) on train alone
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(x, y))
+
+    def cv_auc(C):
+        m = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=10000))
+        return np.mean([roc_auc_score(y[te], m.fit(x[tr], y[tr]).predict_proba(x[te])[:, 1])
+                        for tr, te in folds])
+
+    scores = [cv_auc(C) for C in PROBE_CS]
+    assert r["C"] == PROBE_CS[int(np.argmax(scores))]
+    # features whose signal needs two weights that cancel a shared noise: weak regularization
+    # wins, and the CV finds it (the strongest C of the grid misses the cancellation)
+    z, zv = rng.normal(0, 3, 160), rng.normal(0, 3, 200)
+    x2, xv2 = x.copy(), xv.copy()
+    x2[:, 0], x2[:, 1] = 0.7 * y + z, z + 0.3 * rng.normal(0, 1, 160)
+    xv2[:, 0], xv2[:, 1] = 0.7 * yv + zv, zv + 0.3 * rng.normal(0, 1, 200)
+    weak = probe_auc(x2, y, xv2, yv)
+    assert weak["C"] >= 1 and weak["auc"] > 0.8
+    assert probe_auc(x2, y, xv2, yv, C=PROBE_CS[0])["auc"] < weak["auc"] - 0.05
+    # with fewer than 2 ECGs of a class there is nothing to cross-validate: C = 1
+    assert probe_auc(x[:4], [1, 0, 0, 0], xv, yv)["C"] == 1.0
 
 
 def test_knn_scores_are_fraction_of_positive_cosine_neighbours():
