@@ -18,6 +18,7 @@ pretraining's optimizer flags, prefixed pretrain_ (--pretrain_epochs, --pretrain
 --pretrain_learning_rate, --pretrain_warmup_steps, --pretrain_lr_schedule). --verbose: Keras'
 progress bar within each epoch (default: one line per epoch).
 """
+import json
 import os
 import re
 import sys
@@ -298,6 +299,9 @@ def main(argv):
     X.save_results(out, summary, tests, sweeps, settings,
                    le_summary if FLAGS.label_efficiency else None)
     if summary:
+        with open(os.path.join(out, "results.json")) as f:
+            run = json.load(f)["run"]            # the run the report's numbers come from
+        notes.insert(0, f"run: `{run['command']}`, {run['date']}, commit {run['commit']}")
         path = write_report(out, splits_table, summary, tests, sweeps, figures,
                             {k: v for k, v in settings.items() if k != "experiments"}, notes,
                             explained + (le_lines if FLAGS.label_efficiency else []),

@@ -35,14 +35,10 @@ BatchNorm statistics policy: both encoders normalize with batch statistics while
 each keeps its own moving statistics: the key encoder's are updated by its own forward pass on
 the key views, and the EMA of step 4 covers every other weight (as in the reference
 implementation, where ``momentum_update`` runs over ``parameters()`` and the running
-statistics are buffers of each encoder). Until 2026-11-26 the key encoder's moving statistics
-were the EMA of the query's instead; those do not describe the key network's own activations
-(its convolutions are an average of past query weights), so the key network in inference mode
-(MoCo's validation loss and accuracy) was off: on the 1,500-patient synthetic run, positive
-cosine 0.64 and instance accuracy near 0 in inference mode, against 0.93 for the query encoder
-in inference mode with train-mode keys. Training steps are not affected (keys are computed in
-train mode), nor is the saved query encoder, except where it is chosen by MoCo's validation
-loss (``select="val_loss"``), which is now computed right.
+statistics are buffers of each encoder). An EMA of the query's moving statistics
+would not describe the key network's own activations (its convolutions are an average of past
+query weights), and the key network in inference mode (MoCo's validation loss and accuracy,
+``select="val_loss"``) would be off.
 
 Shuffle-BN substitute on one device (:func:`shuffle_bn_groups`): with ``shuffle_bn_splits=g``
 (> 1) the queries are split into ``g`` random groups, as the reference implementation's

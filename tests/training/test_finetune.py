@@ -237,6 +237,9 @@ def test_reproduce_end_to_end_report_holds_computed_numbers(tmp_path):
     assert (f"{p:.3f}" if p >= 0.001 else "< 0.001") in report
     assert (out / "roc.png").stat().st_size > 10_000
     assert re.search(r"\| train1\s+\|", report) and "Table 2" in report
+    run = res["run"]                              # the command, date and commit stand beside
+    assert f"- run: `{run['command']}`, {run['date']}, commit {run['commit']}" in report
+    assert "reproduce" in run["command"] and run["date"].startswith("20")
     card = json.loads((tmp_path / "export" / "model_card.json").read_text())
     held = card["heldout_metrics"]                   # from the shipped SavedModel, every test ECG
     assert held["computed_from"] == "savedmodel"
