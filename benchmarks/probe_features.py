@@ -6,9 +6,9 @@ logistic regression, its C chosen by a seeded stratified cross-validation on tra
 cosine kNN, k = 20; ``ecg_moco_tf.training.monitor.probe_scores`` / ``probe_auc``) on the
 frozen features of train2 and scores them on valid2 and, with ``--test``, on the test split
 (report only, never for choices). Beside the pretrained encoder, seeded random initialisations
-of the same architecture (``build_encoder`` with the pretrained encoder's arguments, read from
-its layers, after ``keras.utils.set_random_seed(seed)``; normalization adapted on train2, as
-the unpretrained baseline starts), probed the same way, each with its own CV-chosen C. Prints
+of the same architecture (``keras.models.clone_model`` of the pretrained encoder after
+``keras.utils.set_random_seed(seed)``: its layers, freshly initialised; normalization adapted
+on train2, as the unpretrained baseline starts), probed the same way, each with its own CV-chosen C. Prints
 one JSON object per encoder (``probe_C``: the chosen C), then a summary JSON object last with
 the pretrained - random-mean difference of probe AUC per split.
 
@@ -37,7 +37,7 @@ def main(argv=None):
     import keras
 
     from ecg_moco_tf.data import load_records, read_manifest
-    from ecg_moco_tf.models import adapt_normalization, build_encoder, load_model
+    from ecg_moco_tf.models import adapt_normalization, load_model
     from ecg_moco_tf.training.monitor import probe_scores, split_labels
 
     test_note = "report only, never for choices"
@@ -70,16 +70,12 @@ def main(argv=None):
         x = load_records(df[df["split"] == "train1"], on_error="raise", progress=False).signals
         reestimate_batch_norm(pretrained, [x[i:i + 64] for i in range(0, len(x) - 63, 64)])
     rows = [score("pretrained", pretrained)]
-    kwargs = encoder_kwargs(pretrained)
     for seed in [int(s) for s in args.random_seeds.split(",") if s]:
         keras.utils.set_random_seed(seed)
-        enc = build_encoder(**kwargs)
-        if [w.shape for w in enc.weights] != [w.shape for w in pretrained.weights]:
-            raise ValueError(f"build_encoder({kwargs}) does not rebuild {args.encoder}'s "
-                             "architecture")
+        enc = keras.models.clone_model(pretrained)   # same architecture, fresh initial weights
         adapt_normalization(enc, data["train2"][0])
         rows.append(score(f"random_init_seed{seed}", enc))
-    summary = {"n": {s: len(y) for s, (_, y) in data.items()}, "encoder_kwargs": kwargs}
+    summary = {"n": {s: len(y) for s, (_, y) in data.items()}}
     if "test" in splits:
         summary["test"] = test_note
     for s in splits[1:]:
@@ -90,29 +86,6 @@ def main(argv=None):
             summary[f"{s}_pretrained_minus_random"] = round(rows[0][f"{s}_probe_auc"]
                                                             - statistics.mean(rand), 4)
     print(json.dumps(summary))
-
-
-def encoder_kwargs(encoder):
-    """``build_encoder`` arguments that rebuild ``encoder``'s architecture, read from its layers
-    (``temporal_{i}_conv`` / ``_pool`` / ``_bn``, ``spatial_conv``, ``features``)."""
-    cfg = {layer.name: layer.get_config() for layer in encoder.layers}
-    blocks = 0
-    while f"temporal_{blocks + 1}_conv" in cfg:
-        blocks += 1
-    if not blocks or "spatial_conv" not in cfg or "features" not in cfg:
-        raise ValueError(f"{encoder.name} is not an encoder of build_encoder (layers "
-                         f"{sorted(cfg)[:8]}...)")
-    conv = [cfg[f"temporal_{i}_conv"] for i in range(1, blocks + 1)]
-    activation = cfg["features"]["activation"]
-    return {"kernel_sizes": [int(c["kernel_size"][1]) for c in conv],
-            "filters": [int(c["filters"]) for c in conv],
-            "pools": [int(cfg[f"temporal_{i}_pool"]["pool_size"][1])
-                      for i in range(1, blocks + 1)],
-            "spatial_filters": int(cfg["spatial_conv"]["filters"]),
-            "feature_dim": int(cfg["features"]["units"]),
-            "num_leads": int(encoder.input.shape[1]), "num_samples": int(encoder.input.shape[2]),
-            "feature_activation": None if activation in (None, "linear") else activation,
-            "bn_momentum": float(cfg["temporal_1_bn"]["momentum"]), "name": encoder.name}
 
 
 if __name__ == "__main__":

@@ -293,7 +293,7 @@ def _quantization_note(report, calibration, heldout):
         "int8 probabilities come in steps of 1/256 and differ from the Keras model by up to "
         "max_abs_diff on the held-out ECGs above, which come from the same source as the "
         "calibration ECGs; on ECGs from another source (device, site, population) the "
-        "difference can be larger (see the README). Near the decision threshold this flips "
+        "difference can be larger (docs/deployment.md). Near the decision threshold this flips "
         "decisions: use float32/float16 there, or compare int8 with the SavedModel on your "
         "own ECGs (ecg-moco predict) first.")
     return note

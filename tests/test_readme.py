@@ -1,13 +1,15 @@
-"""The README's Python API examples run as written (in a temporary folder)."""
+"""The README starts with the two commands; the Python API examples of docs/ run as written
+(in a temporary folder); every docs/ page the README links exists."""
 import os
 import re
 
-README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+README = os.path.join(ROOT, "README.md")
 
 
-def _run_example(heading, folder, monkeypatch):
-    """Execute the first ```python block after ``heading`` inside ``folder``."""
-    text = open(README).read()
+def _run_example(doc, heading, folder, monkeypatch):
+    """Execute the first ```python block after ``heading`` of ``docs/doc`` inside ``folder``."""
+    text = open(os.path.join(ROOT, "docs", doc)).read()
     code = re.search(r"```python\n(.*?)```", text[text.index(heading):], re.S).group(1)
     monkeypatch.chdir(folder)
     exec(compile(code, "README.md", "exec"), {})
@@ -18,14 +20,23 @@ def test_readme_starts_with_the_two_commands():
     assert lines[:2] == ["make demo", "make test"]
 
 
+def test_readme_is_a_short_entry_point_whose_links_exist():
+    text = open(README).read()
+    assert len(text.splitlines()) < 150
+    links = re.findall(r"\]\(([^)#]+)\)", text)
+    assert "docs/status.md" in links and "docs/results.md" in links
+    for link in links:
+        assert os.path.exists(os.path.join(ROOT, link)), link
+
+
 def test_readme_api_example_runs(tmp_path, monkeypatch, capsys):
-    _run_example("### Python API: pretrain", tmp_path, monkeypatch)
+    _run_example("models.md", "## Python API: pretrain", tmp_path, monkeypatch)
     assert os.path.exists(tmp_path / "runs" / "api" / "pre" / "encoder.keras")
     assert "(None, 64)" in capsys.readouterr().out
 
 
 def test_readme_explain_example_runs(tmp_path, monkeypatch, capsys):
-    _run_example("### Python API: explain", tmp_path, monkeypatch)
+    _run_example("explain.md", "## Python API: explain", tmp_path, monkeypatch)
     assert (tmp_path / "ecg0.png").stat().st_size > 50_000 and (tmp_path / "ecg0.svg").exists()
     assert "'QRS'" in capsys.readouterr().out
 
@@ -41,7 +52,8 @@ def test_readme_extend_example_runs_and_its_model_works_in_the_cli(tmp_path, mon
 
     from ecg_moco_tf.data.records import write_wfdb
 
-    _run_example("### Python API: extend the model in Keras", tmp_path, monkeypatch)
+    _run_example("deployment.md", "## Python API: extend the model in Keras", tmp_path,
+                 monkeypatch)
     assert "(2, 1)" in capsys.readouterr().out
     model = tmp_path / "augmented_classifier.keras"
     x = np.random.default_rng(0).normal(0, 0.2, (12, 5000)).astype("float32")

@@ -10,7 +10,7 @@ pretrained encoder; `ecg-moco export` puts it in the model card) to --out. --enc
 once before training: an unreadable one stops the command (--on_error=raise) or is left out,
 listed in <out>/problems.csv (--on_error=skip). An --out that holds a finished run
 (classifier.keras) is refused (exit 2) unless --overwrite replaces it.
---strategy, --mixed_precision, --jit_compile: README "Distributed training" (--batch_size is
+--strategy, --mixed_precision, --jit_compile: docs/distributed.md (--batch_size is
 the global batch). --verbose: Keras' progress bar within each epoch (default: one line per
 epoch); every learning rate logs to <out>/tensorboard/lr<rate> and <out>/finetune_lr<rate>.csv.
 """

@@ -11,9 +11,9 @@ read once before training: an unreadable one stops the command (--on_error=raise
 out, listed in <out>/problems.csv (--on_error=skip).
 Large data: --shards=DIR pretrains from the TFRecord shards of `ecg-moco convert`
 (DIR/train1-*.tfrecord, DIR/valid1-*.tfrecord), streamed; --manifest then only feeds the
-monitor. Several GPUs or machines: --strategy=mirrored|multi_worker (README "Distributed
-training"); --batch_size is the global batch. --verbose: Keras' progress bar within each epoch
-(default: one line per epoch).
+monitor. Several GPUs or machines: --strategy=mirrored|multi_worker (docs/distributed.md);
+--batch_size is the global batch. --verbose: Keras' progress bar within each epoch (default:
+one line per epoch).
 """
 from absl import flags
 

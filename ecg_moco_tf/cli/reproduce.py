@@ -12,7 +12,7 @@ Examples:
 An unfinished pretraining in <out>/pretrain is resumed; a finished one, or an <out> holding a
 finished run's results, is refused (exit code 2) unless --overwrite (then it is run again).
 Several GPUs or machines: --strategy=mirrored|multi_worker, --mixed_precision, --jit_compile,
---sync_bn (README "Distributed training"); --batch_size and --pretrain_batch_size are global.
+--sync_bn (docs/distributed.md); --batch_size and --pretrain_batch_size are global.
 Settings: every flag of `finetune`'s training and of `pretrain` under the same name, except
 pretraining's optimizer flags, prefixed pretrain_ (--pretrain_epochs, --pretrain_batch_size,
 --pretrain_learning_rate, --pretrain_warmup_steps, --pretrain_lr_schedule). --verbose: Keras'
@@ -60,7 +60,7 @@ flags.DEFINE_float("prevalence", CohortConfig.prevalence, "Synthetic cohort: sha
                    "patients.")
 flags.DEFINE_float("phenotype_scale", CohortConfig.phenotype_scale, "Synthetic cohort: "
                    "strength of the LVSD-like phenotype (the default is calibrated to "
-                   "full-label AUC ~0.9, README).")
+                   "full-label AUC ~0.9, docs/data.md).")
 flags.DEFINE_integer("seed", 0, "Seed for data, splits, training and bootstrap.")
 common.define_split_flags(__name__)      # used where the data has no splits yet
 common.define_read_flags(__name__, on_error="skip")

@@ -19,7 +19,7 @@ flags.DEFINE_float("prevalence", CohortConfig.prevalence, "Share of patients wit
                    "phenotype.")
 flags.DEFINE_float("phenotype_scale", CohortConfig.phenotype_scale, "Synthetic cohort: "
                    "strength of the LVSD-like phenotype (the default is calibrated to "
-                   "full-label AUC ~0.9, README).")
+                   "full-label AUC ~0.9, docs/data.md).")
 flags.DEFINE_integer("seed", 0, "Seed for the cohort and its splits.")
 flags.DEFINE_float("mains_hz", CohortConfig.mains_hz, "Mains frequency of the powerline noise "
                    "(50 or 60).")

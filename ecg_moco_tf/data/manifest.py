@@ -90,8 +90,8 @@ def check_manifest(df, source="manifest", max_listed=10, required=REQUIRED):
     if missing:
         raise ManifestError(
             f"{source}: missing column(s) {missing}; found {list(df.columns)[:20]}; a manifest "
-            f"needs {list(required)}, optional 'label' (0/1), 'split', 'fs', 'leads' (README: "
-            "The manifest)")
+            f"needs {list(required)}, optional 'label' (0/1), 'split', 'fs', 'leads' "
+            "(docs/data.md: The manifest)")
     df = df.copy() if "label" in df.columns and "split" in df.columns else df.assign(
         **{c: np.nan for c in ("label", "split") if c not in df.columns})
     problems = []

@@ -19,7 +19,7 @@ Wave vectors, spreads, intervals and noise were fitted to real PTB-XL ECGs (see 
 
 The LVSD-like phenotype is defined on the dipole, with severity ``s`` per positive patient
 (``phenotype_scale`` x Beta(1.5, 2.5): mostly mild, see ``SEVERITY_BETA``; the scale sets the
-task's difficulty and was calibrated, see the README), after the ECG changes reported with
+task's difficulty and was calibrated, see docs/data.md), after the ECG changes reported with
 reduced ejection fraction (QRS prolongation, low QRS voltage, left axis deviation, poor R-wave
 progression, lateral ST depression and T-wave flattening/inversion; e.g. Attia et al., Nat. Med.
 2019; Kashou et al., Eur Heart J Digit Health 2021):

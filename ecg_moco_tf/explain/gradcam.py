@@ -8,7 +8,7 @@ bump in lead V2 at a random time, Grad-CAM found the bump in every ECG for 3 tra
 in none for the 4th, Grad-CAM++ in 38-69 % of the ECGs, while LayerCAM (positive gradient x
 activation, element-wise; Jiang et al., IEEE TIP 2021) and Score-CAM found it in every ECG of
 every seed (benchmarks/bench_explain.py, tests/test_explain.py). On the demo model the
-picture is mixed (README, Explainability): compare methods with the faithfulness scores
+picture is mixed (docs/explain.md): compare methods with the faithfulness scores
 (:mod:`.faithfulness`) before trusting one. ``gradcam`` stays the default, as in the paper.
 
 Two kinds of model are explained:

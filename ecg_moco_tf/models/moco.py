@@ -145,11 +145,13 @@ def cross_replica_key_order(global_batch, replicas, seed):
 
 
 def parameters(*models):
-    """The weights the key network takes by EMA: every weight but batch norms' moving
-    statistics (each network keeps its own, as buffers in the reference implementation)."""
+    """The weights the key network takes by EMA: every floating-point weight but batch norms'
+    moving statistics (each network keeps its own, as buffers in the reference
+    implementation); integer weights (a Keras ``Normalization``'s count) are not averaged."""
     stats = {id(v) for m in models for bn in batch_norms(m)
              for v in (bn.moving_mean, bn.moving_variance)}
-    return [v for m in models for v in m.weights if id(v) not in stats]
+    return [v for m in models for v in m.weights
+            if id(v) not in stats and "float" in str(v.dtype)]
 
 
 def key_moving_statistics(moco):

@@ -14,6 +14,5 @@ def momentum_update(key_variables, query_variables, momentum, applied=None):
     for kv, qv in zip(key_variables, query_variables):
         new = momentum * kv + (1.0 - momentum) * qv
         if applied is not None:
-            kept = tf.convert_to_tensor(kv)         # int variables too (a layer's count)
-            new = tf.where(applied, tf.cast(new, kept.dtype), kept)
+            new = tf.where(applied, new, tf.convert_to_tensor(kv))
         kv.assign(new)

@@ -319,7 +319,7 @@ def label_efficiency_summary(table, preds=None, n_boot=1000):
 
 
 def label_efficiency_markdown(summary):
-    """The summary as the README's Markdown table."""
+    """The summary as a Markdown table (docs/results.md)."""
     sp = "ci_low_sp" in summary
     lines = ["| share of train2 labels (ECGs) | seeds | pretrained | scratch | "
              "pretrained - scratch [95 % t CI over seeds, paired] |"

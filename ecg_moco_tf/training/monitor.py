@@ -117,13 +117,9 @@ def probe_scores(train_feats, train_y, valid_feats, valid_y, k=20, C=None, seed=
     Raises ``ValueError`` if train or valid lacks a class."""
     from sklearn.metrics import roc_auc_score
 
-    for name, y in (("train", train_y), ("valid", valid_y)):
-        reason = check_split(name, y)
-        if reason:
-            raise ValueError(reason)
+    probe = probe_auc(train_feats, train_y, valid_feats, valid_y, seed=seed, C=C)  # checks both
     train_y, valid_y = np.asarray(train_y).astype(int), np.asarray(valid_y).astype(int)
     knn = roc_auc_score(valid_y, knn_scores(train_feats, train_y, valid_feats, k))
-    probe = probe_auc(train_feats, train_y, valid_feats, valid_y, seed=seed, C=C)
     return {"knn_auc": float(knn), "probe_auc": probe["auc"], "probe_C": probe["C"]}
 
 
