@@ -87,6 +87,7 @@ def test_reproduce_fills_both_configs_from_its_flags():
 FLAGFILES = {"baseline_full_labels": ["finetune"], "baseline_unpretrained": ["finetune"],
              "proposed": ["finetune"], "demo": ["reproduce"],
              "paper_protocol": ["reproduce", "finetune"], "ptbxl_mi": ["reproduce"],
+             "ptbxl_mi_crossfold": ["reproduce"],
              "reproduce_paper_scale": ["reproduce"], "pretrain": ["pretrain"],
              "pretrain_paper_scale": ["pretrain"], "synth_demo": ["synth"],
              "synth_paper_scale": ["synth"], "ptbxl_pool_encoder": ["pretrain"]}

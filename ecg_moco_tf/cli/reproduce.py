@@ -18,10 +18,14 @@ pretraining's optimizer flags, prefixed pretrain_ (--pretrain_epochs, --pretrain
 --pretrain_learning_rate, --pretrain_warmup_steps, --pretrain_lr_schedule). --verbose: Keras'
 progress bar within each epoch (default: one line per epoch).
 """
+import dataclasses
 import json
 import os
 import re
 import sys
+
+import numpy as np
+import pandas as pd
 
 from absl import flags
 
@@ -92,6 +96,22 @@ flags.DEFINE_bool("label_efficiency", False, "Also run the label-efficiency stud
 flags.DEFINE_list("le_fractions", ["0.01", "0.05", "0.1", "0.28", "0.5", "1.0"],
                   "Label-efficiency fractions of train2.")
 flags.DEFINE_list("le_seeds", ["0", "1", "2"], "Label-efficiency seeds.")
+flags.DEFINE_integer("cv_folds", 0, "Cross-fold testing over this many folds of the labelled "
+                     "ECGs (PTB-XL: 10, its strat_fold; a manifest: --fold_column): each fold "
+                     "is the test split once, the next valid2, the others the training folds; "
+                     "one encoder (--encoder, or pretrained once on the unlabelled ECGs, e.g. "
+                     "--ptbxl_pool) serves all folds; Table 2 pools the test predictions. 0: "
+                     "off.", lower_bound=0)
+flags.DEFINE_string("fold_column", None, "Cross-fold: the manifest column holding each ECG's "
+                    "fold (default strat_fold or fold).")
+flags.DEFINE_list("cv_test_folds", [], "Cross-fold: run only these test folds (default all).")
+flags.DEFINE_float("train2_fraction", 0.28, "Cross-fold: share of the training folds' patients "
+                   "(label-stratified) that proposed and the unpretrained baseline fine-tune "
+                   "on (the paper's 28 %); full labels uses all of them.", lower_bound=0.0,
+                   upper_bound=1.0)
+flags.DEFINE_list("le_folds", [], "Cross-fold with --label_efficiency: the test folds of the "
+                  "study (default: every test fold run); its fractions are of all the "
+                  "training folds.")
 
 
 def _data(out, fractions):
@@ -101,9 +121,10 @@ def _data(out, fractions):
     if FLAGS.manifest:
         df = manifest.read_manifest(FLAGS.manifest)
         src = f"manifest {FLAGS.manifest}"
-    elif FLAGS.ptbxl_root:
+    elif FLAGS.ptbxl_root:        # cross-fold: every labelled fold is downstream
         df = ptbxl.folds_to_splits(ptbxl.ptbxl_manifest(FLAGS.ptbxl_root, FLAGS.ptbxl_label),
-                                   pretrain_folds=[int(f) for f in FLAGS.ptbxl_pretrain_folds])
+                                   pretrain_folds=[] if FLAGS.cv_folds else
+                                   [int(f) for f in FLAGS.ptbxl_pretrain_folds])
         src = f"PTB-XL {FLAGS.ptbxl_root}, label {FLAGS.ptbxl_label}"
         if FLAGS.ptbxl_pool:
             df = ptbxl.add_pretraining_pool(
@@ -123,6 +144,8 @@ def _data(out, fractions):
         df = manifest.read_manifest(manifest.write_manifest(df, os.path.join(cohort,
                                                                              "manifest.csv")))
         src = f"synthetic cohort (seed {FLAGS.seed})"
+    if FLAGS.cv_folds:
+        return df, src
     if df["split"].isna().all():
         df = assign_splits(df, seed=FLAGS.seed, fractions=fractions)
     elif fractions != SplitFractions():
@@ -192,6 +215,8 @@ def main(argv):
     df = common.readable_records(df, out)
     if len(df) < n_all:
         notes.append(f"{n_all - len(df)} unreadable records left out, listed in problems.csv")
+    if FLAGS.cv_folds:
+        return _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy)
     write_manifest(df, os.path.join(out, "manifest_with_splits.csv"))
     splits_table = split_summary(df)
     print(splits_table.to_string())
@@ -309,6 +334,203 @@ def main(argv):
         X.stage("done")
         print(table2(summary, tests, encoder_note))
         print(f"\nreport: {path}")
+
+
+def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy):
+    """``--cv_folds``: the three experiments on every test fold (training/crossfold.py), one
+    encoder for all, pooled Table 2, per-fold AUCs, label efficiency on ``--le_folds``."""
+    from ecg_moco_tf.data import split_summary, write_manifest
+    from ecg_moco_tf.evaluation.plots import plot_label_efficiency, plot_roc
+    from ecg_moco_tf.evaluation.report import LABELS, table2, write_report
+    from ecg_moco_tf.training import crossfold as CV
+    from ecg_moco_tf.training import experiments as X
+
+    col = CV.fold_column(df, FLAGS.fold_column)
+    plan = CV.fold_plan(df, col, FLAGS.cv_folds, [int(f) for f in FLAGS.cv_test_folds])
+    le_folds = [int(f) for f in FLAGS.le_folds] or [k for k, _ in plan]
+    if FLAGS.label_efficiency and set(le_folds) - {k for k, _ in plan}:
+        raise ValueError(f"--le_folds {le_folds}: each must be a test fold of this run "
+                         f"({[k for k, _ in plan]})")
+    fracs, seeds = [float(f) for f in FLAGS.le_fractions], [int(s) for s in FLAGS.le_seeds]
+    manifests, le_manifests = {}, {}
+    for k, v in plan:               # every fold's splits and class counts: before any training
+        manifests[k] = CV.fold_manifest(df, col, k, v, FLAGS.train2_fraction,
+                                        CV.fold_seed(FLAGS.seed, k))
+        for name in FLAGS.experiments:
+            notes += [f"WARNING (test fold {k}): {w}"
+                      for w in X.check_class_counts(manifests[k], name)]
+        if FLAGS.label_efficiency and k in le_folds:
+            le_manifests[k] = CV.fold_manifest(df, col, k, v, 1.0, 0)
+            X.label_subsets(le_manifests[k], fracs, seeds)
+    labelled = df[df["label"].notna()]
+    encoder_path = FLAGS.encoder
+    if encoder_path:
+        from ecg_moco_tf.provenance import check_label_efficiency_encoder, warn_if_seen
+
+        if FLAGS.label_efficiency:
+            check_label_efficiency_encoder(encoder_path)
+        seen = warn_if_seen(encoder_path, labelled, "labelled (cross-fold)",
+                            common.read_options_from_flags())
+        if seen:
+            notes.append(f"WARNING: {seen} of the {len(labelled)} labelled ECGs were in the "
+                         "encoder's pretraining data")
+    elif "proposed" in FLAGS.experiments or FLAGS.label_efficiency:
+        encoder_path = _cross_fold_pretraining(df, out, pt, enc_kwargs, strategy, notes)
+    encoder_note = _encoder_note(encoder_path) if encoder_path else None
+    if encoder_note and "proposed" in FLAGS.experiments:
+        notes.append(f"NOTE on Proposed: {encoder_note}")
+    notes.append(f"cross-fold testing over {col} ({len(plan)} test folds, valid2 = the next "
+                 f"fold); proposed and unpretrained fine-tune on {FLAGS.train2_fraction:.0%} of "
+                 "the training folds' patients (label-stratified), full labels on all of them")
+    frames, valid_frames, sweeps = [], [], {}
+    for i, (k, v) in enumerate(plan):
+        fold_out = os.path.join(out, f"fold_{k:02d}")
+        os.makedirs(fold_out, exist_ok=True)
+        write_manifest(manifests[k], os.path.join(fold_out, "manifest_with_splits.csv"))
+        preds, valids = {}, {}
+        for name in FLAGS.experiments:
+            path = os.path.join(fold_out, name)
+            if CV.done(path) and not FLAGS.overwrite:
+                X.stage(f"test fold {k} ({i + 1}/{len(plan)}, valid2 fold {v}): {name}: "
+                        f"reused ({path} holds its predictions)")
+                preds[name], valids[name] = CV.read_predictions(path, FLAGS.task_name)
+                continue
+            X.stage(f"test fold {k} ({i + 1}/{len(plan)}, valid2 fold {v}): {name}")
+            preds[name], sweep, valids[name] = X.run_experiment(
+                manifests[k], name, fold_out, ft, encoder_path if name == "proposed" else None,
+                enc_kwargs, task_name=FLAGS.task_name, strategy=strategy)
+            sweeps.setdefault(name, []).append(sweep.assign(test_fold=k))
+        frames.append({n: p.assign(test_fold=k, patient_id=p["patient_id"].astype(str))
+                       for n, p in preds.items()})
+        valid_frames.append({n: p.assign(patient_id=p["patient_id"].astype(str))
+                             for n, p in valids.items()})
+    summary, tests, figures, lines = {}, {}, {}, []
+    if FLAGS.experiments:
+        X.stage("evaluation: pooled test predictions and each fold (patient bootstrap, DeLong)")
+        summary, tests, per_fold, means = CV.summarize_folds(
+            frames, valid_frames, [k for k, _ in plan], FLAGS.n_boot, FLAGS.seed,
+            FLAGS.population_prevalence)
+        pooled = CV.pooled(frames)
+        for name, p in pooled.items():
+            X.save_predictions(p, os.path.join(out, f"test_predictions_{name}.csv"),
+                               FLAGS.task_name)
+        per_fold.round(6).to_csv(os.path.join(out, "per_fold.csv"), index=False)
+        figures["roc"] = plot_roc({LABELS[n]: (p["label"].astype(int), p["probability"],
+                                               summary[n]) for n, p in pooled.items()},
+                                  os.path.join(out, "roc.png"), title="ROC, test predictions "
+                                  f"pooled over {len(plan)} folds: {FLAGS.task_name}")
+        lines += _fold_lines(per_fold, means, summary)
+    le_summary = None
+    if FLAGS.label_efficiency:
+        tables, le_preds = [], []
+        for k in le_folds:
+            X.stage(f"label efficiency on test fold {k}")
+            t, p = _fold_label_efficiency(le_manifests[k], encoder_path, out, k, fracs, seeds,
+                                          ft, enc_kwargs, strategy)
+            tables.append(t.assign(test_fold=k))
+            le_preds.append(p.assign(test_fold=k, patient_id=p["patient_id"].astype(str)))
+        le_preds = pd.concat(le_preds, ignore_index=True)
+        table = tables[0] if len(tables) == 1 else CV.pooled_label_efficiency(tables, le_preds)
+        table.to_csv(os.path.join(out, "label_efficiency.csv"), index=False)
+        le_summary = X.label_efficiency_summary(table, le_preds, n_boot=FLAGS.n_boot)
+        le_summary.round(6).to_csv(os.path.join(out, "label_efficiency_summary.csv"),
+                                   index=False)
+        figures["label_efficiency"] = plot_label_efficiency(
+            table, os.path.join(out, "label_efficiency.png"), FLAGS.task_name)
+        lines += [f"## Label efficiency (test folds {', '.join(map(str, le_folds))}"
+                  + (", predictions pooled" if len(le_folds) > 1 else "") + "; shares of all "
+                  "the training folds' labels)", "", X.label_efficiency_markdown(le_summary), ""]
+        print("\n".join(lines[-4:]))
+    settings = {**X.experiments_settings(ft, pt), "encoder": enc_kwargs,
+                "cross_fold": {"fold_column": col, "plan": plan,
+                               "train2_fraction": FLAGS.train2_fraction, "seed": FLAGS.seed,
+                               "label_efficiency_folds": le_folds if FLAGS.label_efficiency
+                               else []}}
+    X.save_results(out, summary, tests,
+                   {n: pd.concat(v, ignore_index=True) for n, v in sweeps.items()}, settings,
+                   le_summary, extra={"per_fold": per_fold.to_dict(orient="records"),
+                                      "fold_means": means.to_dict(orient="records")}
+                   if FLAGS.experiments else None)
+    with open(os.path.join(out, "results.json")) as f:
+        run = json.load(f)["run"]
+    notes.insert(0, f"run: `{run['command']}`, {run['date']}, commit {run['commit']}")
+    splits = split_summary(pd.concat(manifests.values()))     # train1: full labels only
+    path = write_report(out, splits, summary, tests, {}, figures, settings, notes, lines,
+                        encoder_note=encoder_note, title="ecg-moco-tf cross-fold report",
+                        splits_title=f"Data splits, summed over the {len(plan)} test folds")
+    X.stage("done")
+    if summary:
+        print(table2(summary, tests, encoder_note))
+    print(f"\nreport: {path}")
+
+
+def _fold_lines(per_fold, means, summary):
+    """Report lines: each fold's AUCs and what one fold vs the pooled folds can resolve."""
+    wide = per_fold.pivot(index="test_fold", columns="model", values="auc")
+    lines = ["## Each test fold (test AUC; CI: patient bootstrap within the fold)", "",
+             wide.round(3).to_markdown(), "",
+             "## Power: one fold against all folds pooled", "",
+             "| model | mean AUC over folds [t 95 % CI over folds] | mean CI half-width of one "
+             "fold | CI half-width, pooled |", "|---|---|---|---|"]
+    for r in means.itertuples():
+        s = summary[r.model]
+        lines.append(f"| {r.model} | {r.mean_auc:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] | "
+                     f"{r.mean_single_fold_half_width:.3f} | "
+                     f"{(s['auc_ci_high'] - s['auc_ci_low']) / 2:.3f} |")
+    return lines + [""]
+
+
+def _fold_label_efficiency(df, encoder_path, out, k, fracs, seeds, ft, enc_kwargs, strategy):
+    """One test fold's label-efficiency study (reused when an earlier run finished it)."""
+    from ecg_moco_tf.training import experiments as X
+
+    where = os.path.join(out, f"fold_{k:02d}", "label_efficiency")
+    files = [os.path.join(where, f) for f in ("label_efficiency.csv",
+                                              "label_efficiency_predictions.csv")]
+    if all(map(os.path.exists, files)) and not FLAGS.overwrite:
+        t, p = (pd.read_csv(f, dtype={"patient_id": str}) for f in files)
+        if sorted(t["fraction"].unique()) == sorted(fracs) and \
+                sorted(t["seed"].unique()) == sorted(seeds):
+            print(f"label efficiency on test fold {k}: reused ({where})")
+            return t, p
+    return X.label_efficiency(df, encoder_path, where, fracs, seeds, ft, enc_kwargs,
+                              task_name=FLAGS.task_name, strategy=strategy)
+
+
+def _cross_fold_pretraining(df, out, pt, enc_kwargs, strategy, notes):
+    """Pretrain once, for every fold, on the unlabelled ECGs (no downstream patient)."""
+    import keras
+
+    from ecg_moco_tf.data.splits import _stratified
+    from ecg_moco_tf.models import build_encoder
+    from ecg_moco_tf.training import experiments as X
+    from ecg_moco_tf.training.pretrain import check_config, pretrain
+
+    lab = df["label"].notna()
+    pre = df[~lab].copy()
+    shared = set(pre["patient_id"].astype(str)) & set(df.loc[lab, "patient_id"].astype(str))
+    if not len(pre) or shared:
+        raise ValueError("cross-fold testing pretrains once on unlabelled ECGs of no labelled "
+                         f"patient; the data has {len(pre)} unlabelled ECGs"
+                         + (f", {len(shared)} of whose patients are labelled" if shared else "")
+                         + ": give --ptbxl_pool (or unlabelled ECGs of other patients), or an "
+                         "encoder pretrained without the labelled patients (--encoder)")
+    if not pre["split"].isin(["train1", "valid1"]).all():
+        ids = np.sort(pre["patient_id"].astype(str).unique())
+        train, valid = _stratified(ids, np.zeros(len(ids)), 0.2, FLAGS.seed)
+        pre["split"] = pre["patient_id"].astype(str).map(
+            dict.fromkeys(train, "train1") | dict.fromkeys(valid, "valid1"))
+    tr, va = (pre[pre["split"] == s] for s in ("train1", "valid1"))
+    _pretraining_check(check_config, pt, len(tr), len(va))
+    if pt.select == "monitor":            # no monitor here: no downstream label in the choice
+        pt = dataclasses.replace(pt, select="last")
+    X.stage(f"MoCo pretraining once, on {len(pre)} unlabelled ECGs of no labelled patient")
+    keras.utils.set_random_seed(FLAGS.seed)
+    pretrain(tr, va, os.path.join(out, "pretrain"), pt, encoder=build_encoder(**enc_kwargs),
+             overwrite=FLAGS.overwrite, strategy=strategy)
+    notes.append(f"pretrained encoder: {out}/pretrain/encoder.keras, on {len(tr)} + {len(va)} "
+                 "unlabelled ECGs of no labelled patient (last epoch unless --select_encoder)")
+    return os.path.join(out, "pretrain", "encoder.keras")
 
 
 def _encoder_note(path):

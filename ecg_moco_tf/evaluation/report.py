@@ -40,13 +40,28 @@ def table2(summary, tests, encoder_note=None):
 
 
 def write_report(out_dir, split_table, summary, tests, sweeps, figures, settings, notes=(),
-                 extra=(), encoder_note=None):
+                 extra=(), encoder_note=None, title="ecg-moco-tf reproduction report",
+                 splits_title="Data splits (paper Table 1)"):
     """Write ``report.md`` (``extra``: more Markdown lines before the settings); returns its
-    path."""
-    op_key = next(k for k in next(iter(summary.values())) if k.startswith("at_sensitivity"))
-    lines = ["# ecg-moco-tf reproduction report", ""]
+    path. Without ``summary`` (no experiment run): splits, figures and ``extra`` only."""
+    lines = [f"# {title}", ""]
     lines += [f"- {n}" for n in notes] + [""]
-    lines += ["## Data splits (paper Table 1)", "", split_table.to_markdown(), ""]
+    lines += [f"## {splits_title}", "", split_table.to_markdown(), ""]
+    if summary:
+        lines += _results_lines(summary, tests, sweeps, encoder_note)
+    lines += ["## Figures", ""] + [f"![{k}]({os.path.basename(v)})" for k, v in figures.items()]
+    lines += [""] + list(extra)
+    lines += ["", "## Settings", "", "```", str(settings), "```", ""]
+    path = os.path.join(out_dir, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    return path
+
+
+def _results_lines(summary, tests, sweeps, encoder_note):
+    """Table 2, the operating points and the learning-rate sweeps."""
+    op_key = next(k for k in next(iter(summary.values())) if k.startswith("at_sensitivity"))
+    lines = []
     lines += ["## Test AUC (paper Table 2)", "", table2(summary, tests, encoder_note), ""]
     lines += ["Paired difference: every bootstrap resample of patients scores both models; "
               "DeLong: two-sided test of equal AUCs on the same test ECGs, its variance "
@@ -77,13 +92,8 @@ def write_report(out_dir, split_table, summary, tests, sweeps, figures, settings
                          f"{_f(m['sensitivity'], 3)} | {_f(m['specificity'], 3)} | "
                          f"{_f(m['ppv'], 3)} | {_f(m['npv'], 3)} | {popcols}"
                          f"{_f(s['brier'], 3)} |")
-    lines += ["", "## Learning-rate sweeps (lowest validation loss kept)", ""]
+    if sweeps:
+        lines += ["", "## Learning-rate sweeps (lowest validation loss kept)", ""]
     for name, sw in sweeps.items():
         lines += [f"**{LABELS.get(name, name)}**", "", sw.to_markdown(index=False), ""]
-    lines += ["## Figures", ""] + [f"![{k}]({os.path.basename(v)})" for k, v in figures.items()]
-    lines += [""] + list(extra)
-    lines += ["", "## Settings", "", "```", str(settings), "```", ""]
-    path = os.path.join(out_dir, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
-    return path
+    return lines + [""]

@@ -347,9 +347,9 @@ CHOSEN_ON = {"learning_rate_and_epoch": "valid2 loss (valid1+valid2 for full lab
              "pretrain select (last: no labels; monitor: train2/valid2 labels)"}
 
 
-def save_results(out_dir, summary, tests, sweeps, settings, label_efficiency=None):
+def save_results(out_dir, summary, tests, sweeps, settings, label_efficiency=None, extra=None):
     """Write results.json (every number the report shows; ``label_efficiency``: the table of
-    :func:`label_efficiency_summary`)."""
+    :func:`label_efficiency_summary`; ``extra``: more top-level keys)."""
     from ..provenance import run_info
 
     out = {"run": run_info(), "summary": summary, "delong": tests, "chosen_on": CHOSEN_ON,
@@ -357,6 +357,7 @@ def save_results(out_dir, summary, tests, sweeps, settings, label_efficiency=Non
            "settings": settings}
     if label_efficiency is not None:
         out["label_efficiency"] = label_efficiency.to_dict(orient="records")
+    out.update(extra or {})
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(out, f, indent=1, default=str)
     return out

@@ -1,0 +1,157 @@
+"""Cross-fold testing: every fold of the labelled data is the test split once.
+
+For test fold k, the next fold (in sorted order, the last wrapping to the first) is valid2 and
+the remaining folds are the training folds. ``proposed`` and ``baseline_unpretrained``
+fine-tune on a label-stratified patient subsample of the training folds (``train2_fraction``,
+the paper's 28 %), ``baseline_full_labels`` on all of them (the rest of the training folds is
+``train1`` in the fold's manifest, so the paper's experiment views apply unchanged). One
+encoder, pretrained on ECGs of no downstream patient, serves every fold. Test predictions of
+all folds are pooled (one prediction per labelled ECG and model) for Table 2; per-fold AUCs
+show how wide a single fold's interval is.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from ..data.splits import check_patient_disjoint
+from .experiments import subsample_patients, summarize
+
+DEFAULT_FOLD_COLUMNS = ("strat_fold", "fold")
+
+
+def fold_column(df, name=None):
+    """The manifest's fold column: ``name``, else strat_fold or fold; ``ValueError`` naming
+    the columns when there is none, or when a labelled ECG has no whole-number fold."""
+    names = [name] if name else [c for c in DEFAULT_FOLD_COLUMNS if c in df]
+    if not names or names[0] not in df:
+        raise ValueError(f"cross-fold testing needs a fold column ({name or 'strat_fold or fold'}"
+                         f"); the manifest has {list(df.columns)}: add one or name it with "
+                         "--fold_column")
+    col = names[0]
+    lab = df[df["label"].notna()]
+    folds = pd.to_numeric(lab[col], errors="coerce")
+    bad = lab.loc[folds.isna() | (folds != folds.round()), "record"]
+    if len(bad):
+        raise ValueError(f"{len(bad)} labelled ECGs have no whole-number {col} (first: "
+                         f"{bad.iloc[0]}): give every labelled ECG its fold")
+    return col
+
+
+def fold_plan(df, column, n_folds, test_folds=None):
+    """[(test fold, valid2 fold)] for the labelled ECGs' folds; ``ValueError`` when the data
+    has another number of folds than ``n_folds`` or ``test_folds`` names an unknown fold."""
+    folds = sorted(int(f) for f in pd.to_numeric(df.loc[df["label"].notna(), column]).unique())
+    if len(folds) != n_folds:
+        raise ValueError(f"--cv_folds={n_folds} but the labelled ECGs' {column} has "
+                         f"{len(folds)} folds ({folds})")
+    plan = [(k, folds[(i + 1) % len(folds)]) for i, k in enumerate(folds)]
+    if test_folds:
+        unknown = sorted(set(test_folds) - set(folds))
+        if unknown:
+            raise ValueError(f"--cv_test_folds {unknown}: not folds of the data ({folds})")
+        plan = [(k, v) for k, v in plan if k in test_folds]
+    return plan
+
+
+def fold_manifest(df, column, test_fold, valid_fold, train2_fraction, seed):
+    """The labelled ECGs with this fold's splits: test, valid2, train2 (a patient subsample
+    of the training folds at ``train2_fraction``, stratified by label; 1.0: all of them) and
+    train1 (the rest of the training folds, used by full labels only)."""
+    lab = df[df["label"].notna()].copy()
+    fold = pd.to_numeric(lab[column]).astype(int)
+    lab["split"] = np.where(fold == test_fold, "test",
+                            np.where(fold == valid_fold, "valid2", "train1"))
+    train = lab[lab["split"] == "train1"]
+    sub = subsample_patients(train, train2_fraction, seed,
+                             name=f"the training folds of test fold {test_fold}")
+    lab.loc[sub.index, "split"] = "train2"
+    check_patient_disjoint(lab)         # a fold column that splits a patient: an error
+    lab.attrs = dict(df.attrs)
+    return lab
+
+
+def fold_seed(seed, test_fold):
+    """The train2 subsample's seed of one test fold (distinct per fold, fixed by ``seed``)."""
+    return int(np.random.SeedSequence([seed, test_fold]).generate_state(1)[0])
+
+
+def pooled(frames):
+    """{name: predictions of every fold, concatenated in fold order}."""
+    names = frames[0].keys()
+    return {n: pd.concat([f[n] for f in frames], ignore_index=True) for n in names}
+
+
+def per_fold_table(fold_summaries):
+    """One row per fold and model: AUC, its CI and half-width, test ECGs and positives."""
+    rows = []
+    for k, summary in fold_summaries.items():
+        for name, s in summary.items():
+            rows.append({"test_fold": k, "model": name, "auc": s["auc"],
+                         "ci_low": s["auc_ci_low"], "ci_high": s["auc_ci_high"],
+                         "ci_half_width": (s["auc_ci_high"] - s["auc_ci_low"]) / 2,
+                         "n_ecgs": s["n_ecgs"], "n_positive": s["n_positive"]})
+    return pd.DataFrame(rows)
+
+
+def fold_mean(table):
+    """Per model: mean AUC over folds with a t 95 % CI over folds, and the mean single-fold CI
+    half-width (what one fold can resolve)."""
+    from scipy import stats
+
+    rows = []
+    for name, g in table.groupby("model", sort=False):
+        k = len(g)
+        half = stats.t.ppf(0.975, k - 1) * g["auc"].std(ddof=1) / np.sqrt(k) if k > 1 else np.nan
+        rows.append({"model": name, "folds": k, "mean_auc": g["auc"].mean(),
+                     "ci_low": g["auc"].mean() - half, "ci_high": g["auc"].mean() + half,
+                     "mean_single_fold_half_width": g["ci_half_width"].mean()})
+    return pd.DataFrame(rows)
+
+
+def pooled_label_efficiency(tables, preds):
+    """Label efficiency over several test folds: per fraction, seed and arm the AUC of the
+    pooled test predictions (train ECGs: mean over folds). ``tables``/``preds``: the
+    per-fold outputs of :func:`~ecg_moco_tf.training.experiments.label_efficiency`, with a
+    ``test_fold`` column."""
+    from sklearn.metrics import roc_auc_score
+
+    table = pd.concat(tables, ignore_index=True)
+    rows = []
+    for (frac, seed, init), g in preds.groupby(["fraction", "seed", "init"]):
+        t = table[(table["fraction"] == frac) & (table["seed"] == seed) & (table["init"] == init)]
+        rows.append({"fraction": frac, "seed": seed, "init": init,
+                     "n_train_ecgs": int(round(t["n_train_ecgs"].mean())),
+                     "n_train_positive": int(round(t["n_train_positive"].mean())),
+                     "auc": roc_auc_score(g["label"].astype(int), g["probability"])})
+    return pd.DataFrame(rows)
+
+
+def summarize_folds(frames, valid_frames, folds, n_boot, seed, population_prevalence=None):
+    """(pooled summary, pooled tests, per-fold table, fold means): Table 2 over the pooled
+    test predictions (thresholds on the pooled valid2 predictions; patient bootstrap CIs,
+    DeLong clustered by patient) and each fold's own AUC and CI."""
+    summary, tests = summarize(pooled(frames), n_boot=n_boot, seed=seed,
+                               valid_predictions=pooled(valid_frames),
+                               population_prevalence=population_prevalence)
+    each = {k: summarize(f, n_boot=n_boot, seed=seed, valid_predictions=v)[0]
+            for k, f, v in zip(folds, frames, valid_frames)}
+    table = per_fold_table(each)
+    return summary, tests, table, fold_mean(table)
+
+
+def done(path):
+    """A finished experiment of an earlier, interrupted cross-fold run (its predictions)."""
+    return all(os.path.exists(os.path.join(path, f))
+               for f in ("test_predictions.csv", "valid_predictions.csv", "provenance.json"))
+
+
+def read_predictions(path, task_name):
+    """The test and valid2 predictions an experiment wrote, with ``probability`` again."""
+    from ..provenance import prob_column
+
+    return tuple(pd.read_csv(os.path.join(path, f), dtype={"patient_id": str}).rename(
+        columns={prob_column(task_name): "probability"})
+        for f in ("test_predictions.csv", "valid_predictions.csv"))
