@@ -2,7 +2,8 @@
 
 For a manifest with splits (e.g. ``runs/ptbxl_mi/manifest_with_splits.csv`` written by
 ``ecg-moco reproduce``) and an encoder, fits the representation monitor's probes (standardized
-logistic regression, its C chosen by a seeded stratified cross-validation on train2 alone, and
+logistic regression, its C chosen by a seeded stratified cross-validation on train2 alone,
+its folds by patient, and
 cosine kNN, k = 20; ``ecg_moco_tf.training.monitor.probe_scores`` / ``probe_auc``) on the
 frozen features of train2 and scores them on valid2 and, with ``--test``, on the test split
 (report only, never for choices). Beside the pretrained encoder, seeded random initialisations
@@ -44,17 +45,20 @@ def main(argv=None):
 
     df = read_manifest(args.manifest)
     splits = ["train2", "valid2"] + (["test"] if args.test else [])
-    data = {}
+    data, train_patients = {}, None
     for s in splits:
         part = df[(df["split"] == s) & ~np.isnan(split_labels(df))]
         rec = load_records(part, on_error="raise", progress=False)
         data[s] = (rec.signals, split_labels(rec.manifest))
+        if s == "train2":                         # the probe's CV folds keep patients whole
+            train_patients = rec.manifest["patient_id"].astype(str).to_numpy()
 
     def score(name, enc):
         feats = {s: enc.predict(x, batch_size=64, verbose=0) for s, (x, _) in data.items()}
         row = {"encoder": name}
         for s in splits[1:]:
-            r = probe_scores(feats["train2"], data["train2"][1], feats[s], data[s][1], seed=0)
+            r = probe_scores(feats["train2"], data["train2"][1], feats[s], data[s][1], seed=0,
+                             train_groups=train_patients)
             row.update({f"{s}_probe_auc": round(r["probe_auc"], 4),
                         f"{s}_knn_auc": round(r["knn_auc"], 4)})
             row["probe_C"] = r["probe_C"]             # chosen on train2: the same for each split

@@ -278,11 +278,11 @@ def parity(reference, candidate, labels=None, threshold=0.5):
 INT8_OUTPUT_STEP = 1 / 256   # TFLite int8 LOGISTIC output: scale 1/256, zero point -128
 
 
-def _quantization_note(report, calibration, heldout):
-    """The card's statement on the quantized formats: calibration data, measured parity, the
-    int8 output step and the caveat."""
+def _quantization_note(report, calibration, heldout, threshold=0.5):
+    """The card's statement on the quantized formats: calibration data, measured parity (its
+    decision flips at ``threshold``), the int8 output step and the caveat."""
     note = {"calibration_ecgs": calibration, "parity_measured_on": heldout,
-            "decision_threshold": 0.5}
+            "decision_threshold": threshold}
     for kind in ("dynamic_int8", "int8"):
         if kind in report:
             note[kind] = {k: report[kind][k] for k in ("max_abs_diff", "mean_abs_diff",
@@ -301,7 +301,8 @@ def _quantization_note(report, calibration, heldout):
 
 def export_all(model, out_dir, heldout, heldout_labels=None, representative=None,
                formats=FORMATS, tolerance=None, card_extra=None, heldout_groups=None,
-               task_name="positive", threshold=0.5):
+               task_name="positive", threshold=0.5, threshold_set_by="--threshold of ecg-moco "
+               "export"):
     """Export ``model`` (a Keras classifier) to every format, check parity, write the card.
 
     ``heldout``: ECGs (n, 12, 5000) for the parity check; ``representative``: training ECGs for
@@ -311,7 +312,8 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
     in-memory model. Raises :class:`ParityError` listing every format beyond its tolerance
     (after writing everything, so the files can be inspected). ``task_name`` names what the
     probability is of; ``threshold`` is the decision threshold the card states (with the
-    held-out sensitivity / specificity at it).
+    held-out sensitivity / specificity at it; ``threshold_set_by``: where it comes from), the
+    one ``ecg-moco predict`` applies by default.
     """
     import tensorflow as tf
 
@@ -340,7 +342,7 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
         size = (sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path)
                     for f in fs) if os.path.isdir(path) else os.path.getsize(path))
         report[kind] = {"path": os.path.relpath(path, out_dir), "bytes": size,
-                        **parity(ref, p, heldout_labels), "tolerance": tol[kind]}
+                        **parity(ref, p, heldout_labels, threshold), "tolerance": tol[kind]}
         if report[kind]["max_abs_diff"] > tol[kind]:
             failures.append(f"{kind}: max |diff| {report[kind]['max_abs_diff']:.4g} > "
                             f"{tol[kind]}")
@@ -348,7 +350,8 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
             warnings.append(f"{kind} differs from the Keras model by up to "
                             f"{report[kind]['max_abs_diff']:.3f} (float16 tolerance "
                             f"{tol['float16']:g}) on the {len(heldout)} held-out ECGs; "
-                            f"{report[kind]['decision_flips']} decision(s) at 0.5 flip. "
+                            f"{report[kind]['decision_flips']} decision(s) at "
+                            f"{threshold:.4g} flip. "
                             "See the model card's 'quantization' caveat before using it near "
                             "the threshold")
     for w in warnings:
@@ -366,13 +369,13 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
             "populations, devices, filters or label definitions need a new validation.",
             "The held-out metrics below come from one split of one data set; their CI is a "
             "patient bootstrap of that split, not of other sites.",
-            f"The decision threshold ({threshold:g}) is not tuned on the held-out ECGs; "
-            "choose it for the intended sensitivity on your own validation data "
-            "(`ecg-moco predict --threshold`).",
+            f"The decision threshold ({threshold:.4g}; {threshold_set_by}) is not tuned on "
+            "the held-out ECGs; choose it for the intended sensitivity on your own "
+            "validation data (`ecg-moco predict --threshold`).",
             "Quantized formats change probabilities: see parity (max |difference| per "
             "format) before using them."],
-        "threshold": {"value": float(threshold), "set_by": "--threshold of ecg-moco export "
-                      "(ecg-moco predict uses its own --threshold)"},
+        "threshold": {"value": float(threshold), "set_by": threshold_set_by,
+                      "used_by": "ecg-moco predict, unless its --threshold is given"},
         "input": {"name": "ecg_mv", "dtype": "float32", "shape": [None, *model.input.shape[1:]],
                   "layout": "batch x leads x samples", "leads": ["I", "II", "III", "aVR", "aVL",
                                                                  "aVF", "V1", "V2", "V3", "V4",
@@ -394,7 +397,7 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
             report, card.get("calibration_ecgs", f"{len(representative)} ECGs given for "
                              "calibration" if representative is not None else
                              f"the {len(heldout)} held-out ECGs (no calibration set given)"),
-            card.get("heldout_ecgs", f"{len(heldout)} held-out ECGs"))
+            card.get("heldout_ecgs", f"{len(heldout)} held-out ECGs"), threshold)
     if heldout_labels is not None and len(np.unique(heldout_labels)) == 2:
         from .evaluation import evaluate
 
@@ -420,7 +423,7 @@ def _sample(df, n, seed):
 def export_from_manifest(model_path, df, out_dir, heldout_split="test",
                          calibration_split="train2", max_heldout=0, max_calibration=200, seed=0,
                          formats=FORMATS, tolerance=None, card_extra=None,
-                         on_error="raise", options=None, task_name=None, threshold=0.5):
+                         on_error="raise", options=None, task_name=None, threshold=None):
     """:func:`export_all` for a classifier file and a manifest with splits.
 
     Parity and the card's held-out metrics use every ECG of ``heldout_split`` (or a seeded
@@ -430,15 +433,17 @@ def export_from_manifest(model_path, df, out_dir, heldout_split="test",
     (``"skip"``: listed with the reason in the card's ``skipped_records``). The task, the
     experiment (which splits trained and validated the model) and the pretrained encoder come
     from the ``provenance.json`` that fine-tuning wrote beside the model (``task_name``
-    overrides).
+    overrides). ``threshold`` None: the validation threshold stored there (else 0.5).
     """
     import pandas as pd
 
     from .data import ReadOptions, load_records, split_summary
     from .data.splits import experiment_view
     from .models import load_model
-    from .provenance import read_provenance, task_of
+    from .provenance import read_provenance, stored_threshold, task_of
 
+    threshold, set_by = ((float(threshold), "--threshold of ecg-moco export")
+                         if threshold is not None else stored_threshold(model_path))
     model = check_classifier(load_model(model_path), model_path)      # before any work
     parts, problems = {}, []
     for name, split, n in (("heldout", heldout_split, max_heldout),
@@ -490,7 +495,8 @@ def export_from_manifest(model_path, df, out_dir, heldout_split="test",
     return export_all(model, out_dir, parts["heldout"].signals,
                       labels, parts["calibration"].signals, formats, tolerance, extra,
                       heldout_groups=held["patient_id"].to_numpy(),
-                      task_name=task_of(model_path, task_name), threshold=threshold)
+                      task_name=task_of(model_path, task_name), threshold=threshold,
+                      threshold_set_by=set_by)
 
 
 def _labels_or_none(df):

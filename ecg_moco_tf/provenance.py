@@ -78,6 +78,25 @@ def read_provenance(model_path):
     return {}
 
 
+def stored_threshold(model_path):
+    """(value, where it comes from) of the decision threshold stored with a model: the
+    ``model_card.json`` of an export (beside a ``.tflite``, above ``savedmodel/``), else the
+    validation threshold fine-tuning wrote to ``provenance.json`` beside a ``.keras``; (0.5,
+    the reason) when there is none."""
+    folder = os.path.dirname(os.path.abspath(model_path).rstrip(os.sep))
+    card = os.path.join(folder, "model_card.json")
+    if os.path.exists(card):
+        with open(card) as f:
+            t = json.load(f).get("threshold") or {}
+        if t.get("value") is not None:
+            return float(t["value"]), f"the model card's ({t.get('set_by', 'model_card.json')})"
+    t = (read_provenance(model_path).get("decision_threshold") or {})
+    if t.get("value") is not None:
+        return float(t["value"]), (f"stored at fine-tuning: {t.get('rule', '')} on "
+                                   f"{t.get('chosen_on', 'validation')}, {FILE}")
+    return 0.5, "0.5: no threshold is stored with the model"
+
+
 def task_of(model_path, given=None):
     """``given`` (a --task_name) or the task recorded with the model, else "positive"."""
     return check_task_name(given or read_provenance(model_path).get("task_name") or
@@ -136,8 +155,17 @@ def signal_hashes(df, options=None, progress=False):
 
 def pretrain_records(df, options=None):
     """The table an encoder ships beside it: one row per pretraining ECG (``record``,
-    ``patient_id``, ``split``, ``ecg_id`` / ``strat_fold`` / ``source`` where the manifest has
-    them, and ``signal_sha1``)."""
+    ``patient_id``, ``split``, ``ecg_id`` / ``strat_fold`` where the manifest has them,
+    ``source``: the manifest's, else for a manifest with a pretraining pool (``ecg-moco ptbxl
+    --ptbxl_pool``) "pool" or "labelled data", else the manifest's root folder, and
+    ``signal_sha1``)."""
+    import numpy as np
+
+    df = df.copy()
+    if "source" not in df:
+        df["source"] = (np.where(df["pretraining_pool"] == 1, "pool", "labelled data")
+                        if "pretraining_pool" in df else
+                        os.path.basename(os.path.normpath(df.attrs.get("root", "."))))
     cols = [c for c in ("record", "ecg_id", "patient_id", "strat_fold", "source", "split")
             if c in df]
     out = df[cols].reset_index(drop=True).copy()
@@ -200,10 +228,17 @@ def read_encoder_provenance(path):
     return {}
 
 
-def check_label_efficiency_encoder(path):
+def check_label_efficiency_encoder(path, allow_unknown=False):
     """Refuse (``ValueError``, one line) an encoder whose epoch was chosen with downstream
-    labels: its few-label arms would carry every train2 label in the choice."""
+    labels: its few-label arms would carry every train2 label in the choice; and, unless
+    ``allow_unknown``, one without provenance (how it was chosen is unknown)."""
     prov = read_encoder_provenance(path)
+    if not prov and not allow_unknown:
+        raise ValueError(
+            f"--encoder={path} carries no provenance: how its epoch was chosen (perhaps with "
+            "downstream labels) is unknown. Pretrain it with `ecg-moco pretrain "
+            "--select_encoder=last` (which records it), or pass --allow_unknown_encoder to run "
+            "the label-efficiency study anyway (the report marks it)")
     if prov.get("labels_seen"):
         raise ValueError(
             f"--encoder={path} was chosen by {prov.get('selected_by')} with the labels of "

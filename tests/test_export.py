@@ -260,3 +260,59 @@ def test_cli_console_is_quiet_unless_debug(exported, tmp_path):
     debug = cli("predict", f"--model={tmp_path / 'exp' / 'model_int8.tflite'}",
                  f"--input={tmp_path / 'm.csv'}", f"--out={tmp_path / 'p.csv'}")
     assert "XNNPACK" in debug                            # the notice, when asked for
+
+
+def test_predict_and_export_use_the_threshold_stored_with_the_model(exported, small_cohort,
+                                                                    tmp_path):
+    """The valid2 threshold fine-tuning stored (provenance.json) is the default of export
+    (its card) and predict; an export's card threshold is predict's default for it."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from ecg_moco_tf.export import export_from_manifest
+    from ecg_moco_tf.provenance import stored_threshold, write_provenance
+
+    clf, _, out, _ = exported
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(out / "clf.keras", folder / "clf.keras")
+    assert stored_threshold(str(folder / "clf.keras"))[0] == 0.5      # nothing stored: 0.5
+    test = small_cohort[small_cohort["split"] == "test"].head(6)
+    root = small_cohort.attrs["root"]
+    manifest = tmp_path / "m.csv"
+    test.assign(record=[os.path.join(root, r) for r in test["record"]]).drop(
+        columns="mask").to_csv(manifest, index=False)
+
+    def predict(*extra):
+        r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "predict",
+                            f"--model={folder / 'clf.keras'}", f"--input={manifest}",
+                            f"--out={tmp_path / 'p.csv'}", *extra], capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return pd.read_csv(tmp_path / "p.csv"), r.stdout
+
+    from ecg_moco_tf.data import load_records, read_manifest
+
+    probs = clf.predict(load_records(read_manifest(str(manifest)), progress=False).signals,
+                        verbose=0).ravel()
+    cut = float(np.median(probs))                          # splits the 6 ECGs
+    write_provenance(str(folder), "proposed", "positive",
+                     threshold={"value": cut, "rule": "youden", "chosen_on": "valid2"})
+    p, said = predict()
+    assert f"decision threshold {cut:.4g} (stored at fine-tuning: youden on valid2" in said
+    assert list(p["decision"]) == [int(v >= cut) for v in p["p_positive"]]
+    assert 0 < p["decision"].sum() < len(p)
+    p, said = predict("--threshold=1")
+    assert "(--threshold)" in said and p["decision"].sum() == 0
+    card = export_from_manifest(str(folder / "clf.keras"), small_cohort.assign(
+        record=[os.path.join(root, r) for r in small_cohort["record"]]).drop(columns="mask"),
+        str(tmp_path / "export"), formats=["savedmodel"])
+    assert card["threshold"]["value"] == pytest.approx(cut)
+    assert "valid2" in card["threshold"]["set_by"]
+    saved = json.loads((tmp_path / "export" / "model_card.json").read_text())
+    assert stored_threshold(str(tmp_path / "export" / "savedmodel"))[0] == pytest.approx(
+        saved["threshold"]["value"])

@@ -49,10 +49,13 @@ def test_summarize_uses_each_models_valid_predictions(rng):
                                        "patient_id": [f"p{i // 2}" for i in range(len(y))],
                                        "label": y, "probability": p})
     preds = {"proposed": frame(yt, pt), "baseline_unpretrained": frame(yt, pt[::-1].copy())}
-    summary, tests = X.summarize(preds, n_boot=50, valid_predictions={
-        k: frame(yv, pv) for k in preds})
-    assert all(s["chosen_on"] == "valid2" for s in summary.values())
+    preds["baseline_full_labels"] = frame(yt, pt ** 2)
+    valids = {k: frame(yv, pv).assign(split="valid2") for k in preds}
+    valids["baseline_full_labels"]["split"] = ["valid1", "valid2"] * (len(yv) // 2)
+    summary, tests = X.summarize(preds, n_boot=50, valid_predictions=valids)
+    assert [s["chosen_on"] for s in summary.values()] == ["valid2", "valid2", "valid1+valid2"]
     assert summary["proposed"]["youden"]["threshold"] == youden_threshold(yv, pv)
+    assert X.decision_threshold(valids["baseline_full_labels"])["chosen_on"] == "valid1+valid2"
 
 
 def _manifest(test_neg, valid_neg=12):
@@ -104,9 +107,12 @@ def test_label_efficiency_refuses_an_encoder_chosen_with_labels(encoder_file, tm
     chosen = str(tmp_path / "monitor.keras")
     with open(encoder_file, "rb") as a, open(chosen, "wb") as b:
         b.write(a.read())
+    with pytest.raises(ValueError, match="no provenance.*--allow_unknown_encoder"):
+        provenance.check_label_efficiency_encoder(chosen)      # unknown: refused by default
+    assert provenance.check_label_efficiency_encoder(chosen, allow_unknown=True) == {}
     provenance.embed_encoder_provenance(chosen, provenance.encoder_record("monitor", 3))
     with pytest.raises(ValueError, match="--select_encoder=last"):
-        provenance.check_label_efficiency_encoder(chosen)
+        provenance.check_label_efficiency_encoder(chosen, allow_unknown=True)
     provenance.embed_encoder_provenance(chosen, provenance.encoder_record("last", 3))
     assert provenance.check_label_efficiency_encoder(chosen)["labels_seen"] is False
 
@@ -167,3 +173,40 @@ def test_shipped_encoder_never_saw_ptbxl_test_folds_or_a_subset_patient():
     subset_patients = set(sub["patient_id"].astype(int).astype(str))
     assert not set(seen["patient_id"].astype(str)) & subset_patients
     assert not set(seen["ecg_id"]) & set(sub["ecg_id"])
+    # the list is the data it was trained on: its hash is the one inside the encoder
+    assert provenance.manifest_hash(seen) == prov["pretrain_data_sha256"]
+    assert len(seen) == prov["pretrain_ecgs"] and set(seen["source"]) == {"ptbxl-pool"}
+
+
+def _le_preds(rng, seeds, n=120, spread=0.05):
+    y = np.r_[np.zeros(n // 2), np.ones(n // 2)].astype(int)
+    rows = []
+    for s in seeds:
+        for init, shift in (("pretrained", 0.25 + spread * rng.normal()), ("scratch", 0.2)):
+            rows.append(pd.DataFrame({"record": [f"r{i}" for i in range(n)],
+                                      "patient_id": [f"p{i // 2}" for i in range(n)],
+                                      "label": y, "probability": rng.normal(shift * y, 0.2),
+                                      "seed": s, "init": init}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_seeds_and_patients_ci_is_never_narrower_than_the_seeds_t_interval(rng):
+    from scipy import stats
+    from sklearn.metrics import roc_auc_score
+
+    preds = _le_preds(rng, range(5), n=400, spread=0.1)
+    auc = preds.groupby(["seed", "init"]).apply(
+        lambda g: roc_auc_score(g["label"], g["probability"])).unstack()
+    d = auc["pretrained"] - auc["scratch"]
+    t_half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    lo, hi = X.seeds_and_patients_ci(preds, n_boot=60)
+    assert (hi - lo) / 2 >= t_half and lo < d.mean() < hi
+    assert X.seeds_and_patients_ci(preds, n_boot=60) == (lo, hi)          # seeded
+    same = pd.concat([preds[preds["seed"] == 0].assign(seed=s) for s in range(3)])
+    lo, hi = X.seeds_and_patients_ci(same, n_boot=60)      # no seed variance: patients' only
+    assert hi - lo > 0.01
+    table = auc.stack().rename("auc").reset_index().assign(
+        fraction=1.0, n_train_ecgs=10, n_train_positive=5)
+    summary = X.label_efficiency_summary(table, preds.assign(fraction=1.0), n_boot=60)
+    assert summary["ci_low_sp"].iloc[0] <= summary["ci_low"].iloc[0]
+    assert summary["ci_high_sp"].iloc[0] >= summary["ci_high"].iloc[0]

@@ -32,9 +32,10 @@ flags.DEFINE_float("tol_int8", 0.2, "Max |probability difference| for full int8.
 common.define_read_flags(__name__, on_error="raise")
 flags.DEFINE_string("task_name", None, "What the classifier detects (model card, outputs); "
                     "default: the task in provenance.json beside --model, else 'positive'.")
-flags.DEFINE_float("threshold", 0.5, "Decision threshold stated in the model card, with the "
-                   "held-out sensitivity / specificity at it; in [0, 1].", lower_bound=0.0,
-                   upper_bound=1.0)
+flags.DEFINE_float("threshold", None, "Decision threshold stated in the model card (and used "
+                   "by `ecg-moco predict`), with the held-out sensitivity / specificity at it; "
+                   "in [0, 1]; default: the valid2 threshold fine-tuning stored beside --model "
+                   "(provenance.json), else 0.5.", lower_bound=0.0, upper_bound=1.0)
 
 
 def main(argv):

@@ -4,7 +4,8 @@ Example: ecg-moco predict --model=saved_models/demo/model_int8.tflite --input=my
              --out=predictions.csv --threshold=0.5
 --input: one record, a folder of records (WFDB, .npz, HDF5) or a manifest. The model must end
 in one probability per ECG (a classifier, not an encoder). Output: one row per scored record,
-p_<task> (the probability; the task comes from the model's card or --task_name) and decision.
+p_<task> (the probability; the task comes from the model's card or --task_name) and decision
+(at --threshold, default the model's stored threshold; the console says which).
 A manifest needs only a 'record' column; its patient_id, label, split and other columns are
 copied to the output; --split scores only that split's rows (default: every row). An
 unreadable record stops the command (--on_error=raise, exit status 2, nothing written) or is
@@ -23,8 +24,9 @@ flags.DEFINE_string("input", None, "Record file, folder or manifest.", required=
 flags.DEFINE_alias("manifest", "input")                    # other commands' name for a manifest
 flags.DEFINE_alias("records", "input")                     # explain's earlier name
 flags.DEFINE_string("out", "predictions.csv", "Output CSV (its folder is created).")
-flags.DEFINE_float("threshold", 0.5, "Decision threshold on the probability, in [0, 1].",
-                   lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("threshold", None, "Decision threshold on the probability, in [0, 1]; "
+                   "default: the one stored with --model (its model card's, or the valid2 "
+                   "threshold fine-tuning chose), else 0.5.", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
 common.define_read_flags(__name__, on_error="raise")
 flags.DEFINE_string("task_name", None, "Names the probability column p_<task>; default: the "
@@ -38,11 +40,14 @@ def main(argv):
     del argv
     from ecg_moco_tf.data.manifest import UnreadableRecords
     from ecg_moco_tf.predict import predict_records
-    from ecg_moco_tf.provenance import prob_column, task_of
+    from ecg_moco_tf.provenance import prob_column, stored_threshold, task_of
 
     out = common.output_file(FLAGS.out)
     task = task_of(FLAGS.model, FLAGS.task_name)
-    df = predict_records(FLAGS.model, FLAGS.input, FLAGS.threshold, FLAGS.batch_size,
+    threshold, source = ((FLAGS.threshold, "--threshold") if FLAGS.threshold is not None
+                         else stored_threshold(FLAGS.model))
+    print(f"decision threshold {threshold:.4g} ({source})")
+    df = predict_records(FLAGS.model, FLAGS.input, threshold, FLAGS.batch_size,
                          common.read_options_from_flags(), split=FLAGS.split,
                          column=prob_column(task))
     bad = df["error"] != ""

@@ -96,6 +96,9 @@ flags.DEFINE_bool("label_efficiency", False, "Also run the label-efficiency stud
 flags.DEFINE_list("le_fractions", ["0.01", "0.05", "0.1", "0.28", "0.5", "1.0"],
                   "Label-efficiency fractions of train2.")
 flags.DEFINE_list("le_seeds", ["0", "1", "2"], "Label-efficiency seeds.")
+flags.DEFINE_bool("allow_unknown_encoder", False, "--label_efficiency with an --encoder that "
+                  "carries no provenance (how its epoch was chosen is unknown): run anyway "
+                  "(default: refuse; Table 2 marks such an encoder either way).")
 flags.DEFINE_integer("cv_folds", 0, "Cross-fold testing over this many folds of the labelled "
                      "ECGs (PTB-XL: 10, its strat_fold; a manifest: --fold_column): each fold "
                      "is the test split once, the next valid2, the others the training folds; "
@@ -233,7 +236,7 @@ def main(argv):
         from ecg_moco_tf.provenance import check_label_efficiency_encoder, warn_if_seen
 
         if FLAGS.label_efficiency:
-            check_label_efficiency_encoder(FLAGS.encoder)
+            check_label_efficiency_encoder(FLAGS.encoder, FLAGS.allow_unknown_encoder)
         encoder_note = _encoder_note(FLAGS.encoder)
         down = df[df["split"].isin(["train2", "valid2", "test"])]
         seen = warn_if_seen(FLAGS.encoder, down, "train2/valid2/test",
@@ -295,7 +298,8 @@ def main(argv):
         X.stage("5/5 label efficiency")
         table, le_preds = X.label_efficiency(df, encoder_path, out, [float(f) for f in FLAGS.le_fractions],
                                    [int(s) for s in FLAGS.le_seeds], ft, enc_kwargs,
-                                   task_name=FLAGS.task_name, strategy=strategy)
+                                   task_name=FLAGS.task_name, strategy=strategy,
+                                   allow_unknown_encoder=FLAGS.allow_unknown_encoder)
         figures["label_efficiency"] = os.path.join(out, "label_efficiency.png")
         le_summary = X.label_efficiency_summary(table, le_preds)
         le_lines = ["## Label efficiency (test AUC, mean over seeds)", "",
@@ -368,7 +372,7 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy):
         from ecg_moco_tf.provenance import check_label_efficiency_encoder, warn_if_seen
 
         if FLAGS.label_efficiency:
-            check_label_efficiency_encoder(encoder_path)
+            check_label_efficiency_encoder(encoder_path, FLAGS.allow_unknown_encoder)
         seen = warn_if_seen(encoder_path, labelled, "labelled (cross-fold)",
                             common.read_options_from_flags())
         if seen:
@@ -494,7 +498,8 @@ def _fold_label_efficiency(df, encoder_path, out, k, fracs, seeds, ft, enc_kwarg
             print(f"label efficiency on test fold {k}: reused ({where})")
             return t, p
     return X.label_efficiency(df, encoder_path, where, fracs, seeds, ft, enc_kwargs,
-                              task_name=FLAGS.task_name, strategy=strategy)
+                              task_name=FLAGS.task_name, strategy=strategy,
+                              allow_unknown_encoder=FLAGS.allow_unknown_encoder)
 
 
 def _cross_fold_pretraining(df, out, pt, enc_kwargs, strategy, notes):

@@ -174,8 +174,20 @@ def add_pretraining_pool(df, pool_df, seed=0, valid_fraction=0.2, verbose=True,
     side = pool["patient_id"].map(where)
     dup = (pool["ecg_id"].isin(df["ecg_id"]) if "ecg_id" in pool and "ecg_id" in df
            else pd.Series(False, index=pool.index))
-    held = (pool["strat_fold"].isin([int(f) for f in exclude_folds]) & ~dup
-            if "strat_fold" in pool and len(exclude_folds) else pd.Series(False, pool.index))
+    if len(exclude_folds) and "strat_fold" not in pool:
+        raise ValueError("the pretraining pool has no strat_fold column, so its ECGs of "
+                         f"strat_fold {'/'.join(map(str, exclude_folds))} cannot be dropped: "
+                         "give a PTB-XL pool with its ptbxl_database.csv, or pass "
+                         "--ptbxl_pool_exclude_folds= (empty) to pretrain on all of it")
+    if not len(exclude_folds):
+        import sys
+
+        print("warning: no pool fold is held out (--ptbxl_pool_exclude_folds is empty): an "
+              "encoder pretrained on it has seen PTB-XL's validation and test folds 9 and 10",
+              file=sys.stderr)
+    held = (pd.to_numeric(pool["strat_fold"], errors="coerce").isin(
+        [int(f) for f in exclude_folds]) & ~dup if len(exclude_folds)
+        else pd.Series(False, pool.index))
     down = side.isin(DOWNSTREAM_SPLITS) & ~dup & ~held
     same = side.isin(PRETRAIN_SPLITS) & ~dup & ~held
     keep = ~dup & ~down & ~held

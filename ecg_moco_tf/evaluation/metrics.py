@@ -182,23 +182,25 @@ def threshold_metrics(y, p, threshold, population_prevalence=None):
     return out
 
 
-def operating_points(y, p, valid=None, sensitivity=0.9, population_prevalence=None):
-    """Youden and ``sensitivity`` thresholds chosen on ``valid`` = (labels, scores) (valid2)
-    and applied to (``y``, ``p``) (test). Without ``valid`` they are chosen on ``y``, ``p``
-    themselves, which is optimistic; ``chosen_on`` says which."""
+def operating_points(y, p, valid=None, sensitivity=0.9, population_prevalence=None,
+                     valid_name="valid2"):
+    """Youden and ``sensitivity`` thresholds chosen on ``valid`` = (labels, scores) (the
+    validation split, named ``valid_name``) and applied to (``y``, ``p``) (test). Without
+    ``valid`` they are chosen on ``y``, ``p`` themselves, which is optimistic; ``chosen_on``
+    says which."""
     yv, pv = _check(*valid) if valid is not None else (y, p)
     rules = {"youden": youden_threshold(yv, pv),
              f"at_sensitivity_{sensitivity:g}": threshold_at_sensitivity(yv, pv, sensitivity)}
     out = {k: threshold_metrics(y, p, t, population_prevalence) for k, t in rules.items()}
-    out["chosen_on"] = "valid2" if valid is not None else "the scored data itself (optimistic)"
+    out["chosen_on"] = valid_name if valid is not None else "the scored data itself (optimistic)"
     return out
 
 
 def evaluate(y, p, groups=None, sensitivity=0.9, n_boot=2000, seed=0, calibration_bins=10,
-             valid=None, population_prevalence=None):
+             valid=None, population_prevalence=None, valid_name="valid2"):
     """Everything above for one model's test predictions, as a JSON-friendly dict.
 
-    ``valid``: (labels, scores) of the validation split (valid2): the operating points'
+    ``valid``: (labels, scores) of the validation split (``valid_name``): the operating points'
     thresholds are chosen there and applied to the test predictions (``chosen_on``)."""
     y, p = _check(y, p)
     lo, hi = bootstrap_auc_ci(y, p, groups, n_boot=n_boot, seed=seed)
@@ -208,7 +210,7 @@ def evaluate(y, p, groups=None, sensitivity=0.9, n_boot=2000, seed=0, calibratio
         "n_patients": int(len(np.unique(groups))) if groups is not None else int(len(y)),
         "auc": float(roc_auc_score(y, p)), "auc_ci_low": lo, "auc_ci_high": hi,
         "brier": float(brier_score_loss(y, p)),
-        **operating_points(y, p, valid, sensitivity, population_prevalence),
+        **operating_points(y, p, valid, sensitivity, population_prevalence, valid_name),
         "calibration": {"mean_predicted": mean_pred.tolist(), "fraction_positive":
                         frac_pos.tolist()},
     }

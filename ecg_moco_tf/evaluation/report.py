@@ -67,11 +67,13 @@ def _results_lines(summary, tests, sweeps, encoder_note):
               "DeLong: two-sided test of equal AUCs on the same test ECGs, its variance "
               "clustered by patient (Obuchowski 1997).", ""]
     first = next(iter(summary.values()))
-    chosen = first.get("chosen_on", "valid2")
+    chosen = ", ".join(f"{LABELS.get(n, n)}: {s.get('chosen_on', 'valid2')}"
+                       for n, s in summary.items())
     prev = first[op_key].get("prevalence")
     pop = first[op_key].get("population_prevalence")
     lines += ["## Operating points", "",
-              f"Thresholds chosen on **{chosen}** predictions, applied to test. PPV and NPV at "
+              f"Thresholds chosen on each model's validation predictions ({chosen}), "
+              "applied to test. PPV and NPV at "
               f"the test split's prevalence ({_f(prev, 3)}"
               + (", enriched by the paper design" if prev is not None and prev > 0.3 else "")
               + ")" + (f" and at the population prevalence {pop:g} (`--population_prevalence`)"

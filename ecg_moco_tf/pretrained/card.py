@@ -2,7 +2,9 @@
 records, and MODEL_CARD.md with every figure read from the run folders (none typed by hand).
 
     python -m ecg_moco_tf.pretrained.card --pretrain=runs/ptbxl_pool_encoder/pretrain \
-        --evaluation=runs/ptbxl_mi_fold10 --name=ptbxl-pool
+        --evaluation=runs/ptbxl_mi_fold10,runs/ptbxl_mi_cv --name=ptbxl-pool
+
+Without ``--pretrain`` only MODEL_CARD.md is rewritten from the shipped folder's files.
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ clinical decisions**; it makes no diagnosis by itself.
 ## Limitations
 - Small pretraining set (one institution, German patients, recording dates 1984-2001, mostly
   Schiller devices): expect weaker features on other populations, devices and filters.
-- Fine-tuned figures from one fold's 105 test ECGs have wide intervals: a smoke test of the
-  encoder, not evidence that pretraining helps.
+- Fine-tuned figures from one fold's 105 test ECGs have wide intervals (see the cross-fold
+  section for the pooled 1,040 test ECGs).
 - Loading needs this package (its custom layers are registered by
   `ecg_moco_tf.load_pretrained` / `ecg_moco_tf.load_model`).
 
@@ -56,11 +58,35 @@ def _monitor_table(log):
     return rows[[c for c in cols if c in rows]].round(3).to_markdown(index=False)
 
 
-def card_text(name, folder, evaluation=None):
-    """MODEL_CARD.md of the shipped encoder in ``folder``; ``evaluation``: a reproduce run
-    folder (results.json) that fine-tuned it."""
+def _evaluation_lines(evaluation):
+    """Table 2 (and label efficiency) of one reproduce run folder that fine-tuned it."""
     from ..evaluation.report import table2
+    from ..training.experiments import label_efficiency_markdown
 
+    res = json.load(open(os.path.join(evaluation, "results.json")))
+    run = res.get("run", {})
+    cv = res["settings"].get("cross_fold")
+    title = (f"Fine-tuned, cross-fold: test predictions of {len(cv['plan'])} test folds pooled"
+             if cv else "Fine-tuned (paper Table 2)")
+    lines = [f"## {title}", "",
+             f"From `{run.get('command')}`, {run.get('date')}, commit `{run.get('commit')}` "
+             f"(`{os.path.basename(evaluation)}/results.json`)"
+             + (f"; data: {res['settings']['source']}" if res["settings"].get("source") else "")
+             + ".", ""]
+    if res.get("summary"):
+        lines += [table2(res["summary"], res["delong"]), ""]
+    if res.get("label_efficiency"):
+        folds = (cv or {}).get("label_efficiency_folds")
+        lines += ["Label efficiency" + (f" (test fold{'s' * (len(folds) > 1)} "
+                                        f"{', '.join(map(str, folds))})" if folds else "")
+                  + ":", "", label_efficiency_markdown(pd.DataFrame(res["label_efficiency"])),
+                  ""]
+    return lines
+
+
+def card_text(name, folder, evaluation=()):
+    """MODEL_CARD.md of the shipped encoder in ``folder``; ``evaluation``: reproduce run
+    folders (results.json) that fine-tuned it."""
     cfg = json.load(open(os.path.join(folder, "pretrain_config.json")))
     if "run" not in cfg and os.path.exists(os.path.join(folder, "run.json")):
         cfg["run"] = json.load(open(os.path.join(folder, "run.json")))
@@ -81,7 +107,7 @@ def card_text(name, folder, evaluation=None):
              f"| made by | `{cfg.get('run', {}).get('command', 'ecg-moco pretrain')}`, "
              f"{cfg.get('run', {}).get('date', '?')}, commit "
              f"`{cfg.get('run', {}).get('commit', '?')}`; this folder holds that run's "
-             f"`pretrain_config.json`, `pretrain_log.csv` and `{RECORDS_FILE}` unchanged |",
+             f"`pretrain_config.json`, `pretrain_log.csv` and `{RECORDS_FILE}` |",
              f"| epoch kept | {prov.get('epoch')} of {cfg['epochs']}, selected by "
              f"**{prov.get('selected_by')}**; labels seen by that choice: "
              f"{'yes (' + '/'.join(prov['labels_seen_splits']) + ')' if prov.get('labels_seen') else 'none'} |",
@@ -91,7 +117,7 @@ def card_text(name, folder, evaluation=None):
              "| output | the 128-d feature vector (before the MoCo projection head) |", "",
              "## What it saw", "",
              f"Every pretraining ECG is listed in `{RECORDS_FILE}` (ecg_id, patient_id, "
-             "strat_fold, split, signal hash); `ecg-moco finetune` and `reproduce` warn when "
+             "strat_fold, source, split, signal hash); `ecg-moco finetune` and `reproduce` warn when "
              "your data contains any of them. Labels were not used by the MoCo loss nor by "
              "the choice of epoch.", "",
              per_split.to_markdown(), "",
@@ -107,25 +133,24 @@ def card_text(name, folder, evaluation=None):
                                              "augment_probability", "seed")}), "```", "",
              "## Pretraining log (the monitor's probe is logged only; it chose nothing)", "",
              _monitor_table(log), ""]
-    if evaluation:
-        res = json.load(open(os.path.join(evaluation, "results.json")))
-        run = res.get("run", {})
-        lines += ["## Fine-tuned (paper Table 2)", "",
-                  f"From `{run.get('command')}`, {run.get('date')}, commit "
-                  f"`{run.get('commit')}` (`{os.path.basename(evaluation)}/results.json`); "
-                  f"data: {res['settings'].get('source')}.", "",
-                  table2(res["summary"], res["delong"]), ""]
-    else:
+    if "monitor_probe_C" not in log:
+        lines += ["The probe AUCs above used a fixed C = 1, which flatters pretrained features "
+                  "against random ones; the current monitor chooses C by cross-validation "
+                  "(benchmarks/probe_features.py compares with random encoders).", ""]
+    for run_dir in evaluation:
+        lines += _evaluation_lines(run_dir)
+    if not evaluation:
         lines += ["## Fine-tuned", "", "Not measured yet for this encoder (Table 2 on fold 10, "
                   "label efficiency and cross-fold testing are open work).", ""]
     return "\n".join(lines + [STATIC])
 
 
-def ship(pretrain_dir, name, evaluation=None):
-    """Copy the run's files into ``ecg_moco_tf/pretrained/<name>/`` and write its card."""
+def ship(pretrain_dir, name, evaluation=()):
+    """Copy the run's files (``pretrain_dir`` None: none) into ``ecg_moco_tf/pretrained/<name>/``
+    and write its card."""
     folder = os.path.join(HERE, name)
     os.makedirs(folder, exist_ok=True)
-    for f in FILES:
+    for f in FILES if pretrain_dir else ():
         if os.path.exists(os.path.join(pretrain_dir, f)):
             shutil.copy(os.path.join(pretrain_dir, f), os.path.join(folder, f))
     with open(os.path.join(folder, "MODEL_CARD.md"), "w") as f:
@@ -137,8 +162,8 @@ if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pretrain", required=True)
+    ap.add_argument("--pretrain", default=None)
     ap.add_argument("--name", default="ptbxl-pool")
-    ap.add_argument("--evaluation", default=None)
+    ap.add_argument("--evaluation", default="", help="comma-separated reproduce run folders")
     a = ap.parse_args()
-    print(ship(a.pretrain, a.name, a.evaluation))
+    print(ship(a.pretrain, a.name, [e for e in a.evaluation.split(",") if e]))

@@ -93,6 +93,12 @@ def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_pat
     return pred, res.sweep, valid
 
 
+def split_names(pred, default="valid2"):
+    """The splits a prediction table covers, e.g. "valid1+valid2" (``default`` without a
+    split column)."""
+    return "+".join(sorted(pred["split"].dropna().unique())) if "split" in pred else default
+
+
 def decision_threshold(valid_pred):
     """The classifier's decision threshold: Youden's on its validation predictions (None when
     they hold one class only), with where it was chosen."""
@@ -100,7 +106,7 @@ def decision_threshold(valid_pred):
     if y.nunique() < 2:
         return None
     return {"value": youden_threshold(y, valid_pred["probability"]), "rule": "youden",
-            "chosen_on": "valid2", "n_ecgs": int(len(y))}
+            "chosen_on": split_names(valid_pred), "n_ecgs": int(len(y))}
 
 
 #: fewer ECGs of a class than this in valid2 or test: a warning (wide CIs, unstable thresholds)
@@ -154,7 +160,8 @@ def summarize(predictions, n_boot=2000, seed=0, sensitivity=0.9, valid_predictio
 
     summary = {name: evaluate(p["label"].astype(int), p["probability"], p["patient_id"],
                               sensitivity=sensitivity, n_boot=n_boot, seed=seed,
-                              valid=valid(name), population_prevalence=population_prevalence)
+                              valid=valid(name), population_prevalence=population_prevalence,
+                              valid_name=split_names(valid_predictions.get(name, p)))
                for name, p in predictions.items()}
     tests = {}
     if "proposed" in predictions:
@@ -211,25 +218,26 @@ def label_subsets(df, fractions, seeds):
 
 def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28, 0.5, 1.0),
                      seeds=(0, 1, 2), finetune_cfg=FinetuneConfig(), encoder_kwargs=None,
-                     task_name="positive", strategy=None):
+                     task_name="positive", strategy=None, allow_unknown_encoder=False):
     """Test AUC vs share of train2 labels, pretrained vs from scratch, over seeds.
 
     valid2 and test stay whole. Every fraction x seed subset is drawn before any training: one
     with fewer than 2 positive or 2 negative patients is a ValueError (see
     :func:`subsample_patients`). An encoder whose epoch was chosen with downstream labels is
-    refused (:func:`~ecg_moco_tf.provenance.check_label_efficiency_encoder`). Writes
+    refused, and one without provenance unless ``allow_unknown_encoder``
+    (:func:`~ecg_moco_tf.provenance.check_label_efficiency_encoder`). Writes
     ``label_efficiency.csv``, ``label_efficiency_predictions.csv``,
     ``label_efficiency_summary.csv`` and ``label_efficiency.png``; returns (table, test
     predictions of every run).
     """
-    from ..provenance import check_label_efficiency_encoder
-
-    check_label_efficiency_encoder(encoder_path)
-    from ..evaluation.plots import plot_label_efficiency
     from sklearn.metrics import roc_auc_score
+
+    from ..evaluation.plots import plot_label_efficiency
+    from ..provenance import check_label_efficiency_encoder
 
     view = experiment_view(df, "proposed")
     subsets = label_subsets(df, fractions, seeds)          # all of them, before any training
+    check_label_efficiency_encoder(encoder_path, allow_unknown_encoder)
     rows, preds = [], []
     for frac in fractions:
         for seed in seeds:
@@ -261,11 +269,17 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
 
 def seeds_and_patients_ci(preds, n_boot=1000, seed=0, alpha=0.05):
     """95 % CI of the mean (over seeds) pretrained - scratch test AUC that covers both the
-    fine-tuning seeds (with their label subsets) and the test patients: each resample draws
-    the seeds with replacement and the test patients with replacement (one draw shared by
-    both arms and all drawn seeds). ``preds``: one fraction's test predictions with columns
+    fine-tuning seeds (with their label subsets) and the test patients. Two variances add:
+    the seeds' (s^2 / k of the k seed-paired differences on the whole test split) and the test
+    patients' (variance of the seed-mean difference over a patient bootstrap of the test
+    split, every drawn patient scoring both arms of every seed); the half-width is the t
+    quantile (k - 1 degrees of freedom) times the root of their sum, so it is never narrower
+    than the seeds-only t interval. ``preds``: one fraction's test predictions with columns
     seed, init, record, patient_id, label, probability. Returns (low, high)."""
+    from scipy import stats
     from sklearn.metrics import roc_auc_score
+
+    from ..evaluation.metrics import _patient_resamples
 
     seeds = sorted(set(preds.loc[preds["init"] == "pretrained", "seed"]) &
                    set(preds.loc[preds["init"] == "scratch", "seed"]))
@@ -277,17 +291,16 @@ def seeds_and_patients_ci(preds, n_boot=1000, seed=0, alpha=0.05):
              for (s, i), g in preds.groupby(["seed", "init"])}
     y = ref["label"].astype(int).to_numpy()
     groups = ref["patient_id"].astype(str).to_numpy()
-    from ..evaluation.metrics import _patient_resamples
 
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for idx in _patient_resamples(y, groups, n_boot, seed):
-        drawn = rng.choice(seeds, len(seeds), replace=True)
-        diffs.append(np.mean([roc_auc_score(y[idx], score[(s, "pretrained")][idx]) -
-                              roc_auc_score(y[idx], score[(s, "scratch")][idx])
-                              for s in drawn]))
-    lo, hi = np.percentile(diffs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return float(lo), float(hi)
+    def mean_difference(idx):
+        return [roc_auc_score(y[idx], score[(s, "pretrained")][idx]) -
+                roc_auc_score(y[idx], score[(s, "scratch")][idx]) for s in seeds]
+
+    d = np.array(mean_difference(np.arange(len(y))))
+    boot = [np.mean(mean_difference(idx)) for idx in _patient_resamples(y, groups, n_boot, seed)]
+    k = len(seeds)
+    half = stats.t.ppf(1 - alpha / 2, k - 1) * np.sqrt(d.var(ddof=1) / k + np.var(boot, ddof=1))
+    return float(d.mean() - half), float(d.mean() + half)
 
 
 def label_efficiency_summary(table, preds=None, n_boot=1000):
@@ -295,7 +308,7 @@ def label_efficiency_summary(table, preds=None, n_boot=1000):
     pretrained - scratch difference with its seed-paired 95 % CI (t distribution, each seed's
     subset shared by both arms; NaN with fewer than 2 seeds), which covers fine-tuning seeds
     and label subsets for a fixed test split; with ``preds`` (the test predictions of every
-    run) also ``ci_low_sp`` / ``ci_high_sp``, a bootstrap over seeds and test patients
+    run) also ``ci_low_sp`` / ``ci_high_sp``, which also covers the test patients
     (:func:`seeds_and_patients_ci`), the interval to quote."""
     from scipy import stats
 
@@ -342,8 +355,9 @@ def label_efficiency_markdown(summary):
 
 
 #: where each choice of a reproduction is made (results.json ``chosen_on``)
-CHOSEN_ON = {"learning_rate_and_epoch": "valid2 loss (valid1+valid2 for full labels)",
-             "operating_point_thresholds": "valid2", "pretraining_epoch": "see settings: "
+CHOSEN_ON = {"learning_rate_and_epoch": "validation loss (the experiment's validation splits)",
+             "operating_point_thresholds": "each model's validation splits (summary: "
+             "chosen_on)", "pretraining_epoch": "see settings: "
              "pretrain select (last: no labels; monitor: train2/valid2 labels)"}
 
 

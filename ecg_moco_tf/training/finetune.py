@@ -408,9 +408,13 @@ def _finetune(train_df, valid_df, encoder, cfg, out_dir, encoder_kwargs, several
 
 
 def predict(model, df, batch_size=64, options=ReadOptions()):
-    """Probabilities for every ECG of a manifest, as a DataFrame beside its ids and labels."""
+    """Probabilities for every ECG of a manifest, as a DataFrame beside its ids, labels and
+    (where the manifest has one) split."""
     ds = pipeline.supervised(pipeline.manifest_dataset(df, options=options), batch_size)
     prob = model.predict(ds.map(lambda x, y: x), verbose=0).ravel()
-    return pd.DataFrame({"record": df["record"].to_numpy(),
-                         "patient_id": df["patient_id"].to_numpy(),
-                         "label": df["label"].to_numpy(), "probability": prob})
+    out = pd.DataFrame({"record": df["record"].to_numpy(),
+                        "patient_id": df["patient_id"].to_numpy(),
+                        "label": df["label"].to_numpy(), "probability": prob})
+    if "split" in df:
+        out["split"] = df["split"].to_numpy()
+    return out

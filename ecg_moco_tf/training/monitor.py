@@ -68,15 +68,16 @@ def knn_scores(train_feats, train_y, valid_feats, k=20):
     return y[nearest].mean(axis=1)
 
 
-def fit_probe(train_feats, train_y, seed=0, Cs=PROBE_CS, C=None):
+def fit_probe(train_feats, train_y, seed=0, Cs=PROBE_CS, C=None, groups=None):
     """A logistic regression on standardized features fit on (``train_feats``, ``train_y``),
     its inverse regularization C chosen there alone: the C of ``Cs`` with the highest mean AUC
     over a seeded, stratified ``min(5, smaller class count)``-fold cross-validation of the
-    whole pipeline (scaler fit within each fold; ties: the smaller C), then refit on all of
+    whole pipeline (scaler fit within each fold; ties: the smaller C; with ``groups``, the
+    patient ids, folds keep each patient whole: ``StratifiedGroupKFold``), then refit on all of
     train. ``C`` (a number) skips the search; with fewer than 2 ECGs of a class it is
     :data:`PROBE_C`. Deterministic (lbfgs). Returns (fitted pipeline, C)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -84,10 +85,11 @@ def fit_probe(train_feats, train_y, seed=0, Cs=PROBE_CS, C=None):
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER))
     folds = min(PROBE_FOLDS, *class_counts(y))
     if C is None and folds >= 2:
-        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        kfold = StratifiedKFold if groups is None else StratifiedGroupKFold
+        cv = kfold(n_splits=folds, shuffle=True, random_state=seed)
         search = GridSearchCV(probe, {"logisticregression__C": sorted(float(c) for c in Cs)},
                               scoring="roc_auc", cv=cv, refit=True, error_score="raise")
-        search.fit(x, y)
+        search.fit(x, y, groups=None if groups is None else np.asarray(groups).astype(str))
         return search.best_estimator_, float(search.best_params_["logisticregression__C"])
     C = PROBE_C if C is None else float(C)
     probe.set_params(logisticregression__C=C)
@@ -95,9 +97,10 @@ def fit_probe(train_feats, train_y, seed=0, Cs=PROBE_CS, C=None):
 
 
 def probe_auc(train_features, train_labels, valid_features, valid_labels, seed=0,
-              Cs=PROBE_CS, C=None):
+              Cs=PROBE_CS, C=None, train_groups=None):
     """``{"auc", "C"}``: AUC on valid of the :func:`fit_probe` probe of train (C chosen by
-    cross-validation on train only, unless ``C`` is given; valid is only scored). Raises
+    cross-validation on train only, by patient with ``train_groups``, unless ``C`` is given;
+    valid is only scored). Raises
     ``ValueError`` if train or valid lacks a class."""
     from sklearn.metrics import roc_auc_score
 
@@ -105,19 +108,22 @@ def probe_auc(train_features, train_labels, valid_features, valid_labels, seed=0
         reason = check_split(name, y)
         if reason:
             raise ValueError(reason)
-    probe, C = fit_probe(train_features, train_labels, seed=seed, Cs=Cs, C=C)
+    probe, C = fit_probe(train_features, train_labels, seed=seed, Cs=Cs, C=C,
+                         groups=train_groups)
     p = probe.predict_proba(np.asarray(valid_features, np.float64))[:, 1]
     return {"auc": float(roc_auc_score(np.asarray(valid_labels).astype(int), p)), "C": C}
 
 
-def probe_scores(train_feats, train_y, valid_feats, valid_y, k=20, C=None, seed=0):
+def probe_scores(train_feats, train_y, valid_feats, valid_y, k=20, C=None, seed=0,
+                 train_groups=None):
     """``{"knn_auc", "probe_auc", "probe_C"}`` of frozen features: cosine kNN
     (:func:`knn_scores`) and the logistic probe of :func:`probe_auc` (C chosen by
     cross-validation on train, or ``C`` fixed), both fit on train and scored by AUC on valid.
     Raises ``ValueError`` if train or valid lacks a class."""
     from sklearn.metrics import roc_auc_score
 
-    probe = probe_auc(train_feats, train_y, valid_feats, valid_y, seed=seed, C=C)  # checks both
+    probe = probe_auc(train_feats, train_y, valid_feats, valid_y, seed=seed, C=C,
+                      train_groups=train_groups)                      # checks both splits
     train_y, valid_y = np.asarray(train_y).astype(int), np.asarray(valid_y).astype(int)
     knn = roc_auc_score(valid_y, knn_scores(train_feats, train_y, valid_feats, k))
     return {"knn_auc": float(knn), "probe_auc": probe["auc"], "probe_C": probe["C"]}
@@ -159,14 +165,14 @@ class RepresentationMonitor(keras.callbacks.Callback):
     """
 
     def __init__(self, get_encoder, train_signals, train_labels, valid_signals, valid_labels,
-                 every=1, k=20, views=None, batch_size=64):
+                 every=1, k=20, views=None, batch_size=64, train_groups=None):
         super().__init__()
         self.get_encoder, self.every, self.k, self.batch_size = get_encoder, int(every), k, \
             batch_size
         self.train_x, self.valid_x = train_signals, valid_signals
         self.train_y = np.asarray(train_labels, np.float64)
         self.valid_y = np.asarray(valid_labels, np.float64)
-        self.views = views
+        self.views, self.train_groups = views, train_groups
         self.reason = None
         if self.every < 1:
             self.reason = f"monitor_every={every}"
@@ -193,7 +199,8 @@ class RepresentationMonitor(keras.callbacks.Callback):
         out = dict.fromkeys(KEYS, math.nan)
         ft, fv = self._features(enc, self.train_x), self._features(enc, self.valid_x)
         if np.isfinite(ft).all() and np.isfinite(fv).all():
-            s = probe_scores(ft, self.train_y, fv, self.valid_y, k=self.k)
+            s = probe_scores(ft, self.train_y, fv, self.valid_y, k=self.k,
+                             train_groups=self.train_groups)
             out.update(monitor_knn_auc=s["knn_auc"], monitor_probe_auc=s["probe_auc"],
                        monitor_probe_C=s["probe_C"])
         if self.views is not None and len(self.views[0]):
@@ -255,20 +262,21 @@ def build_monitor(get_encoder, train_df, valid_df, every=1, views_df=None, augme
             warnings.warn(f"representation monitor disabled: {reason}")
             return None
         parts[name] = _sample(df, max_ecgs, seed)
-    data = {}
+    data, groups = {}, None
     for name, df in parts.items():
         rec = load_records(df, on_error="skip", progress=False, options=options)
         if len(rec.problems):
             warnings.warn(f"representation monitor: {len(rec.problems)} unreadable records of "
                           f"the {name} split left out")
         data[name] = (rec.signals, split_labels(rec.manifest))
+        groups = rec.manifest["patient_id"].astype(str).to_numpy() if name == "train" else groups
     views = None
     if views_df is not None and augmenter is not None and len(views_df) > 1:
         x = load_records(_sample(views_df, max_view_ecgs, seed), on_error="skip",
                          progress=False, options=options).signals
         views = fixed_views(x, augmenter, seed, batch_size)
     return RepresentationMonitor(get_encoder, *data["train"], *data["valid"], every=every, k=k,
-                                 views=views, batch_size=batch_size)
+                                 views=views, batch_size=batch_size, train_groups=groups)
 
 
 def fixed_views(x, augmenter, seed, batch_size=64):

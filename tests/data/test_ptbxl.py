@@ -68,9 +68,16 @@ def test_pool_layout_and_pool_logic_on_a_tiny_two_root_case(tmp_path, capsys):
     assert held.attrs["pool_summary"]["dropped_held_out_fold"] == 6  # 53, 54 and 4 new ECGs
     hp = held[held["pretraining_pool"] == 1]
     assert not hp["strat_fold"].isin([9, 10]).any() and len(hp) == 22 - 4
+    # folds read as text are still dropped; a pool without folds is refused
+    text = ptbxl.add_pretraining_pool(sub, pool.assign(strat_fold=pool["strat_fold"].astype(str)),
+                                      seed=0, verbose=False)
+    assert text.attrs["pool_summary"]["dropped_held_out_fold"] == 6
+    with pytest.raises(ValueError, match="no strat_fold column.*--ptbxl_pool_exclude_folds="):
+        ptbxl.add_pretraining_pool(sub, pool.drop(columns="strat_fold"))
     out = ptbxl.add_pretraining_pool(sub, pool, seed=0, valid_fraction=0.2, exclude_folds=())
     check_patient_disjoint(out)
-    assert "dropped 0 of strat_fold -" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "dropped 0 of strat_fold -" in said.out and "no pool fold is held out" in said.err
     s = out.attrs["pool_summary"]
     assert s == {"pool": 26, "kept": 22, "train1": 17, "valid1": 5,
                  "joined_pretraining_patient": 2, "dropped_downstream_patient": 3,

@@ -297,3 +297,28 @@ def test_pretrain_cli_monitors_train2_valid2_with_its_flags(small_cohort, tmp_pa
     assert (saved["selected_by"], saved["monitor_every"], saved["best_epoch"]) == ("val_loss", 2,
                                                                                    i + 1)
     assert saved["selected_value"] == pytest.approx(log["val_loss"][i])
+
+
+def test_probe_cv_folds_keep_each_patient_whole(monkeypatch, rng):
+    """With patient ids, no patient's ECGs are on both sides of a cross-validation fold (a
+    twin ECG in the other fold would reward memorising C)."""
+    from sklearn.model_selection import GridSearchCV
+
+    from ecg_moco_tf.training.monitor import fit_probe
+
+    x = rng.normal(size=(80, 6))
+    groups = np.repeat(np.arange(40), 2).astype(str)             # two ECGs per patient
+    y = np.repeat(np.arange(40) % 2, 2)
+    seen = []
+    fit = GridSearchCV.fit
+
+    def spy(self, X, y=None, groups=None, **kw):
+        seen.append([(set(groups[a]), set(groups[b])) if groups is not None else None
+                     for a, b in self.cv.split(X, y, groups)])
+        return fit(self, X, y, groups=groups, **kw)
+
+    monkeypatch.setattr(GridSearchCV, "fit", spy)
+    fit_probe(x, y, groups=groups)
+    assert seen[-1] and all(not (a & b) for a, b in seen[-1])
+    fit_probe(x, y)                                               # without ids: by ECG
+    assert seen[-1] == [None] * len(seen[-1])
