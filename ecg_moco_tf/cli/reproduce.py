@@ -387,9 +387,12 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy):
                  f"fold); proposed and unpretrained fine-tune on {FLAGS.train2_fraction:.0%} of "
                  "the training folds' patients (label-stratified), full labels on all of them")
     frames, valid_frames, sweeps = [], [], {}
+    same = CV.fold_settings(ft, enc_kwargs, encoder_path, FLAGS.train2_fraction, FLAGS.seed,
+                            FLAGS.task_name)
+    for k, _ in plan:                      # a fold of another run is reused by none: first
+        CV.check_fold_settings(os.path.join(out, f"fold_{k:02d}"), same, FLAGS.overwrite)
     for i, (k, v) in enumerate(plan):
         fold_out = os.path.join(out, f"fold_{k:02d}")
-        os.makedirs(fold_out, exist_ok=True)
         write_manifest(manifests[k], os.path.join(fold_out, "manifest_with_splits.csv"))
         preds, valids = {}, {}
         for name in FLAGS.experiments:

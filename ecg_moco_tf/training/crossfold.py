@@ -142,6 +142,39 @@ def summarize_folds(frames, valid_frames, folds, n_boot, seed, population_preval
     return summary, tests, table, fold_mean(table)
 
 
+SETTINGS_FILE = "cv_settings.json"
+
+
+def fold_settings(finetune_cfg, encoder_kwargs, encoder_path, train2_fraction, seed, task):
+    """What a fold's results depend on (the encoder by its file's sha256), as JSON text."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    digest = (hashlib.sha256(open(encoder_path, "rb").read()).hexdigest() if encoder_path
+              else None)
+    return json.dumps({"finetune": asdict(finetune_cfg), "encoder_kwargs": encoder_kwargs,
+                       "encoder_sha256": digest, "train2_fraction": train2_fraction,
+                       "seed": seed, "task_name": task}, sort_keys=True, default=str, indent=1)
+
+
+def check_fold_settings(fold_out, settings, overwrite=False):
+    """Create ``fold_out`` with its :func:`fold_settings`; a fold folder of an earlier run
+    with other settings is a ``ValueError`` (its results would be reused as if they were
+    this run's) unless ``overwrite``."""
+    path = os.path.join(fold_out, SETTINGS_FILE)
+    if os.path.exists(path) and not overwrite:
+        with open(path) as f:
+            if f.read() != settings:
+                raise ValueError(f"{fold_out} holds a fold run with other settings "
+                                 f"({SETTINGS_FILE} differs: fine-tuning, encoder, "
+                                 "--train2_fraction, --seed or --task_name): choose another "
+                                 "--out, or pass --overwrite to run every fold again")
+    os.makedirs(fold_out, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(settings)
+
+
 def done(path):
     """A finished experiment of an earlier, interrupted cross-fold run (its predictions)."""
     return all(os.path.exists(os.path.join(path, f))

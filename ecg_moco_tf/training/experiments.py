@@ -227,8 +227,9 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
     refused, and one without provenance unless ``allow_unknown_encoder``
     (:func:`~ecg_moco_tf.provenance.check_label_efficiency_encoder`). Writes
     ``label_efficiency.csv``, ``label_efficiency_predictions.csv``,
-    ``label_efficiency_summary.csv`` and ``label_efficiency.png``; returns (table, test
-    predictions of every run).
+    ``label_efficiency_summary.csv`` and ``label_efficiency.png``, and each run's test
+    predictions in ``runs/`` as it finishes (:func:`_finished_runs`: an interrupted study
+    picks them up); returns (table, test predictions of every run).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -238,18 +239,26 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
     view = experiment_view(df, "proposed")
     subsets = label_subsets(df, fractions, seeds)          # all of them, before any training
     check_label_efficiency_encoder(encoder_path, allow_unknown_encoder)
+    done_dir = _finished_runs(out_dir, finetune_cfg, encoder_kwargs, encoder_path, view)
     rows, preds = [], []
     for frac in fractions:
         for seed in seeds:
             train = subsets[(frac, seed)]
             for init in ("pretrained", "scratch"):
-                stage(f"label efficiency: {frac:.0%} of labels ({len(train)} ECGs), seed {seed}"
-                      f", {init}")
-                enc = load_encoder(encoder_path) if init == "pretrained" else None
-                cfg = replace(finetune_cfg, seed=seed)
-                res = finetune(train, view["valid"], enc, cfg, encoder_kwargs=encoder_kwargs,
-                               strategy=strategy)
-                pred = predict(res.model, view["test"], options=cfg.read_options)
+                what = (f"label efficiency: {frac:.0%} of labels ({len(train)} ECGs), seed "
+                        f"{seed}, {init}")
+                path = os.path.join(done_dir, f"fraction{frac:g}_seed{seed}_{init}.csv")
+                if os.path.exists(path):               # finished by an interrupted run
+                    stage(f"{what}: reused ({path})")
+                    pred = pd.read_csv(path, dtype={"patient_id": str})
+                else:
+                    stage(what)
+                    enc = load_encoder(encoder_path) if init == "pretrained" else None
+                    cfg = replace(finetune_cfg, seed=seed)
+                    res = finetune(train, view["valid"], enc, cfg,
+                                   encoder_kwargs=encoder_kwargs, strategy=strategy)
+                    pred = predict(res.model, view["test"], options=cfg.read_options)
+                    pred.to_csv(path, index=False)
                 rows.append({"fraction": frac, "seed": seed, "init": init,
                              "n_train_ecgs": len(train),
                              "n_train_positive": int(train["label"].sum()),
@@ -265,6 +274,30 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
         os.path.join(out_dir, "label_efficiency_summary.csv"), index=False)
     plot_label_efficiency(table, os.path.join(out_dir, "label_efficiency.png"), task_name)
     return table, preds
+
+
+def _finished_runs(out_dir, finetune_cfg, encoder_kwargs, encoder_path, view):
+    """``<out_dir>/runs``, where each label-efficiency run leaves its test predictions as it
+    finishes (an interrupted study resumes from them); emptied when they came from other
+    settings (fine-tuning, encoder file, valid2/test records)."""
+    import hashlib
+    import shutil
+
+    settings = json.dumps({
+        "finetune": asdict(finetune_cfg), "encoder_kwargs": encoder_kwargs,
+        "encoder_sha256": hashlib.sha256(open(encoder_path, "rb").read()).hexdigest(),
+        "valid": sorted(view["valid"]["record"].astype(str)),
+        "test": sorted(view["test"]["record"].astype(str))}, sort_keys=True, default=str)
+    where = os.path.join(out_dir, "runs")
+    stamp = os.path.join(where, "settings.json")
+    if os.path.exists(stamp) and open(stamp).read() != settings:
+        print(f"label efficiency: the finished runs in {where} had other settings; running "
+              "them again")
+        shutil.rmtree(where)
+    os.makedirs(where, exist_ok=True)
+    with open(stamp, "w") as f:
+        f.write(settings)
+    return where
 
 
 def seeds_and_patients_ci(preds, n_boot=1000, seed=0, alpha=0.05):

@@ -119,11 +119,16 @@ def test_reproduce_cv_pools_every_test_fold_and_resumes(last_epoch_encoder, tmp_
                        timeout=300)
     assert r.returncode == 2 and "finished run" in r.stderr.strip().splitlines()[-1]
     os.remove(out / "results.json")                         # an interrupted run: resumed
+    os.remove(out / "fold_03" / "label_efficiency" / "label_efficiency.csv")  # within the LE
     r = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.count("reused") == 7                    # 6 experiments + the LE fold
+    assert r.stdout.count("reused") == 8                    # 6 experiments + 2 LE runs
     assert (out / "fold_02" / "proposed" / "test_predictions.csv").read_bytes() == before
     again = json.loads((out / "results.json").read_text())["summary"]
     for name, s in res["summary"].items():                  # predictions re-read from CSV
         for key in ("auc", "auc_ci_low", "auc_ci_high", "brier"):
             assert again[name][key] == pytest.approx(s[key], abs=1e-6), (name, key)
+    os.remove(out / "results.json")                         # other settings: refused
+    r = subprocess.run(args + ["--train2_fraction=0.6"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and "other settings" in r.stderr.strip().splitlines()[-1]
