@@ -90,6 +90,7 @@ def main(argv=None):
             summary[f"{s}_pretrained_minus_random"] = round(rows[0][f"{s}_probe_auc"]
                                                             - statistics.mean(rand), 4)
     print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":

@@ -105,6 +105,9 @@ flags.DEFINE_integer("cv_folds", 0, "Cross-fold testing over this many folds of 
                      "one encoder (--encoder, or pretrained once on the unlabelled ECGs, e.g. "
                      "--ptbxl_pool) serves all folds; Table 2 pools the test predictions. 0: "
                      "off.", lower_bound=0)
+flags.register_validator("cv_folds", lambda n: n == 0 or n >= 3,
+                         message="--cv_folds: 0 (off) or at least 3 (a test fold, a valid2 "
+                         "fold and training folds)")
 flags.DEFINE_string("fold_column", None, "Cross-fold: the manifest column holding each ECG's "
                     "fold (default strat_fold or fold).")
 flags.DEFINE_list("cv_test_folds", [], "Cross-fold: run only these test folds (default all).")
@@ -365,7 +368,10 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy):
                       for w in X.check_class_counts(manifests[k], name)]
         if FLAGS.label_efficiency and k in le_folds:
             le_manifests[k] = CV.fold_manifest(df, col, k, v, 1.0, 0)
-            X.label_subsets(le_manifests[k], fracs, seeds)
+            try:
+                X.label_subsets(le_manifests[k], fracs, seeds)
+            except ValueError as e:
+                raise ValueError(f"--le_folds: test fold {k}: {e}") from None
     labelled = df[df["label"].notna()]
     encoder_path = FLAGS.encoder
     if encoder_path:
@@ -375,22 +381,24 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy):
             check_label_efficiency_encoder(encoder_path, FLAGS.allow_unknown_encoder)
         seen = warn_if_seen(encoder_path, labelled, "labelled (cross-fold)",
                             common.read_options_from_flags())
-        if seen:
-            notes.append(f"WARNING: {seen} of the {len(labelled)} labelled ECGs were in the "
-                         "encoder's pretraining data")
+        if seen:                           # every labelled ECG is in some test fold
+            raise ValueError(f"--encoder={encoder_path} was pretrained on {seen} of the "
+                             f"{len(labelled)} labelled ECGs, and in cross-fold testing each "
+                             "of them is a test ECG once: give an encoder pretrained on other "
+                             "patients' ECGs, or let reproduce pretrain on the unlabelled ones")
     elif "proposed" in FLAGS.experiments or FLAGS.label_efficiency:
         encoder_path = _cross_fold_pretraining(df, out, pt, enc_kwargs, strategy, notes)
     encoder_note = _encoder_note(encoder_path) if encoder_path else None
-    if encoder_note and "proposed" in FLAGS.experiments:
-        notes.append(f"NOTE on Proposed: {encoder_note}")
+    if encoder_note and ("proposed" in FLAGS.experiments or FLAGS.label_efficiency):
+        notes.append(f"NOTE on the pretrained encoder: {encoder_note}")
     notes.append(f"cross-fold testing over {col} ({len(plan)} test folds, valid2 = the next "
                  f"fold); proposed and unpretrained fine-tune on {FLAGS.train2_fraction:.0%} of "
                  "the training folds' patients (label-stratified), full labels on all of them")
-    frames, valid_frames, sweeps = [], [], {}
-    same = CV.fold_settings(ft, enc_kwargs, encoder_path, FLAGS.train2_fraction, FLAGS.seed,
-                            FLAGS.task_name)
+    frames, valid_frames, sweeps, reused = [], [], {}, 0
     for k, _ in plan:                      # a fold of another run is reused by none: first
-        CV.check_fold_settings(os.path.join(out, f"fold_{k:02d}"), same, FLAGS.overwrite)
+        CV.check_fold_settings(os.path.join(out, f"fold_{k:02d}"), CV.fold_settings(
+            ft, enc_kwargs, encoder_path, FLAGS.train2_fraction, FLAGS.seed, FLAGS.task_name,
+            manifests[k]), FLAGS.overwrite)
     for i, (k, v) in enumerate(plan):
         fold_out = os.path.join(out, f"fold_{k:02d}")
         write_manifest(manifests[k], os.path.join(fold_out, "manifest_with_splits.csv"))
@@ -400,7 +408,9 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy):
             if CV.done(path) and not FLAGS.overwrite:
                 X.stage(f"test fold {k} ({i + 1}/{len(plan)}, valid2 fold {v}): {name}: "
                         f"reused ({path} holds its predictions)")
-                preds[name], valids[name] = CV.read_predictions(path, FLAGS.task_name)
+                preds[name], valids[name] = CV.read_predictions(path, FLAGS.task_name,
+                                                                 manifests[k])
+                reused += 1
                 continue
             X.stage(f"test fold {k} ({i + 1}/{len(plan)}, valid2 fold {v}): {name}")
             preds[name], sweep, valids[name] = X.run_experiment(
@@ -411,6 +421,10 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy):
                        for n, p in preds.items()})
         valid_frames.append({n: p.assign(patient_id=p["patient_id"].astype(str))
                              for n, p in valids.items()})
+    if reused:
+        notes.append(f"{reused} of the {len(plan) * len(FLAGS.experiments)} fold experiments "
+                     f"were reused from an earlier, interrupted run in {out} (their predictions "
+                     "and provenance.json, same settings and data: cv_settings.json)")
     summary, tests, figures, lines = {}, {}, {}, []
     if FLAGS.experiments:
         X.stage("evaluation: pooled test predictions and each fold (patient bootstrap, DeLong)")
@@ -426,7 +440,7 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy):
                                                summary[n]) for n, p in pooled.items()},
                                   os.path.join(out, "roc.png"), title="ROC, test predictions "
                                   f"pooled over {len(plan)} folds: {FLAGS.task_name}")
-        lines += _fold_lines(per_fold, means, summary)
+        lines += _fold_lines(per_fold, means, summary, tests)
     le_summary = None
     if FLAGS.label_efficiency:
         tables, le_preds = [], []
@@ -471,19 +485,34 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy):
     print(f"\nreport: {path}")
 
 
-def _fold_lines(per_fold, means, summary):
-    """Report lines: each fold's AUCs and what one fold vs the pooled folds can resolve."""
+def _fold_lines(per_fold, means, summary, tests):
+    """Report lines: each fold's AUCs, what one fold vs the pooled folds can resolve, and the
+    paired differences both ways (pooled patient bootstrap; t over folds)."""
+    from ecg_moco_tf.evaluation.report import LABELS
+
     wide = per_fold.pivot(index="test_fold", columns="model", values="auc")
-    lines = ["## Each test fold (test AUC; CI: patient bootstrap within the fold)", "",
-             wide.round(3).to_markdown(), "",
+    lines = ["## Each test fold (test AUC)", "", wide.round(3).to_markdown(), "",
              "## Power: one fold against all folds pooled", "",
              "| model | mean AUC over folds [t 95 % CI over folds] | mean CI half-width of one "
              "fold | CI half-width, pooled |", "|---|---|---|---|"]
     for r in means.itertuples():
         s = summary[r.model]
-        lines.append(f"| {r.model} | {r.mean_auc:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] | "
-                     f"{r.mean_single_fold_half_width:.3f} | "
+        lines.append(f"| {LABELS.get(r.model, r.model)} | {r.mean_auc:.3f} [{r.ci_low:.3f}, "
+                     f"{r.ci_high:.3f}] | {r.mean_single_fold_half_width:.3f} | "
                      f"{(s['auc_ci_high'] - s['auc_ci_low']) / 2:.3f} |")
+    if "proposed_minus_model" in means:
+        lines += ["", "## Proposed - baseline, two ways", "",
+                  "The pooled patient bootstrap holds the trained models fixed; the t interval "
+                  "over folds also varies them (each fold trains its own models on its own "
+                  "train2 subsample). Read the wider one.", "",
+                  "| baseline | pooled, patient bootstrap [95 % CI] | mean over folds [t 95 % CI]"
+                  " |", "|---|---|---|"]
+        for r in means.dropna(subset=["proposed_minus_model"]).itertuples():
+            d = tests[f"proposed_vs_{r.model}"]["paired_bootstrap"]
+            lines.append(f"| {LABELS.get(r.model, r.model)} | {d['difference']:+.3f} "
+                         f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] | "
+                         f"{r.proposed_minus_model:+.3f} [{r.diff_ci_low:+.3f}, "
+                         f"{r.diff_ci_high:+.3f}] |")
     return lines + [""]
 
 

@@ -159,7 +159,8 @@ def add_pretraining_pool(df, pool_df, seed=0, valid_fraction=0.2, verbose=True,
     Pool ECGs of ``exclude_folds`` are dropped first. Patients stay on one side: pool ECGs whose patient has ECGs in ``df``'s downstream splits
     (train2/valid2/test) are dropped; those whose patient is in ``df``'s train1/valid1 go to
     that same split; pool ECGs already in ``df`` (same ``ecg_id``) are dropped too. The result
-    has ``label`` empty for pool rows, a ``pretraining_pool`` column (1 for pool rows), record
+    has ``label`` empty for pool rows, a ``pretraining_pool`` column (1 for pool rows), a
+    ``source`` column (each folder's name, unless ``df`` has one), record
     paths valid from one root (the two roots' common parent), and the counts in
     ``attrs['pool_summary']`` (also printed in one line when ``verbose``).
     """
@@ -185,6 +186,11 @@ def add_pretraining_pool(df, pool_df, seed=0, valid_fraction=0.2, verbose=True,
         print("warning: no pool fold is held out (--ptbxl_pool_exclude_folds is empty): an "
               "encoder pretrained on it has seen PTB-XL's validation and test folds 9 and 10",
               file=sys.stderr)
+    if len(exclude_folds) and pd.to_numeric(pool["strat_fold"], errors="coerce").isna().any():
+        bad = pool.loc[pd.to_numeric(pool["strat_fold"], errors="coerce").isna(), "record"]
+        raise ValueError(f"{len(bad)} pool ECGs have no strat_fold (first: {bad.iloc[0]}), so "
+                         "it is unknown whether they belong to the held-out folds: fix the "
+                         "pool's strat_fold, or pass --ptbxl_pool_exclude_folds= (empty)")
     held = (pd.to_numeric(pool["strat_fold"], errors="coerce").isin(
         [int(f) for f in exclude_folds]) & ~dup if len(exclude_folds)
         else pd.Series(False, pool.index))
@@ -203,8 +209,13 @@ def add_pretraining_pool(df, pool_df, seed=0, valid_fraction=0.2, verbose=True,
         root = os.path.commonpath(roots)
     except ValueError:                                   # e.g. two drives: absolute paths
         root = None
-    out = pd.concat([_rebase(df, root).assign(pretraining_pool=0),
-                     _rebase(pool, root).assign(pretraining_pool=1)], ignore_index=True)
+    def folder(d):
+        return os.path.basename(os.path.normpath(d.attrs.get("root", ".")))
+
+    labelled = df if "source" in df else df.assign(source=folder(df))
+    out = pd.concat([_rebase(labelled, root).assign(pretraining_pool=0),
+                     _rebase(pool, root).assign(pretraining_pool=1, source=folder(pool_df))],
+                    ignore_index=True)
     out.attrs = {k: v for k, v in df.attrs.items() if k != "root"}
     out.attrs["root"] = root or os.path.abspath(os.sep)
     out = check_manifest(out, source="manifest with pretraining pool")

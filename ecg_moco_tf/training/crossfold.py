@@ -62,6 +62,11 @@ def fold_manifest(df, column, test_fold, valid_fold, train2_fraction, seed):
     train1 (the rest of the training folds, used by full labels only)."""
     lab = df[df["label"].notna()].copy()
     fold = pd.to_numeric(lab[column]).astype(int)
+    split = fold.groupby(lab["patient_id"].astype(str)).nunique()
+    if (split > 1).any():
+        raise ValueError(f"patient {split.index[split > 1][0]} has ECGs in more than one "
+                         f"{column} ({int((split > 1).sum())} such patients): folds must keep "
+                         "each patient whole (--fold_column)")
     lab["split"] = np.where(fold == test_fold, "test",
                             np.where(fold == valid_fold, "valid2", "train1"))
     train = lab[lab["split"] == "train1"]
@@ -96,18 +101,31 @@ def per_fold_table(fold_summaries):
     return pd.DataFrame(rows)
 
 
-def fold_mean(table):
-    """Per model: mean AUC over folds with a t 95 % CI over folds, and the mean single-fold CI
-    half-width (what one fold can resolve)."""
+def _t_ci(x):
+    """Mean of ``x`` with its t 95 % CI (NaN bounds with fewer than 2 values)."""
     from scipy import stats
 
+    x = np.asarray(x, float)
+    half = (stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1
+            else np.nan)
+    return x.mean(), x.mean() - half, x.mean() + half
+
+
+def fold_mean(table):
+    """Per model: mean AUC over folds with a t 95 % CI over folds, the mean single-fold CI
+    half-width (what one fold can resolve) and, beside proposed, the per-fold paired
+    difference proposed - model with its t CI over folds (which, unlike the pooled patient
+    bootstrap, also varies the trained models: each fold trains its own)."""
+    wide = table.pivot(index="test_fold", columns="model", values="auc")
     rows = []
     for name, g in table.groupby("model", sort=False):
-        k = len(g)
-        half = stats.t.ppf(0.975, k - 1) * g["auc"].std(ddof=1) / np.sqrt(k) if k > 1 else np.nan
-        rows.append({"model": name, "folds": k, "mean_auc": g["auc"].mean(),
-                     "ci_low": g["auc"].mean() - half, "ci_high": g["auc"].mean() + half,
-                     "mean_single_fold_half_width": g["ci_half_width"].mean()})
+        mean, lo, hi = _t_ci(g["auc"])
+        row = {"model": name, "folds": len(g), "mean_auc": mean, "ci_low": lo, "ci_high": hi,
+               "mean_single_fold_half_width": g["ci_half_width"].mean()}
+        if "proposed" in wide and name != "proposed":
+            d = (wide["proposed"] - wide[name]).dropna()
+            row["proposed_minus_model"], row["diff_ci_low"], row["diff_ci_high"] = _t_ci(d)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -131,13 +149,28 @@ def pooled_label_efficiency(tables, preds):
 
 def summarize_folds(frames, valid_frames, folds, n_boot, seed, population_prevalence=None):
     """(pooled summary, pooled tests, per-fold table, fold means): Table 2 over the pooled
-    test predictions (thresholds on the pooled valid2 predictions; patient bootstrap CIs,
-    DeLong clustered by patient) and each fold's own AUC and CI."""
-    summary, tests = summarize(pooled(frames), n_boot=n_boot, seed=seed,
-                               valid_predictions=pooled(valid_frames),
-                               population_prevalence=population_prevalence)
-    each = {k: summarize(f, n_boot=n_boot, seed=seed, valid_predictions=v)[0]
+    test predictions (patient bootstrap CIs, DeLong clustered by patient) and each fold's own
+    AUC and CI. Operating points: each fold's thresholds are chosen on its own valid2 and
+    applied to its test fold; the pooled sensitivity, specificity, PPV and NPV count those
+    decisions over all folds (pooling the valid2 predictions instead would choose fold k's
+    threshold with the labels of the other test folds)."""
+    from ..evaluation.metrics import threshold_metrics
+
+    each = {k: summarize(f, n_boot=n_boot, seed=seed, valid_predictions=v,
+                         population_prevalence=population_prevalence)[0]
             for k, f, v in zip(folds, frames, valid_frames)}
+    summary, tests = summarize(pooled(frames), n_boot=n_boot, seed=seed,
+                               population_prevalence=population_prevalence)
+    for name, s in summary.items():
+        rules = [r for r in s if r == "youden" or r.startswith("at_sensitivity")]
+        y = np.concatenate([f[name]["label"].astype(int) for f in frames])
+        for rule in rules:
+            cuts = [each[k][name][rule]["threshold"] for k in folds]
+            decided = np.concatenate([(f[name]["probability"] >= c).astype(float)
+                                      for f, c in zip(frames, cuts)])
+            s[rule] = {**threshold_metrics(y, decided, 0.5, population_prevalence),
+                       "threshold": float("nan"), "thresholds_per_fold": dict(zip(folds, cuts))}
+        s["chosen_on"] = "each fold's own valid2 (the next fold), applied to its test fold"
     table = per_fold_table(each)
     return summary, tests, table, fold_mean(table)
 
@@ -145,17 +178,23 @@ def summarize_folds(frames, valid_frames, folds, n_boot, seed, population_preval
 SETTINGS_FILE = "cv_settings.json"
 
 
-def fold_settings(finetune_cfg, encoder_kwargs, encoder_path, train2_fraction, seed, task):
-    """What a fold's results depend on (the encoder by its file's sha256), as JSON text."""
+def fold_settings(finetune_cfg, encoder_kwargs, encoder_path, train2_fraction, seed, task,
+                  manifest=None):
+    """What a fold's results depend on (the encoder by its file's sha256, the fold's
+    manifest by a hash of its records, patients, labels and splits), as JSON text."""
     import hashlib
     import json
     from dataclasses import asdict
 
     digest = (hashlib.sha256(open(encoder_path, "rb").read()).hexdigest() if encoder_path
               else None)
+    data = None if manifest is None else hashlib.sha256("\n".join(sorted(
+        "\t".join(map(str, r)) for r in manifest[["record", "patient_id", "label", "split"]]
+        .itertuples(index=False))).encode()).hexdigest()
     return json.dumps({"finetune": asdict(finetune_cfg), "encoder_kwargs": encoder_kwargs,
                        "encoder_sha256": digest, "train2_fraction": train2_fraction,
-                       "seed": seed, "task_name": task}, sort_keys=True, default=str, indent=1)
+                       "seed": seed, "task_name": task, "fold_data_sha256": data},
+                      sort_keys=True, default=str, indent=1)
 
 
 def check_fold_settings(fold_out, settings, overwrite=False):
@@ -181,10 +220,21 @@ def done(path):
                for f in ("test_predictions.csv", "valid_predictions.csv", "provenance.json"))
 
 
-def read_predictions(path, task_name):
-    """The test and valid2 predictions an experiment wrote, with ``probability`` again."""
+def read_predictions(path, task_name, manifest=None):
+    """The test and valid2 predictions an experiment wrote, with ``probability`` again;
+    with the fold's ``manifest``, a ``ValueError`` unless their records and labels are its
+    test and valid2 ECGs."""
     from ..provenance import prob_column
 
-    return tuple(pd.read_csv(os.path.join(path, f), dtype={"patient_id": str}).rename(
-        columns={prob_column(task_name): "probability"})
-        for f in ("test_predictions.csv", "valid_predictions.csv"))
+    test, valid = (pd.read_csv(os.path.join(path, f), dtype={"patient_id": str, "record": str})
+                   .rename(columns={prob_column(task_name): "probability"})
+                   for f in ("test_predictions.csv", "valid_predictions.csv"))
+    for pred, split in ((test, "test"), (valid, "valid2")):
+        if manifest is None:
+            continue
+        want = manifest[manifest["split"] == split]
+        if sorted(zip(pred["record"], pred["label"].astype(int))) != sorted(
+                zip(want["record"].astype(str), want["label"].astype(int))):
+            raise ValueError(f"{path}: its {split} predictions are not of this fold's {split} "
+                             "ECGs and labels: pass --overwrite to run the fold again")
+    return test, valid

@@ -26,6 +26,7 @@ import warnings
 
 import keras
 import numpy as np
+import pandas as pd
 
 KEYS = ("monitor_knn_auc", "monitor_probe_auc", "monitor_alignment", "monitor_uniformity",
         "monitor_probe_C")
@@ -74,8 +75,8 @@ def fit_probe(train_feats, train_y, seed=0, Cs=PROBE_CS, C=None, groups=None):
     over a seeded, stratified ``min(5, smaller class count)``-fold cross-validation of the
     whole pipeline (scaler fit within each fold; ties: the smaller C; with ``groups``, the
     patient ids, folds keep each patient whole: ``StratifiedGroupKFold``), then refit on all of
-    train. ``C`` (a number) skips the search; with fewer than 2 ECGs of a class it is
-    :data:`PROBE_C`. Deterministic (lbfgs). Returns (fitted pipeline, C)."""
+    train. ``C`` (a number) skips the search; with fewer than 2 ECGs (with ``groups``:
+    patients) of a class, or a fold that cannot be scored, it is :data:`PROBE_C`. Deterministic (lbfgs). Returns (fitted pipeline, C)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
@@ -83,14 +84,22 @@ def fit_probe(train_feats, train_y, seed=0, Cs=PROBE_CS, C=None, groups=None):
 
     x, y = np.asarray(train_feats, np.float64), np.asarray(train_y).astype(int)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER))
-    folds = min(PROBE_FOLDS, *class_counts(y))
+    if groups is None:
+        folds = min(PROBE_FOLDS, *class_counts(y))
+    else:                                 # whole patients: count them, per patient label
+        groups = np.asarray(groups).astype(str)
+        plab = pd.Series(y).groupby(groups).max()
+        folds = min(PROBE_FOLDS, int((plab == 1).sum()), int((plab == 0).sum()))
     if C is None and folds >= 2:
         kfold = StratifiedKFold if groups is None else StratifiedGroupKFold
         cv = kfold(n_splits=folds, shuffle=True, random_state=seed)
         search = GridSearchCV(probe, {"logisticregression__C": sorted(float(c) for c in Cs)},
                               scoring="roc_auc", cv=cv, refit=True, error_score="raise")
-        search.fit(x, y, groups=None if groups is None else np.asarray(groups).astype(str))
-        return search.best_estimator_, float(search.best_params_["logisticregression__C"])
+        with warnings.catch_warnings():       # a one-class fold scores NaN: checked below
+            warnings.simplefilter("ignore")
+            search.fit(x, y, groups=groups)
+        if np.isfinite(search.cv_results_["mean_test_score"]).all():
+            return search.best_estimator_, float(search.best_params_["logisticregression__C"])
     C = PROBE_C if C is None else float(C)
     probe.set_params(logisticregression__C=C)
     return probe.fit(x, y), C

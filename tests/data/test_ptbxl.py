@@ -72,6 +72,8 @@ def test_pool_layout_and_pool_logic_on_a_tiny_two_root_case(tmp_path, capsys):
     text = ptbxl.add_pretraining_pool(sub, pool.assign(strat_fold=pool["strat_fold"].astype(str)),
                                       seed=0, verbose=False)
     assert text.attrs["pool_summary"]["dropped_held_out_fold"] == 6
+    with pytest.raises(ValueError, match="1 pool ECGs have no strat_fold"):
+        ptbxl.add_pretraining_pool(sub, pool.assign(strat_fold=[None] + list(pool["strat_fold"])[1:]))
     with pytest.raises(ValueError, match="no strat_fold column.*--ptbxl_pool_exclude_folds="):
         ptbxl.add_pretraining_pool(sub, pool.drop(columns="strat_fold"))
     out = ptbxl.add_pretraining_pool(sub, pool, seed=0, valid_fraction=0.2, exclude_folds=())
@@ -84,6 +86,8 @@ def test_pool_layout_and_pool_logic_on_a_tiny_two_root_case(tmp_path, capsys):
                  "dropped_duplicate_ecg": 1, "dropped_held_out_fold": 0, "held_out_folds": []}
     p = out[out["pretraining_pool"] == 1].set_index("ecg_id")
     assert len(p) == 22 and p["label"].isna().all()
+    assert set(p["source"]) == {"pool"} and set(out.loc[out["pretraining_pool"] == 0,
+                                                        "source"]) == {"subset"}
     assert set(p["split"]) == {"train1", "valid1"}
     assert p.loc[50, "split"] == "train1" and p.loc[51, "split"] == "valid1"   # same side
     assert not {52, 53, 54}.intersection(p.index)                          # downstream patients

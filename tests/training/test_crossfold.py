@@ -52,13 +52,41 @@ def test_fold_manifest_keeps_folds_whole_and_subsamples_training_patients():
 def test_a_fold_column_that_splits_a_patient_or_misses_a_fold_is_refused():
     df = _folded()
     df.loc[0, "strat_fold"] = 3                       # patient 0's ECGs in folds 1 and 3
-    with pytest.raises(ValueError, match="patient"):
+    with pytest.raises(ValueError, match="patient 0 has ECGs in more than one strat_fold"):
         CV.fold_manifest(df, "strat_fold", 3, 4, 0.5, 0)
     df.loc[1, "strat_fold"] = np.nan
     with pytest.raises(ValueError, match="1 labelled ECGs have no whole-number strat_fold"):
         CV.fold_column(df)
     with pytest.raises(ValueError, match="--fold_column"):
         CV.fold_column(df.drop(columns="strat_fold"))
+
+
+def test_pooled_operating_points_use_each_folds_own_valid2_threshold(rng):
+    from ecg_moco_tf.evaluation import youden_threshold
+
+    def frame(n, shift, tag):
+        y = np.r_[np.zeros(n // 2), np.ones(n // 2)].astype(int)
+        return pd.DataFrame({"record": [f"{tag}{i}" for i in range(n)],
+                             "patient_id": [f"{tag}p{i}" for i in range(n)], "label": y,
+                             "probability": np.clip(rng.normal(0.3 + shift * y, 0.2), 0, 1)})
+
+    frames = [{"proposed": frame(40, 0.3, "a")}, {"proposed": frame(40, 0.3, "b")}]
+    valids = [{"proposed": frame(30, 0.1, "va")}, {"proposed": frame(30, 0.5, "vb")}]
+    summary, _, per_fold, _ = CV.summarize_folds(frames, valids, [1, 2], 50, 0)
+    cuts = [youden_threshold(v["proposed"]["label"], v["proposed"]["probability"])
+            for v in valids]
+    tp = sum(int(((f["proposed"]["probability"] >= c) & (f["proposed"]["label"] == 1)).sum())
+             for f, c in zip(frames, cuts))
+    youden = summary["proposed"]["youden"]
+    assert youden["tp"] == tp and youden["tp"] + youden["fn"] == 40
+    assert youden["thresholds_per_fold"] == {1: cuts[0], 2: cuts[1]}
+    assert summary["proposed"]["chosen_on"].startswith("each fold's own valid2")
+    # fold 2's test labels take no part in fold 1's threshold (and the reverse)
+    shuffled = [frames[0], {"proposed": frames[1]["proposed"].assign(
+        label=rng.permutation(frames[1]["proposed"]["label"]))}]
+    again = CV.summarize_folds(shuffled, valids, [1, 2], 50, 0)[0]["proposed"]["youden"]
+    assert again["thresholds_per_fold"] == youden["thresholds_per_fold"]
+    assert list(per_fold["test_fold"]) == [1, 2]
 
 
 @pytest.fixture(scope="module")

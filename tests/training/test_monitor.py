@@ -322,3 +322,8 @@ def test_probe_cv_folds_keep_each_patient_whole(monkeypatch, rng):
     assert seen[-1] and all(not (a & b) for a, b in seen[-1])
     fit_probe(x, y)                                               # without ids: by ECG
     assert seen[-1] == [None] * len(seen[-1])
+    few = np.r_[np.ones(9), np.zeros(30)].astype(int)             # 3 positive patients x 3
+    ids = np.r_[np.repeat(["a", "b", "c"], 3), [f"n{i}" for i in range(30)]]
+    _, C = fit_probe(rng.normal(size=(39, 6)), few, groups=ids)
+    assert len(seen[-1]) == 3                                      # folds: positive patients
+    assert C in PROBE_CS
