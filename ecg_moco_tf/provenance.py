@@ -89,7 +89,7 @@ def stored_threshold(model_path):
         with open(card) as f:
             t = json.load(f).get("threshold") or {}
         if t.get("value") is not None:
-            return float(t["value"]), f"the model card's ({t.get('set_by', 'model_card.json')})"
+            return float(t["value"]), f"model_card.json: {t.get('set_by', 'set at export')}"
     t = (read_provenance(model_path).get("decision_threshold") or {})
     if t.get("value") is not None:
         return float(t["value"]), (f"stored at fine-tuning: {t.get('rule', '')} on "

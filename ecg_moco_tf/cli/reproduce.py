@@ -3,7 +3,8 @@ Table 2 with 95 % CIs and DeLong p-values, a Markdown report and figures.
 
 Data: the built-in synthetic cohort (default), --manifest (any manifest; splits are assigned
 if its 'split' column is empty), or --ptbxl_root with --ptbxl_label (official strat_fold:
---ptbxl_pretrain_folds pretrain, fold 9 valid2, fold 10 test, the rest train2).
+--ptbxl_pretrain_folds pretrain, fold 9 valid2, fold 10 test, the rest train2). Cross-fold
+testing (--cv_folds=10): every fold the test split once (flags/ptbxl_mi_crossfold.flags).
 Examples:
   ecg-moco reproduce --flagfile=flags/demo.flags                      # what `make demo` runs
   ecg-moco reproduce --flagfile=flags/reproduce_paper_scale.flags     # 37,103 synthetic ECGs
@@ -96,12 +97,14 @@ flags.DEFINE_bool("label_efficiency", False, "Also run the label-efficiency stud
 flags.DEFINE_list("le_fractions", ["0.01", "0.05", "0.1", "0.28", "0.5", "1.0"],
                   "Label-efficiency fractions of train2.")
 flags.DEFINE_list("le_seeds", ["0", "1", "2"], "Label-efficiency seeds.")
-flags.DEFINE_bool("allow_unknown_encoder", False, "--label_efficiency with an --encoder that "
-                  "carries no provenance (how its epoch was chosen is unknown): run anyway "
-                  "(default: refuse; Table 2 marks such an encoder either way).")
+flags.DEFINE_bool("allow_unknown_encoder", False, "Run with an --encoder that carries no "
+                  "provenance (--label_efficiency: how its epoch was chosen is unknown) or, "
+                  "with --cv_folds, no pretrain_records.csv (what it saw cannot be checked); "
+                  "default: refuse. Table 2 marks such an encoder either way.")
 flags.DEFINE_integer("cv_folds", 0, "Cross-fold testing over this many folds of the labelled "
                      "ECGs (PTB-XL: 10, its strat_fold; a manifest: --fold_column): each fold "
-                     "is the test split once, the next valid2, the others the training folds; "
+                     "is the test split once, the next valid2 (the last fold: the first), the "
+                     "others the training folds (0 or at least 3 folds); "
                      "one encoder (--encoder, or pretrained once on the unlabelled ECGs, e.g. "
                      "--ptbxl_pool) serves all folds; Table 2 pools the test predictions. 0: "
                      "off.", lower_bound=0)
@@ -217,12 +220,13 @@ def main(argv):
     X.stage("1/5 data")
     df, source = _data(out, fractions)
     notes = [f"data: {source}; {len(df)} ECGs, {df['patient_id'].nunique()} patients"]
+    cv = _cv_plan(df) if FLAGS.cv_folds else None       # fold mistakes: before any record
     n_all = len(df)
     df = common.readable_records(df, out)
     if len(df) < n_all:
         notes.append(f"{n_all - len(df)} unreadable records left out, listed in problems.csv")
     if FLAGS.cv_folds:
-        return _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy)
+        return _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy, *cv)
     write_manifest(df, os.path.join(out, "manifest_with_splits.csv"))
     splits_table = split_summary(df)
     print(splits_table.to_string())
@@ -343,7 +347,23 @@ def main(argv):
         print(f"\nreport: {path}")
 
 
-def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy):
+def _cv_plan(df):
+    """The fold column, [(test fold, valid2 fold)] and the label-efficiency folds, checked
+    from the manifest alone (``ValueError`` naming the flag to change)."""
+    from ecg_moco_tf.training import crossfold as CV
+
+    col = CV.fold_column(df, FLAGS.fold_column)
+    plan = CV.fold_plan(df, col, FLAGS.cv_folds, [int(f) for f in FLAGS.cv_test_folds])
+    tested = [k for k, _ in plan]
+    le_folds = [int(f) for f in FLAGS.le_folds] or tested
+    if FLAGS.label_efficiency and set(le_folds) - set(tested):
+        raise ValueError(f"--le_folds {le_folds}: each must be a test fold of this run "
+                         f"({tested}): add it to --cv_test_folds, or leave --le_folds empty "
+                         "(all test folds)")
+    return col, plan, le_folds
+
+
+def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy, col, plan, le_folds):
     """``--cv_folds``: the three experiments on every test fold (training/crossfold.py), one
     encoder for all, pooled Table 2, per-fold AUCs, label efficiency on ``--le_folds``."""
     from ecg_moco_tf.data import split_summary, write_manifest
@@ -352,12 +372,6 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy):
     from ecg_moco_tf.training import crossfold as CV
     from ecg_moco_tf.training import experiments as X
 
-    col = CV.fold_column(df, FLAGS.fold_column)
-    plan = CV.fold_plan(df, col, FLAGS.cv_folds, [int(f) for f in FLAGS.cv_test_folds])
-    le_folds = [int(f) for f in FLAGS.le_folds] or [k for k, _ in plan]
-    if FLAGS.label_efficiency and set(le_folds) - {k for k, _ in plan}:
-        raise ValueError(f"--le_folds {le_folds}: each must be a test fold of this run "
-                         f"({[k for k, _ in plan]})")
     fracs, seeds = [float(f) for f in FLAGS.le_fractions], [int(s) for s in FLAGS.le_seeds]
     manifests, le_manifests = {}, {}
     for k, v in plan:               # every fold's splits and class counts: before any training
@@ -375,10 +389,17 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy):
     labelled = df[df["label"].notna()]
     encoder_path = FLAGS.encoder
     if encoder_path:
-        from ecg_moco_tf.provenance import check_label_efficiency_encoder, warn_if_seen
+        from ecg_moco_tf.provenance import (RECORDS_FILE, check_label_efficiency_encoder,
+                                            encoder_records, warn_if_seen)
 
         if FLAGS.label_efficiency:
             check_label_efficiency_encoder(encoder_path, FLAGS.allow_unknown_encoder)
+        if encoder_records(encoder_path) is None and not FLAGS.allow_unknown_encoder:
+            raise ValueError(f"--encoder={encoder_path} has no {RECORDS_FILE} beside it, so "
+                             "whether it was pretrained on any of the labelled ECGs (each a "
+                             "test ECG once here) cannot be checked: use an encoder written by "
+                             "`ecg-moco pretrain` (it lists them) or ptbxl-pool, or pass "
+                             "--allow_unknown_encoder if you know it saw none")
         seen = warn_if_seen(encoder_path, labelled, "labelled (cross-fold)",
                             common.read_options_from_flags())
         if seen:                           # every labelled ECG is in some test fold

@@ -28,8 +28,8 @@ def fold_column(df, name=None):
     names = [name] if name else [c for c in DEFAULT_FOLD_COLUMNS if c in df]
     if not names or names[0] not in df:
         raise ValueError(f"cross-fold testing needs a fold column ({name or 'strat_fold or fold'}"
-                         f"); the manifest has {list(df.columns)}: add one or name it with "
-                         "--fold_column")
+                         f"); the manifest's columns are {[c for c in df.columns if c != 'split']}: add one "
+                         "or name it with --fold_column")
     col = names[0]
     lab = df[df["label"].notna()]
     folds = pd.to_numeric(lab[col], errors="coerce")
@@ -46,12 +46,14 @@ def fold_plan(df, column, n_folds, test_folds=None):
     folds = sorted(int(f) for f in pd.to_numeric(df.loc[df["label"].notna(), column]).unique())
     if len(folds) != n_folds:
         raise ValueError(f"--cv_folds={n_folds} but the labelled ECGs' {column} has "
-                         f"{len(folds)} folds ({folds})")
+                         f"{len(folds)} folds ({folds}): pass --cv_folds={len(folds)}, or "
+                         "name another fold column with --fold_column")
     plan = [(k, folds[(i + 1) % len(folds)]) for i, k in enumerate(folds)]
     if test_folds:
         unknown = sorted(set(test_folds) - set(folds))
         if unknown:
-            raise ValueError(f"--cv_test_folds {unknown}: not folds of the data ({folds})")
+            raise ValueError(f"--cv_test_folds {unknown}: not folds of the data ({folds}); "
+                             "choose among them, or leave it empty (every fold)")
         plan = [(k, v) for k, v in plan if k in test_folds]
     return plan
 

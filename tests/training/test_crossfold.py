@@ -1,6 +1,7 @@
 """Cross-fold testing: every fold the test split once, one encoder, pooled Table 2."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -100,6 +101,10 @@ def last_epoch_encoder(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("enc") / "encoder.keras")
     build_encoder(**TINY).save(path)
     provenance.embed_encoder_provenance(path, provenance.encoder_record("last", 1))
+    pd.DataFrame({"record": ["elsewhere/1"], "patient_id": ["x"], "split": ["train1"],
+                  "signal_sha1": ["0" * 20]}).to_csv(os.path.join(os.path.dirname(path),
+                                                              provenance.RECORDS_FILE),
+                                                 index=False)
     return path
 
 
@@ -120,12 +125,19 @@ def test_reproduce_cv_pools_every_test_fold_and_resumes(last_epoch_encoder, tmp_
             "--train2_fraction=0.5", f"--out={out}", "--epochs=1", "--batch_size=8",
             "--learning_rates=1e-3", "--hidden_units=8", "--n_boot=100", "--noexplain",
             "--label_efficiency", "--le_folds=3", "--le_fractions=1.0", "--le_seeds=0",
-            "--task_name=MI"]
+            "--task_name=MI", "--experiments=proposed,baseline_full_labels"]
+    bare = tmp_path / "bare"                                 # what it saw cannot be checked
+    bare.mkdir()
+    shutil.copy(last_epoch_encoder, bare / "encoder.keras")
+    r = subprocess.run([a.replace(last_epoch_encoder, str(bare / "encoder.keras")) for a in args],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--allow_unknown_encoder" in r.stderr.strip().splitlines()[-1]
+    assert "Epoch 1/" not in r.stdout
     r = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     report = (out / "report.md").read_text()
-    for name in ("proposed", "baseline_unpretrained", "baseline_full_labels"):
+    for name in ("proposed", "baseline_full_labels"):
         folds = [pd.read_csv(out / f"fold_{k:02d}" / name / "test_predictions.csv")
                  for k in (2, 3)]
         allp = pd.concat(folds)
@@ -139,6 +151,8 @@ def test_reproduce_cv_pools_every_test_fold_and_resumes(last_epoch_encoder, tmp_
     man = pd.read_csv(out / "fold_03" / "manifest_with_splits.csv")
     assert set(man.loc[man["split"] == "valid2", "strat_fold"]) == {1}
     assert "Power: one fold against all folds pooled" in report
+    assert "Proposed - baseline, two ways" in report and "each fold's own valid2" in report
+    assert res["summary"]["proposed"]["youden"]["thresholds_per_fold"].keys() == {"2", "3"}
     assert "commit" in report.splitlines()[2]
     le = pd.read_csv(out / "label_efficiency_summary.csv")
     assert list(le["seeds"]) == [1] and (out / "label_efficiency.png").exists()
@@ -150,7 +164,7 @@ def test_reproduce_cv_pools_every_test_fold_and_resumes(last_epoch_encoder, tmp_
     os.remove(out / "fold_03" / "label_efficiency" / "label_efficiency.csv")  # within the LE
     r = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.count("reused") == 8                    # 6 experiments + 2 LE runs
+    assert r.stdout.count("reused") == 6                    # 4 experiments + 2 LE runs
     assert (out / "fold_02" / "proposed" / "test_predictions.csv").read_bytes() == before
     again = json.loads((out / "results.json").read_text())["summary"]
     for name, s in res["summary"].items():                  # predictions re-read from CSV
