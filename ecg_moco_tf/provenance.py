@@ -118,6 +118,14 @@ def manifest_hash(df):
         df["record"].astype(str), df["patient_id"].astype(str), df["split"].astype(str))))
 
 
+def file_sha256(path):
+    """sha256 of a file's bytes."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def hashlib_of(lines):
     """sha256 of lines of text."""
     import hashlib

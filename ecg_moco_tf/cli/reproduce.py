@@ -306,6 +306,7 @@ def main(argv):
         table, le_preds = X.label_efficiency(df, encoder_path, out, [float(f) for f in FLAGS.le_fractions],
                                    [int(s) for s in FLAGS.le_seeds], ft, enc_kwargs,
                                    task_name=FLAGS.task_name, strategy=strategy,
+                                   resume=not FLAGS.overwrite,
                                    allow_unknown_encoder=FLAGS.allow_unknown_encoder)
         figures["label_efficiency"] = os.path.join(out, "label_efficiency.png")
         le_summary = X.label_efficiency_summary(table, le_preds)
@@ -538,20 +539,13 @@ def _fold_lines(per_fold, means, summary, tests):
 
 
 def _fold_label_efficiency(df, encoder_path, out, k, fracs, seeds, ft, enc_kwargs, strategy):
-    """One test fold's label-efficiency study (reused when an earlier run finished it)."""
+    """One test fold's label-efficiency study (its finished runs reused unless --overwrite)."""
     from ecg_moco_tf.training import experiments as X
 
-    where = os.path.join(out, f"fold_{k:02d}", "label_efficiency")
-    files = [os.path.join(where, f) for f in ("label_efficiency.csv",
-                                              "label_efficiency_predictions.csv")]
-    if all(map(os.path.exists, files)) and not FLAGS.overwrite:
-        t, p = (pd.read_csv(f, dtype={"patient_id": str}) for f in files)
-        if sorted(t["fraction"].unique()) == sorted(fracs) and \
-                sorted(t["seed"].unique()) == sorted(seeds):
-            print(f"label efficiency on test fold {k}: reused ({where})")
-            return t, p
-    return X.label_efficiency(df, encoder_path, where, fracs, seeds, ft, enc_kwargs,
-                              task_name=FLAGS.task_name, strategy=strategy,
+    return X.label_efficiency(df, encoder_path, os.path.join(out, f"fold_{k:02d}",
+                                                             "label_efficiency"),
+                              fracs, seeds, ft, enc_kwargs, task_name=FLAGS.task_name,
+                              strategy=strategy, resume=not FLAGS.overwrite,
                               allow_unknown_encoder=FLAGS.allow_unknown_encoder)
 
 

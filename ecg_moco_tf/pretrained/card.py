@@ -8,14 +8,13 @@ Without ``--pretrain`` only MODEL_CARD.md is rewritten from the shipped folder's
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 
 import pandas as pd
 
-from ..provenance import RECORDS_FILE, read_encoder_provenance
+from ..provenance import RECORDS_FILE, file_sha256, read_encoder_provenance
 from . import HERE
 
 FILES = ("encoder.keras", "pretrain_config.json", "pretrain_log.csv", RECORDS_FILE, "run.json")
@@ -93,7 +92,7 @@ def card_text(name, folder, evaluation=()):
     prov = read_encoder_provenance(os.path.join(folder, "encoder.keras"))
     recs = pd.read_csv(os.path.join(folder, RECORDS_FILE))
     log = pd.read_csv(os.path.join(folder, "pretrain_log.csv"))
-    digest = hashlib.sha256(open(os.path.join(folder, "encoder.keras"), "rb").read()).hexdigest()
+    digest = file_sha256(os.path.join(folder, "encoder.keras"))
     per_split = recs.groupby("split").agg(ECGs=("record", "size"),
                                           patients=("patient_id", "nunique"))
     folds = recs.groupby("strat_fold").size() if "strat_fold" in recs else pd.Series(dtype=int)

@@ -188,8 +188,9 @@ def fold_settings(finetune_cfg, encoder_kwargs, encoder_path, train2_fraction, s
     import json
     from dataclasses import asdict
 
-    digest = (hashlib.sha256(open(encoder_path, "rb").read()).hexdigest() if encoder_path
-              else None)
+    from ..provenance import file_sha256
+
+    digest = file_sha256(encoder_path) if encoder_path else None
     data = None if manifest is None else hashlib.sha256("\n".join(sorted(
         "\t".join(map(str, r)) for r in manifest[["record", "patient_id", "label", "split"]]
         .itertuples(index=False))).encode()).hexdigest()

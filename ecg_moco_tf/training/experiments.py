@@ -218,7 +218,8 @@ def label_subsets(df, fractions, seeds):
 
 def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28, 0.5, 1.0),
                      seeds=(0, 1, 2), finetune_cfg=FinetuneConfig(), encoder_kwargs=None,
-                     task_name="positive", strategy=None, allow_unknown_encoder=False):
+                     task_name="positive", strategy=None, allow_unknown_encoder=False,
+                     resume=True):
     """Test AUC vs share of train2 labels, pretrained vs from scratch, over seeds.
 
     valid2 and test stay whole. Every fraction x seed subset is drawn before any training: one
@@ -229,7 +230,7 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
     ``label_efficiency.csv``, ``label_efficiency_predictions.csv``,
     ``label_efficiency_summary.csv`` and ``label_efficiency.png``, and each run's test
     predictions in ``runs/`` as it finishes (:func:`_finished_runs`: an interrupted study
-    picks them up); returns (table, test predictions of every run).
+    picks them up unless ``resume`` is False); returns (table, test predictions of every run).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -239,7 +240,7 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
     view = experiment_view(df, "proposed")
     subsets = label_subsets(df, fractions, seeds)          # all of them, before any training
     check_label_efficiency_encoder(encoder_path, allow_unknown_encoder)
-    done_dir = _finished_runs(out_dir, finetune_cfg, encoder_kwargs, encoder_path, view)
+    done_dir = _finished_runs(out_dir, finetune_cfg, encoder_kwargs, encoder_path, view, resume)
     rows, preds = [], []
     for frac in fractions:
         for seed in seeds:
@@ -276,23 +277,25 @@ def label_efficiency(df, encoder_path, out_dir, fractions=(0.01, 0.05, 0.1, 0.28
     return table, preds
 
 
-def _finished_runs(out_dir, finetune_cfg, encoder_kwargs, encoder_path, view):
+def _finished_runs(out_dir, finetune_cfg, encoder_kwargs, encoder_path, view, resume=True):
     """``<out_dir>/runs``, where each label-efficiency run leaves its test predictions as it
     finishes (an interrupted study resumes from them); emptied when they came from other
-    settings (fine-tuning, encoder file, valid2/test records)."""
-    import hashlib
+    settings (fine-tuning, encoder file, valid2/test records) or ``resume`` is False."""
     import shutil
+
+    from ..provenance import file_sha256
 
     settings = json.dumps({
         "finetune": asdict(finetune_cfg), "encoder_kwargs": encoder_kwargs,
-        "encoder_sha256": hashlib.sha256(open(encoder_path, "rb").read()).hexdigest(),
+        "encoder_sha256": file_sha256(encoder_path),
         "valid": sorted(view["valid"]["record"].astype(str)),
         "test": sorted(view["test"]["record"].astype(str))}, sort_keys=True, default=str)
     where = os.path.join(out_dir, "runs")
     stamp = os.path.join(where, "settings.json")
-    if os.path.exists(stamp) and open(stamp).read() != settings:
-        print(f"label efficiency: the finished runs in {where} had other settings; running "
-              "them again")
+    if os.path.exists(stamp) and (not resume or open(stamp).read() != settings):
+        if resume:
+            print(f"label efficiency: the finished runs in {where} had other settings; "
+                  "running them again")
         shutil.rmtree(where)
     os.makedirs(where, exist_ok=True)
     with open(stamp, "w") as f:
