@@ -91,3 +91,60 @@ def test_finetune_from_the_shipped_encoder_by_name(small_cohort, tmp_path):
     pred = pd.read_csv(out / "test_predictions.csv")
     assert "p_LVSD" in pred and pred["p_LVSD"].between(0, 1).all()
     assert os.listdir(out / "tensorboard" / "lr0.001")
+
+
+def _cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_pretrain_continues_from_the_shipped_encoder(small_cohort, tmp_path):
+    """`pretrain --encoder=ptbxl-pool`: one epoch changes the shipped weights, keeps the output
+    shape and the normalization, and carries the base's provenance and records."""
+    import json
+
+    import pandas as pd
+
+    from ecg_moco_tf import provenance
+
+    manifest = os.path.join(small_cohort.attrs["root"], "manifest.csv")
+    out = tmp_path / "dapt"
+    r = _cli("pretrain", f"--manifest={manifest}", "--encoder=ptbxl-pool", f"--out={out}",
+             "--epochs=1", "--batch_size=8", "--queue_size=16", "--monitor_every=0",
+             "--select_encoder=last")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "continuing from --encoder=" in r.stdout and "its own normalization kept" in r.stdout
+    base = ecg_moco_tf.load_pretrained("ptbxl-pool")
+    new = ecg_moco_tf.load_pretrained(str(out / "encoder.keras"))
+    x = np.random.default_rng(1).normal(0, 0.2, (2, 12, 5000)).astype("float32")
+    assert new.predict(x, verbose=0).shape == (2, 128)
+    assert not np.allclose(new.predict(x, verbose=0), base.predict(x, verbose=0))
+    norm = lambda m: [w.numpy() for w in m.get_layer("normalization").weights]   # noqa: E731
+    for a, b in zip(norm(new), norm(base)):
+        np.testing.assert_array_equal(a, b)
+    prov = provenance.read_encoder_provenance(str(out / "encoder.keras"))
+    src = prov["initialized_from"]
+    assert src["sha256"] == provenance.file_sha256(pretrained.encoder_path("ptbxl-pool"))
+    assert src["provenance"]["selected_by"] == "last" and prov["labels_seen"] is False
+    rec = pd.read_csv(out / "pretrain_records.csv")
+    shipped = pd.read_csv(os.path.join(os.path.dirname(pretrained.encoder_path("ptbxl-pool")),
+                                       "pretrain_records.csv"))
+    assert (rec["source"] == "base encoder").sum() == len(shipped)
+    assert (rec["source"] != "base encoder").sum() == int(
+        small_cohort["split"].isin(["train1", "valid1"]).sum())
+    assert json.loads((out / "pretrain_config.json").read_text())["epochs"] == 1
+
+
+def test_architecture_flags_beside_an_encoder_are_refused(tmp_path):
+    for args, message in [
+        (["pretrain", f"--manifest={tmp_path}/m.csv", "--encoder=ptbxl-pool", "--filters=8,8"],
+         "--filters given with --encoder=ptbxl-pool"),
+        (["finetune", f"--manifest={tmp_path}/m.csv", "--encoder=ptbxl-pool",
+          "--feature_dim=32"], "--feature_dim given with --encoder=ptbxl-pool"),
+        (["pretrain", f"--manifest={tmp_path}/m.csv", "--renormalize"],
+         "--renormalize re-fits the normalization of a given --encoder"),
+    ]:
+        r = _cli(*args, f"--out={tmp_path}/o", timeout=300)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert message in r.stderr.strip().splitlines()[-1]
+        assert not os.path.exists(tmp_path / "o")

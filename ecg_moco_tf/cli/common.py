@@ -24,6 +24,18 @@ def encoder_kwargs():
                 spatial_filters=FLAGS.spatial_filters, feature_dim=FLAGS.feature_dim)
 
 
+ARCHITECTURE_FLAGS = ("kernel_sizes", "filters", "pools", "spatial_filters", "feature_dim")
+
+
+def refuse_architecture_with_encoder(encoder):
+    """A pretrained ``encoder`` fixes the architecture: architecture flags given beside it
+    would be ignored, so they are refused (SystemExit, one line naming them)."""
+    given = [f"--{n}" for n in ARCHITECTURE_FLAGS if n in FLAGS and FLAGS[n].present]
+    if encoder and given:
+        raise SystemExit(f"{', '.join(given)} given with --encoder={encoder}: a pretrained "
+                         "encoder has its own architecture; drop these flags (or --encoder)")
+
+
 def encoder_from_flags():
     from ecg_moco_tf.models.encoder import build_encoder
 

@@ -55,6 +55,7 @@ def main(argv):
     from ecg_moco_tf.training.finetune import finetune, predict
 
     check_encoder(FLAGS.experiment, FLAGS.encoder)
+    common.refuse_architecture_with_encoder(FLAGS.encoder)
     check_task_name(FLAGS.task_name)
     if os.path.exists(os.path.join(FLAGS.out, "classifier.keras")) and not FLAGS.overwrite:
         raise SystemExit(f"--out={FLAGS.out} holds a finished fine-tuning run "

@@ -32,6 +32,12 @@ flags.DEFINE_string("shards", None, "Folder of TFRecord shards from `ecg-moco co
                     "pretrain on its train1-*/valid1-*.tfrecord files (streamed; FILE "
                     "auto-sharding between workers; --cache has no effect) instead of the "
                     "manifest's records.")
+flags.DEFINE_string("encoder", None, "Continue pretraining from this encoder (a shipped name, "
+                    "e.g. ptbxl-pool, or a .keras file; domain-adaptive pretraining on your own "
+                    "archive): the query encoder starts as it, the key encoder as its copy. "
+                    "Default: a freshly initialised encoder of the architecture flags.")
+flags.DEFINE_bool("renormalize", False, "With --encoder: re-fit its input normalization on "
+                  "this run's train1 ECGs (default: keep the encoder's own).")
 flags.DEFINE_string("out", "runs/pretrain", "Output folder (created).")
 flags.DEFINE_bool("overwrite", False, "Replace a finished run in --out (default: refuse it; "
                   "an unfinished run there is resumed).")
@@ -65,8 +71,17 @@ def main(argv):
     if not FLAGS.manifest and not FLAGS.shards:
         raise SystemExit("pass --manifest (a manifest with train1/valid1 splits) or --shards "
                          "(TFRecords from `ecg-moco convert`)")
+    common.refuse_architecture_with_encoder(FLAGS.encoder)
+    if FLAGS.renormalize and not FLAGS.encoder:
+        raise SystemExit("--renormalize re-fits the normalization of a given --encoder: pass "
+                         "--encoder too (a new encoder is always fitted to its data)")
     strategy = common.strategy_from_flags("batch_size")  # first: before other TensorFlow work
     cfg = common.pretrain_config()
+    base = None
+    if FLAGS.encoder:
+        from ecg_moco_tf.pretrained import encoder_path
+
+        base = encoder_path(FLAGS.encoder)
     check_out_dir(FLAGS.out, FLAGS.overwrite)             # before any work
     pre = ("pretrain_train", "pretrain_valid")
     df, view = None, {"train": None, "valid": None}
@@ -92,8 +107,17 @@ def main(argv):
     import keras
 
     keras.utils.set_random_seed(FLAGS.seed)               # seeds the encoder's initial weights
-    pretrain(train, valid, FLAGS.out, cfg, encoder=common.encoder_from_flags(),
-             overwrite=FLAGS.overwrite, strategy=strategy, **monitor)
+    if base:
+        from ecg_moco_tf.training.experiments import load_encoder
+
+        encoder = load_encoder(base)
+        print(f"continuing from --encoder={base} ("
+              f"{'normalization re-fitted on train1' if FLAGS.renormalize else 'its own normalization kept'})")
+    else:
+        encoder = common.encoder_from_flags()
+    pretrain(train, valid, FLAGS.out, cfg, encoder=encoder, overwrite=FLAGS.overwrite,
+             strategy=strategy, base_encoder=base,
+             fit_normalization=FLAGS.renormalize or not base, **monitor)
     from ecg_moco_tf.training.distribute import worker_dir
 
     print(f"saved encoder: {worker_dir(FLAGS.out, strategy)}/encoder.keras")

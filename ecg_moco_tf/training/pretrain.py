@@ -278,8 +278,14 @@ def check_config(cfg, num_train, num_valid):
 
 def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
              extra_callbacks=(), overwrite=False, monitor_train_df=None, monitor_valid_df=None,
-             strategy=None):
+             strategy=None, base_encoder=None, fit_normalization=True):
     """Pretrain ``encoder`` (default: the paper's) with MoCo; returns (moco, history dict).
+
+    ``base_encoder``: the path of a pretrained encoder that ``encoder`` was loaded from
+    (continued pretraining): its provenance and pretraining records are carried into this
+    run's (``initialized_from``; its records join ``pretrain_records.csv``, source "base
+    encoder"), so later checks of seen ECGs cover both. ``fit_normalization=False`` keeps the
+    encoder's input normalization instead of fitting it on ``train_df``.
 
     ``train_df`` / ``valid_df``: manifests (train1 / valid1), or TFRecord shards of them (a
     glob or a list of files written by ``ecg-moco convert``). ``strategy``: a
@@ -320,7 +326,8 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
     encoder = encoder or build_encoder()              # built after seeding: reproducible
     raw_train, train, valid, aug = _datasets(train_df, valid_df, cfg, strategy,
                                              fill_cache=distribute.replicas(strategy) > 1)
-    adapt_normalization(encoder, raw_train.batch(cfg.batch_size))
+    if fit_normalization:
+        adapt_normalization(encoder, raw_train.batch(cfg.batch_size))
     if cfg.sync_bn and cfg.shuffle_bn_splits > 1:
         print("--sync_bn: batch norms use the statistics of the global batch; shuffle-BN "
               "(--shuffle_bn_splits) is off")
@@ -373,7 +380,7 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
         select = "last"
     key, logs = _SELECT_KEY[select], best.best_logs
     record = _provenance(train_df, valid_df, out_dir, cfg, select, best.best_epoch or cfg.epochs,
-                         monitor is not None)
+                         monitor is not None, base_encoder)
     with open(os.path.join(out_dir, "pretrain_config.json"), "w") as f:
         json.dump({**asdict(cfg), "strategy": distribute.describe(strategy),
                    "replicas": distribute.replicas(strategy), "num_train": num_train,
@@ -385,10 +392,13 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
     return moco, hist.history
 
 
-def _provenance(train_df, valid_df, out_dir, cfg, select, epoch, monitored):
+def _provenance(train_df, valid_df, out_dir, cfg, select, epoch, monitored, base=None):
     """Write ``pretrain_records.csv`` (manifests) and embed the encoder's provenance in
-    ``encoder.keras``: how its epoch was chosen (``selected_by``, whether that saw labels) and
-    a hash of its pretraining data. Returns the record."""
+    ``encoder.keras``: how its epoch was chosen (``selected_by``, whether that saw labels), a
+    hash of its pretraining data and, continued from ``base``, the base's provenance. Returns
+    the record."""
+    import pandas as pd
+
     if _is_shards(train_df):
         files = pipeline.tfrecord_files(train_df) + pipeline.tfrecord_files(valid_df)
         data_hash = provenance.hashlib_of(sorted(os.path.basename(f) for f in files))
@@ -396,13 +406,27 @@ def _provenance(train_df, valid_df, out_dir, cfg, select, epoch, monitored):
     else:
         both = pipeline_frame(train_df, valid_df)
         data_hash = provenance.manifest_hash(both)
-        provenance.pretrain_records(both, cfg.read_options).to_csv(
-            os.path.join(out_dir, provenance.RECORDS_FILE), index=False)
+        records = provenance.pretrain_records(both, cfg.read_options)
         n_records = len(both)
+        base_records = provenance.encoder_records(base) if base else None
+        if base_records is not None:
+            records = pd.concat([records, base_records.assign(source="base encoder")],
+                                ignore_index=True)
+        records.to_csv(os.path.join(out_dir, provenance.RECORDS_FILE), index=False)
+    extra = {}
+    if base:
+        prior = provenance.read_encoder_provenance(base)
+        extra["initialized_from"] = {"encoder": os.path.abspath(base),
+                                     "sha256": provenance.file_sha256(base),
+                                     "provenance": prior}
+        if prior.get("labels_seen"):        # the base's choice saw labels: so did this one
+            extra["labels_seen_by_base"] = prior.get("labels_seen_splits")
     record = provenance.encoder_record(
         select, epoch, data_hash=data_hash, pretrain_ecgs=n_records,
         monitor_logged_labels=["train2", "valid2"] if monitored else [],
-        records_file=provenance.RECORDS_FILE if n_records else None)
+        records_file=provenance.RECORDS_FILE if n_records else None, **extra)
+    if "labels_seen_by_base" in extra:
+        record["labels_seen"] = True
     provenance.embed_encoder_provenance(os.path.join(out_dir, "encoder.keras"), record)
     return record
 
