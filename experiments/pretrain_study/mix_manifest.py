@@ -1,7 +1,7 @@
-"""Write the manifest of candidate (c): the pool's pretraining ECGs (train1/valid1 of
-``--pool``) plus the synthetic cohort's ECGs (``--synth``), whose patients go to train1 and,
-for ``--valid_share`` of them (seeded), valid1; synthetic labels are dropped (pretraining is
-unlabelled). Record paths are made absolute so the manifest can live anywhere."""
+"""Write a pretraining manifest of synthetic ECGs (``--synth``; its patients go to train1
+and, for ``--valid_share`` of them (seeded), valid1; labels dropped: pretraining is
+unlabelled), with ``--pool`` also the real pool's rows (its train1/valid1 pretrain; candidate
+(c)). Record paths are made absolute so the manifest can live anywhere."""
 import argparse
 import os
 
@@ -16,15 +16,17 @@ def absolute(df, manifest):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pool", required=True)
+    ap.add_argument("--pool")
     ap.add_argument("--synth", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--valid_share", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    pool = pd.read_csv(a.pool)
-    pool["record"] = absolute(pool, a.pool)
-    pool["source"] = "ptbxl"
+    pool = pd.DataFrame()
+    if a.pool:
+        pool = pd.read_csv(a.pool)
+        pool["record"] = absolute(pool, a.pool)
+        pool["source"] = "ptbxl"
     syn = pd.read_csv(a.synth)
     syn["record"] = absolute(syn, a.synth)
     patients = np.sort(syn["patient_id"].astype(str).unique())

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Pretraining study of issue 23 part 2: candidates (a), (c), (d) at about the same number of
+# Pretraining study of issue 23 part 2: candidates (a), (b), (c), (d) at about the same number of
 # optimizer steps (~675, batch 64; the shipped encoder: 450), each judged by the cross-fold
 # linear probe on every fold's valid2 (the test folds are scored, report only).
 # From the repository root:  bash experiments/pretrain_study/run.sh CV_RUN
@@ -17,7 +17,18 @@ mkdir -p $S
     --num_patients=520 --seed=23
 $PY experiments/pretrain_study/mix_manifest.py --pool=runs/ptbxl_pool_encoder/manifest.csv \
     --synth=$S/synth/manifest.csv --out=$S/mixed/manifest.csv
-for c in ${CANDIDATES:-a_real_longer d_stronger_views c_real_synthetic_mixed}; do
+if [[ " ${CANDIDATES:-b_synthetic_then_real} " == *" b_synthetic_then_real "* ]]; then
+    [ -f $S/synth_large/manifest.csv ] || $PY -m ecg_moco_tf.cli.main synth \
+        --out=$S/synth_large --num_patients=5200 --seed=24
+    $PY experiments/pretrain_study/mix_manifest.py --synth=$S/synth_large/manifest.csv \
+        --out=$S/synth_large/pretrain_manifest.csv --seed=1
+    [ -d $S/synth_large_shards ] || $PY -m ecg_moco_tf.cli.main convert \
+        --manifest=$S/synth_large/pretrain_manifest.csv --out=$S/synth_large_shards
+    [ -f $S/b_synthetic_stage/encoder.keras ] || $PY -m ecg_moco_tf.cli.main pretrain \
+        --flagfile=experiments/pretrain_study/b_synthetic_stage.flags --overwrite \
+        > $S/b_synthetic_stage.log 2>&1
+fi
+for c in ${CANDIDATES:-a_real_longer d_stronger_views c_real_synthetic_mixed b_synthetic_then_real}; do
     if [ ! -f $S/$c/encoder.keras ]; then
         $PY -m ecg_moco_tf.cli.main pretrain --flagfile=experiments/pretrain_study/$c.flags \
             --overwrite > $S/$c.log 2>&1
