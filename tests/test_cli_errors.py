@@ -399,3 +399,22 @@ def test_setting_ranges_and_reproduce_names_its_own_flags(cli, records, models, 
         rc, _, err = cli(*args, f"--out={tmp_path}/o")
         assert rc == 2 and message in one_line(err), (args, err[-2000:])
         assert not (tmp_path / "o").exists() or args[0] == "reproduce", args
+
+
+def test_split_writes_beside_the_input_and_keeps_existing_splits(cli, records, tmp_path):
+    df = pd.read_csv(records[1])
+    df["record"] = [str(records[0] / r) for r in df["record"]]
+    df.to_csv(tmp_path / "m.csv", index=False)
+    before = (tmp_path / "m.csv").read_bytes()
+    rc, _, err = cli("split", f"--manifest={tmp_path}/m.csv", "--design=finetune")
+    assert rc == 2 and "already has splits" in one_line(err) and "--overwrite" in one_line(err)
+    assert not (tmp_path / "m_splits.csv").exists()
+    rc, out, _ = cli("split", f"--manifest={tmp_path}/m.csv", "--design=finetune", "--overwrite")
+    assert rc == 0 and f"wrote {tmp_path}/m_splits.csv" in out
+    assert "design finetune: 26 of the 26 labelled ECGs are in train2/valid2/test" in out
+    assert (tmp_path / "m.csv").read_bytes() == before                 # the input is kept
+    split = pd.read_csv(tmp_path / "m_splits.csv")["split"]
+    assert set(split) == {"train2", "valid2", "test"}
+    rc, _, err = cli("split", f"--manifest={tmp_path}/m.csv", "--design=finetune",
+                     f"--out={tmp_path}/m_splits.csv")
+    assert rc == 2 and "exists" in one_line(err)

@@ -13,6 +13,11 @@ Assignment (``assign_splits``), all at the patient level so that no patient is i
 
 Default fractions reproduce the paper's proportions (Table 1): 22.6 % of negative ECGs
 downstream; train1:valid1 = 79.6:20.4; train2:valid2:test = 70.5:14.6:14.9.
+
+That is the ``paper`` design (:data:`DESIGNS`). ``finetune`` sends every labelled patient
+downstream (train2/valid2/test at the data's own prevalence, no train1/valid1; unlabelled
+ECGs get no split): for fine-tuning a pretrained encoder on all of one's labels. ``pretrain``
+sends every patient to train1/valid1 (an unlabelled pool; labels ignored).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 EXPERIMENTS = ("proposed", "baseline_unpretrained", "baseline_full_labels")
+DESIGNS = ("paper", "finetune", "pretrain")
 
 
 class SplitLeakageError(ValueError):
@@ -45,7 +51,10 @@ class SplitFractions:
             if not math.isfinite(value):
                 raise ValueError(f"{name}={value}: a share of patients in [0, 1)"
                                  + (" or a whole number of patients" if name == "test" else ""))
-        for name in ("downstream_negative_fraction", "valid1", "valid2"):
+        if not 0 <= self.downstream_negative_fraction <= 1:
+            raise ValueError(f"downstream_negative_fraction={self.downstream_negative_fraction}"
+                             ": a share of negative patients in [0, 1]")
+        for name in ("valid1", "valid2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: a share of patients in [0, 1)")
         if self.test < 0 or (self.test >= 1 and self.test != int(self.test)):
@@ -84,14 +93,24 @@ def patient_labels(df):
     return pd.to_numeric(df["label"], errors="coerce").groupby(df["patient_id"]).max()
 
 
-def assign_splits(df, seed=0, fractions=SplitFractions()):
-    """Return a copy of the manifest with ``split`` filled in (see module docstring)."""
+def assign_splits(df, seed=0, fractions=SplitFractions(), design="paper"):
+    """Return a copy of the manifest with ``split`` filled in (see module docstring);
+    ``design``: one of :data:`DESIGNS` (``finetune`` ignores ``downstream_negative_fraction``
+    and ``valid1``, ``pretrain`` all but ``valid1``)."""
+    if design not in DESIGNS:
+        raise ValueError(f"design={design!r}: choose from {', '.join(DESIGNS)}")
     plab = patient_labels(df)
+    if design == "pretrain":
+        plab = plab * np.nan                              # labels play no part
     pos = plab.index[plab == 1].to_numpy()
     neg = plab.index[plab == 0].to_numpy()
     unl = plab.index[plab.isna()].to_numpy()
-    neg_pre, neg_down = _stratified(np.sort(neg), np.zeros(len(neg)),
-                                    fractions.downstream_negative_fraction, seed)
+    share = fractions.downstream_negative_fraction
+    if design == "finetune" or share == 1:
+        share = len(neg)                                  # all of them (a count, not a share)
+    neg_pre, neg_down = _stratified(np.sort(neg), np.zeros(len(neg)), share, seed)
+    if design == "finetune":
+        unl = unl[:0]                                     # no pretraining splits
     down = np.concatenate([pos, neg_down])
     y_down = plab.loc[down].to_numpy()
     rest, test = _stratified(down, y_down, fractions.test, seed + 1)

@@ -104,3 +104,32 @@ def test_experiment_views_follow_table3():
         assert set(v["test"]["record"]) == ids["test"]
     with pytest.raises(ValueError, match="unknown experiment"):
         experiment_view(df, "nope")
+
+
+def test_finetune_design_uses_every_label_at_the_data_prevalence():
+    df = _cohort(600)
+    df.loc[df["patient_id"].isin(["p0", "p1", "p2"]), "label"] = pd.NA   # unlabelled: no split
+    paper = assign_splits(df, seed=0)
+    fine = assign_splits(df, seed=0, design="finetune")
+    lab = df["label"].notna()
+    assert not fine["split"].isin(["train1", "valid1"]).any()
+    assert fine.loc[lab, "split"].isin(["train2", "valid2", "test"]).all()
+    assert fine.loc[~lab, "split"].isna().all()
+    assert check_patient_disjoint(fine)
+    prevalence = df.loc[lab, "label"].astype(float).mean()
+    t = split_summary(fine)
+    for s in ("train2", "valid2", "test"):                # stratified: the data's prevalence
+        assert abs(t.loc[s, "positive"] / t.loc[s, "total"] - prevalence) < 0.06, s
+    down_paper = paper["split"].isin(["train2", "valid2", "test"]) & lab
+    assert (fine["split"].isin(["train2", "valid2", "test"]) & lab).sum() > 2.5 * down_paper.sum()
+
+
+def test_pretrain_design_and_a_downstream_fraction_of_one():
+    df = _cohort(300)
+    pre = assign_splits(df, seed=0, design="pretrain")
+    assert pre["split"].isin(["train1", "valid1"]).all()
+    assert (pre["split"] == "valid1").mean() == pytest.approx(SplitFractions().valid1, abs=0.05)
+    allneg = assign_splits(df, seed=0, fractions=SplitFractions(downstream_negative_fraction=1.0))
+    assert allneg["split"].isin(["train2", "valid2", "test"]).all()
+    with pytest.raises(ValueError, match="design='lvsd': choose from paper, finetune, pretrain"):
+        assign_splits(df, design="lvsd")
