@@ -59,7 +59,7 @@ def _stem(name):
     return os.path.splitext(os.path.basename(name.partition("#")[0]))[0]
 
 
-def _join_labels(df, labels, id_column, label_column, patient_column):
+def _join_labels(df, labels, id_column, label_column, patient_column, patient_regex=None):
     """Left-join the labels CSV on the record name (full relative path, else file stem)."""
     table = pd.read_csv(labels, dtype=str, keep_default_na=False, na_values=[""])
     wanted = [c for c in (id_column, label_column, patient_column) if c]
@@ -96,7 +96,13 @@ def _join_labels(df, labels, id_column, label_column, patient_column):
             f"{'path' if by_name is ids else 'file name'} ({len(table) - matched} CSV rows "
             "without a record)")
     if dropped:
-        note += f"; not copied (manifest column names): {dropped}"
+        why = {"record": f"records are matched on --id_column={id_column}",
+               "label": f"--label_column={label_column} gives the label",
+               "patient_id": "--patient_regex gives the patient" if patient_regex else
+               f"--patient_column={patient_column} gives the patient"}
+        note += "; not copied: " + "; ".join(
+            f"{c!r} ({why.get(c, 'a manifest column the readers or split set')})"
+            for c in dropped)
     return out, note
 
 
@@ -126,7 +132,19 @@ def manifest_from_folder(root, patient_regex=None, labels=None, id_column="recor
     df = pd.DataFrame({"record": find_records(root)})
     notes = [f"{len(df)} records under {root}"]
     if labels:
-        df, note = _join_labels(df, labels, id_column, label_column, patient_column)
+        header = set(pd.read_csv(labels, nrows=0).columns)
+        own = []                          # the CSV's own label / patient_id columns: joined
+        if label_column is None and "label" in header:
+            label_column = "label"
+            own.append("label")
+        if patient_column is None and patient_regex is None and "patient_id" in header:
+            patient_column = "patient_id"
+            own.append("patient_id")
+        if own:
+            notes.append(f"{labels}: its {' and '.join(repr(c) for c in own)} column(s) "
+                         "carry the manifest's names and are used as such (the CSV's values)")
+        df, note = _join_labels(df, labels, id_column, label_column, patient_column,
+                                patient_regex)
         notes.append(note)
         if label_column:
             df["label"] = _labels_01(df["label"], label_column)

@@ -60,7 +60,7 @@ def test_labels_join_by_file_name_with_booleans_and_extra_columns(folder, tmp_pa
                                      label_column="AF", patient_column="pid")
     assert list(df["label"]) == [1, 0] and list(df["patient_id"]) == ["p7", "p7"]
     assert list(df["age"]) == ["60", "61"] and "fs" not in df
-    assert "2 of 2 records matched by file name" in notes[1] and "['fs']" in notes[1]
+    assert "2 of 2 records matched by file name" in notes[1] and "'fs' (a manifest column" in notes[1]
     with pytest.raises(ManifestError, match=r"no column\(s\) \['MI'\].*\['file', 'pid'"):
         manifest_from_folder(str(folder / "site"), labels=str(csv), id_column="file",
                              label_column="MI")
@@ -96,3 +96,22 @@ def test_cli_on_the_shared_code15_sample(tmp_path):
     df = read_manifest(str(tmp_path / "m.csv"))
     assert len(df) == 10 and df["label"].sum() == 3 and "age" in df
     assert not len(load_records(df, on_error="skip", progress=False).problems)
+
+
+def test_labels_csv_with_the_manifest_column_names_is_joined(folder, tmp_path):
+    """A labels CSV that uses the manifest's own names (record, patient_id, label) gives them:
+    no label or patient is lost; a label column beside --label_column is said not copied."""
+    pd.DataFrame({"record": ["site/a/7_ecg1", "site/a/7_ecg2", "8_ecg1.npz", "9_batch.h5#0",
+                             "9_batch.h5#1"], "patient_id": ["P7", "P7", "P8", "P9", "P9"],
+                  "label": [1, 0, 1, None, 0], "LVSD": [0, 0, 1, 0, 0]}).to_csv(
+        tmp_path / "labels.csv", index=False)
+    df, notes = manifest_from_folder(str(folder), labels=str(tmp_path / "labels.csv"))
+    got = df.set_index("record")
+    assert list(got.loc[["site/a/7_ecg1", "site/a/7_ecg2", "8_ecg1.npz"], "label"]) == [1, 0, 1]
+    assert list(got.loc[["site/a/7_ecg1", "8_ecg1.npz"], "patient_id"]) == ["P7", "P8"]
+    assert any("'label' and 'patient_id' column(s) carry the manifest's names" in n
+               for n in notes)
+    df, notes = manifest_from_folder(str(folder), labels=str(tmp_path / "labels.csv"),
+                                     label_column="LVSD", patient_column="patient_id")
+    assert list(df.set_index("record").loc[["8_ecg1.npz", "site/a/7_ecg1"], "label"]) == [1, 0]
+    assert any("not copied: 'label' (--label_column=LVSD gives the label)" in n for n in notes)
