@@ -272,6 +272,7 @@ def test_on_error_skip_trains_exports_and_lists_the_record(cli, records, models,
 def test_validate_warns_about_gain_and_low_rate_and_says_what_it_will_do(cli, tmp_path):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((12, 7500)) * 0.3
+    x[2], x[3] = x[1] - x[0], -(x[0] + x[1]) / 2                       # consistent limb leads
     write_wfdb(str(tmp_path / "ok15s"), x)                            # cropped
     write_wfdb(str(tmp_path / "gain"), x[:, :5000] * 10)              # ~25 mV peak-to-peak
     write_wfdb(str(tmp_path / "slow"), x[:, :1000], fs=100)           # 100 Hz, resampled
@@ -280,14 +281,13 @@ def test_validate_warns_about_gain_and_low_rate_and_says_what_it_will_do(cli, tm
                                                  ("ok15s", "gain", "slow", "short")])
     report = tmp_path / "new" / "report.csv"
     rc, stdout, err = cli("validate", f"--manifest={m}", f"--report={report}")
-    assert rc == 0, err
-    assert "4 of 4 records OK, 2 with warnings, 0 with problems" in stdout
+    assert rc == 1, err
+    assert "3 of 4 records OK, 1 with warnings, 1 with problems" in stdout
     assert "resample 1 record(s)" in stdout and "crop 1 record(s)" in stdout
     assert "zero-pad 1 record(s)" in stdout
     rep = pd.read_csv(report).set_index("record").fillna("")
-    assert rep.loc["gain", "status"] == "warning"
-    assert "check the header gain / units" in rep.loc["gain", "message"]
-    assert "V6 " in rep.loc["gain", "message"] and "gain" in stdout
+    assert rep.loc["gain", "status"] == "error"                 # median QRS ~18 mV: x10 gain
+    assert "a gain off by x10 (10x too large)" in rep.loc["gain", "message"]
     assert rep.loc["slow", "status"] == "warning" and "below 250 Hz" in rep.loc["slow", "message"]
     assert rep.loc["slow", "actions"] == "resample 100 -> 500 Hz"
     assert rep.loc["ok15s", "actions"] == "crop (center) 15.00 -> 10 s"

@@ -101,6 +101,9 @@ def define_read_flags(module_name, on_error=None):
     flags.DEFINE_bool("drop_extra_leads", ReadOptions.drop_extra_leads, "Records with leads "
                       "beyond the 12 standard ones "
                       "(e.g. vx, vy, vz): keep the 12 (default: the record is an error).", **m)
+    flags.DEFINE_bool("accept_amplitude", False, "Use records whose median QRS "
+                      "peak-to-peak is outside 0.15-8 mV as they are (default: such a record "
+                      "is an error naming the likely cause: gain x10, volts, microvolts).", **m)
     if on_error:
         flags.DEFINE_enum("on_error", on_error, ["raise", "skip"], "Unreadable records: stop "
                           "with one line listing them (raise), or leave them out, listed in "
@@ -110,7 +113,8 @@ def define_read_flags(module_name, on_error=None):
 def read_options_from_flags():
     from ecg_moco_tf.data.records import ReadOptions
 
-    return ReadOptions(min_seconds=FLAGS.min_seconds, drop_extra_leads=FLAGS.drop_extra_leads)
+    return ReadOptions(min_seconds=FLAGS.min_seconds, drop_extra_leads=FLAGS.drop_extra_leads,
+                       check_amplitude=not FLAGS.accept_amplitude)
 
 
 def readable_records(df, out_dir, on_error=None, options=None):

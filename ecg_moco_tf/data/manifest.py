@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .records import ReadOptions, RecordError, plausibility, read_record
+from .records import ReadOptions, RecordError, lead_consistency, plausibility, read_record
 
 REQUIRED = ("record", "patient_id")
 SPLITS = ("train1", "valid1", "train2", "valid2", "test")
@@ -184,7 +184,7 @@ def check_records(df, options=ReadOptions(), max_p2p_mv=10.0, min_fs=250.0, prog
             rows.append({"record": e.record, "status": "error", "message": e.problem + (
                 f" -> {e.fix}" if e.fix else "")})
             continue
-        warnings = plausibility(x, info["fs"], max_p2p_mv, min_fs)
+        warnings = plausibility(x, info["fs"], max_p2p_mv, min_fs) + lead_consistency(x)
         rows.append({"record": str(row["record"]), "status": "warning" if warnings else "ok",
                      "fs": info["fs"], "seconds": info["seconds"],
                      "actions": "; ".join(info["actions"]), "message": "; ".join(warnings)})
@@ -212,17 +212,22 @@ def load_records(df, on_error="raise", options=ReadOptions(), progress=True,
     """
     if on_error not in ("raise", "skip"):
         raise ValueError("on_error must be 'raise' or 'skip'")
-    signals, keep, problems = [], [], []
+    signals, keep, problems, derived = [], [], [], 0
     for i, (_, row) in enumerate(tqdm(df.iterrows(), total=len(df), desc="reading ECGs",
                                       disable=not progress, unit="ecg")):
         try:
-            x = read_row(df, row, options)
+            info = {}
+            x = read_row(df, row, options, info=info)
+            derived += any(a.startswith("derive III") for a in info.get("actions", ()))
             if keep_signals:
                 signals.append(x)
             keep.append(i)
         except RecordError as e:
             problems.append({"record": e.record, "problem": e.problem + (
                 f" -> {e.fix}" if e.fix else "")})
+    if derived:
+        print(f"{derived} of {len(df)} records have 8 leads (I, II, V1-V6): III, aVR, aVL and "
+              "aVF derived from I and II")
     problems = pd.DataFrame(problems, columns=["record", "problem"])
     if len(problems) and on_error == "raise":
         raise UnreadableRecords(problems, len(df))

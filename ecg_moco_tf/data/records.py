@@ -11,6 +11,15 @@ resampled to 500 Hz and brought to 10 s by this policy:
 Leads beyond the 12 standard ones (e.g. Frank leads vx, vy, vz) make a record an error unless
 ``ReadOptions(drop_extra_leads=True)`` (``--drop_extra_leads``), which keeps the 12.
 
+Records of 8 leads (I, II, V1-V6, as GE MUSE and many archives store them) get III, aVR, aVL
+and aVF derived from I and II (Einthoven and Goldberger; ``info["actions"]`` says so).
+
+Amplitude: a record whose median QRS peak-to-peak (the median over the 12 leads of each lead's
+median peak-to-peak per second) lies outside ``ReadOptions.amplitude_range_mv`` (0.15-8 mV) is
+a :class:`RecordError` naming the value and the likely cause (a gain off by 10, volts or
+microvolts stored as millivolts), unless ``ReadOptions(check_amplitude=False)``
+(``--accept_amplitude``).
+
 Every problem raises :class:`RecordError` naming the record, what is wrong and what to do.
 """
 from __future__ import annotations
@@ -25,7 +34,9 @@ LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V
 FS = 500
 NUM_SAMPLES = 5000
 _CANON = {name.lower(): name for name in LEADS}
-_ALIASES = {"d1": "I", "d2": "II", "d3": "III", "lead i": "I", "lead ii": "II", "lead iii": "III"}
+_ALIASES = {"d1": "I", "d2": "II", "d3": "III", "di": "I", "dii": "II", "diii": "III",
+            "lead i": "I", "lead ii": "II", "lead iii": "III"}
+DERIVED = ("III", "aVR", "aVL", "aVF")           # from I and II when a record has 8 leads
 
 
 class RecordError(ValueError):
@@ -45,6 +56,74 @@ class ReadOptions:
     min_seconds: float = 5.0
     crop: str = "center"
     drop_extra_leads: bool = False      # keep the 12 standard leads of a record with more
+    check_amplitude: bool = True        # refuse implausible amplitudes (see module docstring)
+    amplitude_range_mv: tuple = (0.15, 8.0)
+
+
+def qrs_amplitude(x, fs):
+    """Median QRS peak-to-peak (mV) of a (samples, 12) array: per lead the median of the
+    peak-to-peak of each whole second (one beat or more), then the median over leads."""
+    n = int(fs)
+    sec = x.shape[0] // n
+    if sec == 0:
+        return float(np.median(np.ptp(x, axis=0)))
+    w = x[:sec * n].reshape(sec, n, x.shape[1])
+    return float(np.median(np.median(np.ptp(w, axis=1), axis=0)))
+
+
+def _amplitude_cause(value, lo, hi):
+    if value < lo:
+        return ("stored in volts (1000x too small)" if value < lo / 100 else
+                "a gain off by x10 (10x too small)")
+    return ("stored in microvolts (1000x too large)" if value > hi * 20 else
+            "a gain off by x10 (10x too large) or units other than mV")
+
+
+def check_amplitude(x, fs, record, options):
+    """Raise :class:`RecordError` for an implausible median QRS amplitude (module docstring)."""
+    if not options.check_amplitude:
+        return
+    lo, hi = options.amplitude_range_mv
+    value = qrs_amplitude(x, fs)
+    if not lo <= value <= hi:
+        raise RecordError(record, f"median QRS peak-to-peak {value:.4g} mV, outside the "
+                          f"plausible {lo:g}-{hi:g} mV: likely {_amplitude_cause(value, lo, hi)}",
+                          "fix the header gain / units (signals must be in millivolts), or pass "
+                          "--accept_amplitude (ReadOptions(check_amplitude=False)) to use it as "
+                          "it is")
+
+
+def derive_limb_leads(x, names):
+    """Append III, aVR, aVL, aVF computed from I and II to a (samples, 8) array whose lead
+    ``names`` are I, II, V1-V6 (any order and spelling): returns (array, names)."""
+    canon = [_CANON.get(_ALIASES.get(str(n).strip().lower(), str(n).strip().lower()))
+             for n in names]
+    i, ii = x[:, canon.index("I")], x[:, canon.index("II")]
+    extra = np.stack([ii - i, -(i + ii) / 2, i - ii / 2, ii - i / 2], axis=1)
+    return np.concatenate([x, extra], axis=1), list(names) + list(DERIVED)
+
+
+def _is_eight_lead(names):
+    canon = {_CANON.get(_ALIASES.get(str(n).strip().lower(), str(n).strip().lower()))
+             for n in names}
+    return len(names) == 8 and canon == set(LEADS) - set(DERIVED)
+
+
+def lead_consistency(x, tolerance=0.3):
+    """Warnings for a standard (12, T) array whose limb leads break Einthoven's III = II - I
+    or Goldberger's aVR = -(I + II) / 2 by more than ``tolerance`` of the lead's own RMS:
+    swapped or mislabelled limb leads (or electrodes) are the usual cause."""
+    x = np.asarray(x, dtype=np.float64)
+    i, ii, iii, avr = x[0], x[1], x[2], x[3]
+    out = []
+    for name, lead, expected, rule in (("III", iii, ii - i, "III = II - I"),
+                                       ("aVR", avr, -(i + ii) / 2, "aVR = -(I + II)/2")):
+        rms = np.sqrt(np.mean(lead ** 2))
+        err = np.sqrt(np.mean((lead - expected) ** 2))
+        if rms > 0 and err > tolerance * rms:
+            out.append(f"limb leads inconsistent: {rule} off by {err / rms:.0%} of {name}'s RMS "
+                       "(swapped or mislabelled limb leads or electrodes?)")
+    return out
 
 
 def canonical_lead(name, record="?"):
@@ -97,9 +176,14 @@ def standardize(signal, fs, leads, record="?", options=ReadOptions(), info=None)
         x = x.T
     if x.shape[1] != len(leads):
         raise RecordError(record, f"signal has shape {x.shape} but {len(leads)} lead names")
+    derived = _is_eight_lead(leads)
+    if derived:
+        x, leads = derive_limb_leads(x, leads)
     order = lead_order(leads, record, options.drop_extra_leads)
     actions = [f"drop extra lead(s) {[n for i, n in enumerate(leads) if i not in order]}"] if (
         len(leads) > len(order)) else []
+    if derived:
+        actions.append("derive III, aVR, aVL, aVF from I and II (8-lead record)")
     x = x[:, order]
     if not np.all(np.isfinite(x)):
         bad = [LEADS[i] for i in np.where(~np.isfinite(x).all(axis=0))[0]]
@@ -111,6 +195,7 @@ def standardize(signal, fs, leads, record="?", options=ReadOptions(), info=None)
                           "a disconnected electrode; drop the record or repair the lead")
     if fs is None or not np.isfinite(fs) or fs <= 0:
         raise RecordError(record, f"invalid sampling rate {fs}", "give fs in Hz")
+    check_amplitude(x, fs, record, options)
     seconds = x.shape[0] / fs
     if seconds < options.min_seconds:
         raise RecordError(record, f"only {seconds:.2f} s long; the minimum is "

@@ -39,9 +39,9 @@ def test_resample_400hz_and_pad_policy(rng):
 
 def test_long_record_center_crop(rng):
     x = np.tile(np.arange(15000, dtype=float), (12, 1)) + rng.random((12, 1))
-    out = standardize(x, 500, LEADS)
+    out = standardize(x, 500, LEADS, options=ReadOptions(check_amplitude=False))   # a ramp
     assert out[0, 0] == pytest.approx(x[0, 5000], abs=1e-3)
-    out = standardize(x, 500, LEADS, options=ReadOptions(crop="start"))
+    out = standardize(x, 500, LEADS, options=ReadOptions(crop="start", check_amplitude=False))
     assert out[0, 0] == pytest.approx(x[0, 0], abs=1e-3)
 
 
