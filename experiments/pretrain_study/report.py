@@ -32,7 +32,7 @@ def steps(run):
     cfg = json.load(open(os.path.join(run, "pretrain_config.json")))
     n = cfg["epochs"] * (cfg["num_train"] // cfg["batch_size"])
     log = pd.read_csv(os.path.join(run, "pretrain_log.csv"))
-    return n, float(log["accuracy"].iloc[-1]), cfg["run"].get("commit", "?")
+    return n, float(log["accuracy"].iloc[-1]), cfg.get("run", {}).get("commit", "?")
 
 
 def main():
