@@ -309,8 +309,10 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
     int8 calibration (default: ``heldout``). With ``heldout_labels`` the card's
     ``heldout_metrics`` (AUC with a bootstrap CI over ``heldout_groups``, e.g. patient ids) are
     computed from the exported SavedModel's outputs, the artefact that ships, not from the
-    in-memory model. Raises :class:`ParityError` listing every format beyond its tolerance
-    (after writing everything, so the files can be inspected). ``task_name`` names what the
+    in-memory model. A TFLite format beyond its tolerance is left out (its file removed,
+    ``kept: false`` in the card's parity, a warning); a SavedModel beyond its tolerance raises
+    :class:`ParityError` (after writing the card, so it can be inspected). Writes
+    ``model_card.json`` and a readable ``MODEL_CARD.md``. ``task_name`` names what the
     probability is of; ``threshold`` is the decision threshold the card states (with the
     held-out sensitivity / specificity at it; ``threshold_set_by``: where it comes from), the
     one ``ecg-moco predict`` applies by default.
@@ -322,7 +324,7 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
     tol = {**TOLERANCE, **(tolerance or {})}
     os.makedirs(out_dir, exist_ok=True)
     stale = [p for p in [os.path.join(out_dir, "savedmodel"), os.path.join(out_dir,
-                         "model_card.json")] + [os.path.join(out_dir, f"model_{k}.tflite")
+                         "model_card.json"), os.path.join(out_dir, "MODEL_CARD.md")] + [os.path.join(out_dir, f"model_{k}.tflite")
                                                 for k in FORMATS[1:]] if os.path.exists(p)]
     if stale:                  # never leave another model's files beside the new card
         print(f"replacing the earlier export in {out_dir} ({len(stale)} files)")
@@ -343,9 +345,16 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
                     for f in fs) if os.path.isdir(path) else os.path.getsize(path))
         report[kind] = {"path": os.path.relpath(path, out_dir), "bytes": size,
                         **parity(ref, p, heldout_labels, threshold), "tolerance": tol[kind]}
-        if report[kind]["max_abs_diff"] > tol[kind]:
-            failures.append(f"{kind}: max |diff| {report[kind]['max_abs_diff']:.4g} > "
-                            f"{tol[kind]}")
+        report[kind]["kept"] = bool(report[kind]["max_abs_diff"] <= tol[kind])
+        if not report[kind]["kept"]:
+            why = f"{kind}: max |diff| {report[kind]['max_abs_diff']:.4g} > {tol[kind]}"
+            if kind == "savedmodel":
+                failures.append(why)
+            else:                  # left out: the formats that pass still ship
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+                del outputs[kind]
+                warnings.append(f"{why} on the {len(heldout)} held-out ECGs: left out (its "
+                                f"file removed); raise --tol_{kind} to keep it")
         elif kind.endswith("int8") and report[kind]["max_abs_diff"] > tol["float16"]:
             warnings.append(f"{kind} differs from the Keras model by up to "
                             f"{report[kind]['max_abs_diff']:.3f} (float16 tolerance "
@@ -410,9 +419,46 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
                                                          outputs["savedmodel"], threshold)
     with open(os.path.join(out_dir, "model_card.json"), "w") as f:
         json.dump(_json_safe(card), f, indent=1, default=str, allow_nan=False)
+    with open(os.path.join(out_dir, "MODEL_CARD.md"), "w") as f:
+        f.write(card_markdown(card))
     if failures:
         raise ParityError("export parity check failed:\n  " + "\n  ".join(failures))
     return card
+
+
+def card_markdown(card):
+    """A readable MODEL_CARD.md from the card dict that ``export_all`` writes as JSON."""
+    t, thr = card["task"], card["threshold"]
+    lines = [f"# Model card: {t['name']}", "", f"Output: {t['output']}.", "",
+             "## Intended use", "", card["intended_use"], "", "## Limitations", ""]
+    lines += [f"- {x}" for x in card["limitations"]]
+    lines += ["", "## Decision threshold", "",
+              f"{thr['value']:.4g} ({thr['set_by']}); used by {thr['used_by']}."]
+    if "heldout" in thr:
+        h = thr["heldout"]
+        lines.append("Held-out at this threshold: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in h.items() if isinstance(v, float)) + ".")
+    m = card.get("heldout_metrics")
+    if m:
+        lines += ["", "## Held-out performance", "",
+                  f"AUC {m['auc']:.4f} [{m['auc_ci_low']:.4f}, {m['auc_ci_high']:.4f}] on "
+                  f"{m['n_ecgs']} ECGs of {m['n_patients']} patients ({m['n_positive']} "
+                  f"positive), computed from the {m['computed_from']}; Brier {m['brier']:.4f}."]
+    lines += ["", "## Formats and parity", "", f"On {card['parity']['heldout_ecgs']} held-out "
+              "ECGs, against the Keras model:", "",
+              "| format | kept | file | kB | max abs diff | tolerance | decisions flipped |",
+              "|---|---|---|---|---|---|---|"]
+    for kind, r in card["parity"]["formats"].items():
+        lines.append(f"| {kind} | {'yes' if r.get('kept', True) else 'no (left out)'} | "
+                     f"{r['path']} | {r['bytes'] / 1e3:.1f} | {r['max_abs_diff']:.3g} | "
+                     f"{r['tolerance']} | {r.get('decision_flips', '')} |")
+    lines += [f"- {w}" for w in card["parity"]["warnings"]]
+    i = card["input"]
+    lines += ["", "## Input", "", f"`{i['name']}`: {i['dtype']} {i['shape']} ({i['layout']}), "
+              f"leads {', '.join(i['leads'])}, {i['sampling_rate_hz']} Hz, {i['units']}. "
+              f"{card['preprocessing']}.", "", "## Versions", "",
+              ", ".join(f"{k} {v}" for k, v in card["versions"].items()), ""]
+    return "\n".join(lines)
 
 
 def _sample(df, n, seed):

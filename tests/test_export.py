@@ -58,11 +58,21 @@ def test_signatures_names_and_shapes(exported):
     assert set(runner.get_output_details()) == {"probability", "embedding"}
 
 
-def test_parity_failure_is_loud(exported, tmp_path):
+def test_a_failing_format_is_left_out_and_a_failing_savedmodel_is_loud(exported, tmp_path,
+                                                                       capsys):
     clf, x, _, _ = exported
-    with pytest.raises(ParityError, match="float16"):
-        export_all(clf, str(tmp_path), x, formats=("savedmodel", "float16"),
-                   tolerance={"float16": -1.0})
+    card = export_all(clf, str(tmp_path / "a"), x, formats=("savedmodel", "float32", "float16"),
+                      tolerance={"float16": -1.0})
+    formats = card["parity"]["formats"]
+    assert formats["float16"]["kept"] is False and formats["float32"]["kept"] is True
+    assert not (tmp_path / "a" / "model_float16.tflite").exists()
+    assert (tmp_path / "a" / "model_float32.tflite").exists()
+    assert "float16: max |diff|" in capsys.readouterr().out
+    md = (tmp_path / "a" / "MODEL_CARD.md").read_text()
+    assert "| float16 | no (left out) |" in md and "| float32 | yes |" in md
+    with pytest.raises(ParityError, match="savedmodel"):
+        export_all(clf, str(tmp_path / "b"), x, formats=("savedmodel",),
+                   tolerance={"savedmodel": -1.0})
 
 
 def test_augmentation_layer_in_front_of_a_classifier(exported):
@@ -128,7 +138,7 @@ def test_export_into_an_earlier_export_leaves_no_stale_model(exported, tmp_path)
     shutil.copytree(out, again)                          # an earlier export with all formats
     card = export_all(clf, str(again), x, formats=("savedmodel", "float32"))
     left = sorted(p.name for p in again.iterdir() if p.name != "clf.keras")
-    assert left == ["model_card.json", "model_float32.tflite", "savedmodel"]
+    assert left == ["MODEL_CARD.md", "model_card.json", "model_float32.tflite", "savedmodel"]
     assert set(card["parity"]["formats"]) == {"savedmodel", "float32"}
 
 

@@ -57,14 +57,17 @@ def main(argv):
     except ParityError as e:
         print(e)
         return 1
+    print(f"{'format':13s} {'kB':>9s}  {'max|diff|':>9s} {'mean|diff|':>10s} {'flipped':>7s}  "
+          "kept")
     for kind, r in card["parity"]["formats"].items():
-        print(f"{kind:13s} {r['bytes'] / 1e3:9.1f} kB  max|diff| {r['max_abs_diff']:.2e}  "
-              f"AUC change {r.get('auc_change', float('nan')):+.4f}")
+        print(f"{kind:13s} {r['bytes'] / 1e3:9.1f}  {r['max_abs_diff']:9.2e} "
+              f"{r.get('mean_abs_diff', float('nan')):10.2e} {r.get('decision_flips', 0):7d}  "
+              f"{'yes' if r.get('kept', True) else 'no: left out (warning above)'}")
     skipped = pd.DataFrame(card["skipped_records"], columns=["record", "problem"])
     common.write_problems(skipped, FLAGS.out)
     m = card.get("heldout_metrics")
     if m:
         print(f"held-out AUC (SavedModel) {m['auc']:.4f} [{m['auc_ci_low']:.4f}, "
               f"{m['auc_ci_high']:.4f}] on {card['heldout_ecgs']}")
-    print(f"wrote {FLAGS.out} (model_card.json)")
+    print(f"wrote {FLAGS.out} (model_card.json, MODEL_CARD.md)")
     return 0
