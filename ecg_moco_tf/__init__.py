@@ -31,6 +31,15 @@ _LAZY = {
 }
 
 
+__all__ = sorted(["LEADS", "ManifestError", "RecordError", "SplitLeakageError", "assign_splits",
+                  "experiment_view", "load_records", "read_manifest", "read_record",
+                  *_LAZY])
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
 def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)

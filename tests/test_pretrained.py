@@ -148,3 +148,13 @@ def test_architecture_flags_beside_an_encoder_are_refused(tmp_path):
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
         assert message in r.stderr.strip().splitlines()[-1]
         assert not os.path.exists(tmp_path / "o")
+
+
+def test_public_api_is_listed_and_documented():
+    for name in ("load_pretrained", "finetune", "pretrain", "Predictor", "read_record",
+                 "assign_splits", "export_all"):
+        assert name in ecg_moco_tf.__all__ and name in dir(ecg_moco_tf)
+    for name in ecg_moco_tf.__all__:
+        obj = getattr(ecg_moco_tf, name)
+        if callable(obj) and not isinstance(obj, type(ValueError)):
+            assert (obj.__doc__ or "").strip(), name
