@@ -156,7 +156,7 @@ def test_reproduce_names_every_training_setting_as_pretrain_and_finetune_do():
             return {n for n in names if not _is_alias(n)}
 
     reproduce = own("reproduce")
-    for cmd, only_there in (("pretrain", {"shards"}), ("finetune", {"experiment"})):
+    for cmd, only_there in (("pretrain", {"shards", "renormalize"}), ("finetune", {"experiment"})):
         for name in sorted(own(cmd) - only_there):
             prefixed = cmd == "pretrain" and name in common.REPRODUCE_PRETRAIN_PREFIXED
             assert ("pretrain_" + name if prefixed else name) in reproduce, (cmd, name)

@@ -418,3 +418,17 @@ def test_split_writes_beside_the_input_and_keeps_existing_splits(cli, records, t
     rc, _, err = cli("split", f"--manifest={tmp_path}/m.csv", "--design=finetune",
                      f"--out={tmp_path}/m_splits.csv")
     assert rc == 2 and "exists" in one_line(err)
+
+
+def test_architecture_flags_beside_an_encoder_are_refused(cli, tmp_path):
+    for args, message in [
+        (["pretrain", f"--manifest={tmp_path}/m.csv", "--encoder=ptbxl-pool", "--filters=8,8"],
+         "--filters given with --encoder=ptbxl-pool"),
+        (["finetune", f"--manifest={tmp_path}/m.csv", "--encoder=ptbxl-pool",
+          "--feature_dim=32"], "--feature_dim given with --encoder=ptbxl-pool"),
+        (["pretrain", f"--manifest={tmp_path}/m.csv", "--renormalize"],
+         "--renormalize re-fits the normalization of a given --encoder"),
+    ]:
+        rc, _, err = cli(*args, f"--out={tmp_path}/o")
+        assert rc == 2 and message in one_line(err), (args, err[-2000:])
+        assert not (tmp_path / "o").exists()

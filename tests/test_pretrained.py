@@ -135,21 +135,6 @@ def test_pretrain_continues_from_the_shipped_encoder(small_cohort, tmp_path):
     assert json.loads((out / "pretrain_config.json").read_text())["epochs"] == 1
 
 
-def test_architecture_flags_beside_an_encoder_are_refused(tmp_path):
-    for args, message in [
-        (["pretrain", f"--manifest={tmp_path}/m.csv", "--encoder=ptbxl-pool", "--filters=8,8"],
-         "--filters given with --encoder=ptbxl-pool"),
-        (["finetune", f"--manifest={tmp_path}/m.csv", "--encoder=ptbxl-pool",
-          "--feature_dim=32"], "--feature_dim given with --encoder=ptbxl-pool"),
-        (["pretrain", f"--manifest={tmp_path}/m.csv", "--renormalize"],
-         "--renormalize re-fits the normalization of a given --encoder"),
-    ]:
-        r = _cli(*args, f"--out={tmp_path}/o", timeout=300)
-        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
-        assert message in r.stderr.strip().splitlines()[-1]
-        assert not os.path.exists(tmp_path / "o")
-
-
 def test_public_api_is_listed_and_documented():
     for name in ("load_pretrained", "finetune", "pretrain", "Predictor", "read_record",
                  "assign_splits", "export_all"):
