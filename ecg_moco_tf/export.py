@@ -354,7 +354,7 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
                 del outputs[kind]
                 warnings.append(f"{why} on the {len(heldout)} held-out ECGs: left out (its "
-                                f"file removed); raise --tol_{kind} to keep it")
+                                f"file removed); raise its tolerance to keep it")
         elif kind.endswith("int8") and report[kind]["max_abs_diff"] > tol["float16"]:
             warnings.append(f"{kind} differs from the Keras model by up to "
                             f"{report[kind]['max_abs_diff']:.3f} (float16 tolerance "

@@ -131,9 +131,10 @@ def manifest_from_folder(root, patient_regex=None, labels=None, id_column="recor
         raise ValueError("--label_column / --patient_column need --labels=CSV")
     df = pd.DataFrame({"record": find_records(root)})
     notes = [f"{len(df)} records under {root}"]
+    own = []
     if labels:
         header = set(pd.read_csv(labels, nrows=0).columns)
-        own = []                          # the CSV's own label / patient_id columns: joined
+        # the CSV's own label / patient_id columns (the manifest's names): joined
         if label_column is None and "label" in header:
             label_column = "label"
             own.append("label")
@@ -150,7 +151,11 @@ def manifest_from_folder(root, patient_regex=None, labels=None, id_column="recor
             df["label"] = _labels_01(df["label"], label_column)
     if patient_column:
         empty = df["patient_id"].isna()
-        if empty.any():
+        if empty.any() and "patient_id" in own:     # the CSV's own column, not asked for
+            df.loc[empty, "patient_id"] = df.loc[empty, "record"]
+            notes.append(f"{int(empty.sum())} record(s) not in {labels}'s patient_id column: "
+                         "one patient per record for them")
+        elif empty.any():
             raise ManifestError(f"{empty.sum()} record(s) have no {patient_column!r} in "
                                 f"{labels} (e.g. {df['record'][empty].iloc[0]!r}): fill it, or "
                                 "use --patient_regex or one patient per record")

@@ -34,8 +34,8 @@ LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V
 FS = 500
 NUM_SAMPLES = 5000
 _CANON = {name.lower(): name for name in LEADS}
-_ALIASES = {"d1": "I", "d2": "II", "d3": "III", "di": "I", "dii": "II", "diii": "III",
-            "lead i": "I", "lead ii": "II", "lead iii": "III"}
+_ALIASES = {"d1": "i", "d2": "ii", "d3": "iii", "di": "i", "dii": "ii", "diii": "iii",
+            "lead i": "i", "lead ii": "ii", "lead iii": "iii"}          # keys of _CANON
 DERIVED = ("III", "aVR", "aVL", "aVF")           # from I and II when a record has 8 leads
 
 
@@ -73,7 +73,7 @@ def qrs_amplitude(x, fs):
 
 def _amplitude_cause(value, lo, hi):
     if value < lo:
-        return ("stored in volts (1000x too small)" if value < lo / 100 else
+        return ("stored in volts (1000x too small)" if value < lo / 10 else
                 "a gain off by x10 (10x too small)")
     return ("stored in microvolts (1000x too large)" if value > hi * 20 else
             "a gain off by x10 (10x too large) or units other than mV")

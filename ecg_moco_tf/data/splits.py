@@ -184,7 +184,8 @@ def experiment_view(df, name, require=()):
         counts = df["split"].fillna("(none)").value_counts().to_dict()
         raise ValueError(f"{name} needs {labelled}{what} ECGs and the manifest has none "
                          f"(ECGs per split: {counts}); assign splits with `ecg-moco split "
-                         "--manifest=...` (or give the manifest a 'split' column)")
+                         "--manifest=...` (it writes <name>_splits.csv; use that) or give the "
+                         "manifest a 'split' column")
     return view
 
 

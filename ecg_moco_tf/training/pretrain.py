@@ -263,7 +263,7 @@ def check_config(cfg, num_train, num_valid):
     for n, split in ((num_train, "train1"), (num_valid, "valid1")):
         if not n:
             raise ValueError(f"no pretraining ECGs in {split}: give the manifest splits "
-                             "with `ecg-moco split --manifest=...` (or a 'split' column)")
+                             "with `ecg-moco split --manifest=...` (it writes <name>_splits.csv) or a 'split' column")
     check_queue_size(cfg.queue_size, num_train, cfg.batch_size)
     if cfg.select not in SELECT:
         raise ValueError(f"select={cfg.select!r}: choose from {SELECT}")
@@ -408,10 +408,12 @@ def _provenance(train_df, valid_df, out_dir, cfg, select, epoch, monitored, base
         data_hash = provenance.manifest_hash(both)
         records = provenance.pretrain_records(both, cfg.read_options)
         n_records = len(both)
-        base_records = provenance.encoder_records(base) if base else None
-        if base_records is not None:
-            records = pd.concat([records, base_records.assign(source="base encoder")],
-                                ignore_index=True)
+    base_records = provenance.encoder_records(base) if base else None
+    if base_records is not None:        # the base's ECGs count as seen (leakage checks)
+        base_records = base_records.rename(columns={"source": "base_source"})
+        records = pd.concat([records if n_records else None,
+                             base_records.assign(source="base encoder")], ignore_index=True)
+    if n_records or base_records is not None:
         records.to_csv(os.path.join(out_dir, provenance.RECORDS_FILE), index=False)
     extra = {}
     if base:
@@ -424,9 +426,12 @@ def _provenance(train_df, valid_df, out_dir, cfg, select, epoch, monitored, base
     record = provenance.encoder_record(
         select, epoch, data_hash=data_hash, pretrain_ecgs=n_records,
         monitor_logged_labels=["train2", "valid2"] if monitored else [],
-        records_file=provenance.RECORDS_FILE if n_records else None, **extra)
+        records_file=provenance.RECORDS_FILE if n_records or base_records is not None else None,
+        **extra)
     if "labels_seen_by_base" in extra:
         record["labels_seen"] = True
+        record["labels_seen_splits"] = list(record["labels_seen_splits"]) + [
+            f"base encoder's {s}" for s in extra["labels_seen_by_base"] or ["labels"]]
     provenance.embed_encoder_provenance(os.path.join(out_dir, "encoder.keras"), record)
     return record
 

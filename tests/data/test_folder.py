@@ -115,3 +115,12 @@ def test_labels_csv_with_the_manifest_column_names_is_joined(folder, tmp_path):
                                      label_column="LVSD", patient_column="patient_id")
     assert list(df.set_index("record").loc[["8_ecg1.npz", "site/a/7_ecg1"], "label"]) == [1, 0]
     assert any("not copied: 'label' (--label_column=LVSD gives the label)" in n for n in notes)
+
+
+def test_own_patient_id_column_missing_for_some_records_falls_back_per_record(folder, tmp_path):
+    pd.DataFrame({"record": ["site/a/7_ecg1", "site/a/7_ecg2"], "patient_id": ["P7", "P7"],
+                  "label": [1, 0]}).to_csv(tmp_path / "labels.csv", index=False)
+    df, notes = manifest_from_folder(str(folder), labels=str(tmp_path / "labels.csv"))
+    got = df.set_index("record")["patient_id"]
+    assert got["site/a/7_ecg1"] == "P7" and got["8_ecg1.npz"] == "8_ecg1.npz"
+    assert any("3 record(s) not in" in n and "one patient per record" in n for n in notes)

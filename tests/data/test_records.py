@@ -1,4 +1,5 @@
 import os
+import re
 
 import h5py
 import numpy as np
@@ -142,3 +143,40 @@ def test_real_challenge_flat_leads_are_reported():
     root = shared("cinc2020-2021-sample")
     with pytest.raises(RecordError, match=r"flat .*V2"):
         read_record(os.path.join(root, "records", "JS20004"))
+
+
+def _real_ptbxl():
+    root = shared("ptbxl-subset")
+    rec = pd.read_csv(os.path.join(root, "labels.csv"))["record"].iloc[0]
+    raw = wfdb.rdrecord(os.path.join(root, rec))
+    return raw.p_signal.astype(np.float32), list(raw.sig_name)
+
+
+def test_implausible_amplitudes_are_refused_naming_the_cause():
+    x, names = _real_ptbxl()                        # median QRS ~1 mV
+    assert standardize(x, 500, names).shape == (12, 5000)
+    for scale, cause in ((10, "a gain off by x10 (10x too large)"),
+                         (0.1, "a gain off by x10 (10x too small)"),
+                         (0.001, "stored in volts"), (1000, "stored in microvolts")):
+        with pytest.raises(RecordError, match=r"median QRS peak-to-peak .* mV, outside the "
+                                              r"plausible 0.15-8 mV: likely " + re.escape(cause)):
+            standardize(x * scale, 500, names, record="r1")
+    out = standardize(x * 10, 500, names, options=ReadOptions(check_amplitude=False))
+    np.testing.assert_allclose(out, standardize(x, 500, names) * 10, rtol=1e-5, atol=1e-5)
+
+
+def test_swapped_limb_leads_are_flagged_and_eight_leads_are_completed():
+    from ecg_moco_tf.data.records import lead_consistency
+
+    x, names = _real_ptbxl()
+    std = standardize(x, 500, names)
+    assert lead_consistency(std) == []
+    swapped = std.copy()
+    swapped[[0, 1]] = swapped[[1, 0]]                 # I and II exchanged
+    assert any("III = II - I" in w for w in lead_consistency(swapped))
+    keep = [names.index(n) for n in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
+    info = {}
+    eight = standardize(x[:, keep], 500, ["DI", "DII", "V1", "V2", "V3", "V4", "V5", "V6"],
+                        info=info)
+    np.testing.assert_allclose(eight, std, atol=0.002)      # PTB-XL's own limb leads: derived
+    assert "derive III, aVR, aVL, aVF from I and II (8-lead record)" in info["actions"]
