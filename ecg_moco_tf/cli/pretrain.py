@@ -111,8 +111,9 @@ def main(argv):
         from ecg_moco_tf.training.experiments import load_encoder
 
         encoder = load_encoder(base)
-        print(f"continuing from --encoder={base} ("
-              f"{'normalization re-fitted on train1' if FLAGS.renormalize else 'its own normalization kept'})")
+        norm = ("normalization re-fitted on train1" if FLAGS.renormalize else
+                "its own normalization kept")
+        print(f"continuing from --encoder={base} ({norm})")
     else:
         encoder = common.encoder_from_flags()
     pretrain(train, valid, FLAGS.out, cfg, encoder=encoder, overwrite=FLAGS.overwrite,

@@ -218,7 +218,7 @@ def load_records(df, on_error="raise", options=ReadOptions(), progress=True,
         try:
             info = {}
             x = read_row(df, row, options, info=info)
-            derived += any(a.startswith("derive III") for a in info.get("actions", ()))
+            derived += bool(info.get("derived_limb_leads"))
             if keep_signals:
                 signals.append(x)
             keep.append(i)

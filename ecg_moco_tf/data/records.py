@@ -96,17 +96,14 @@ def check_amplitude(x, fs, record, options):
 def derive_limb_leads(x, names):
     """Append III, aVR, aVL, aVF computed from I and II to a (samples, 8) array whose lead
     ``names`` are I, II, V1-V6 (any order and spelling): returns (array, names)."""
-    canon = [_CANON.get(_ALIASES.get(str(n).strip().lower(), str(n).strip().lower()))
-             for n in names]
+    canon = [_canon(n) for n in names]
     i, ii = x[:, canon.index("I")], x[:, canon.index("II")]
     extra = np.stack([ii - i, -(i + ii) / 2, i - ii / 2, ii - i / 2], axis=1)
     return np.concatenate([x, extra], axis=1), list(names) + list(DERIVED)
 
 
 def _is_eight_lead(names):
-    canon = {_CANON.get(_ALIASES.get(str(n).strip().lower(), str(n).strip().lower()))
-             for n in names}
-    return len(names) == 8 and canon == set(LEADS) - set(DERIVED)
+    return len(names) == 8 and {_canon(n) for n in names} == set(LEADS) - set(DERIVED)
 
 
 def lead_consistency(x, tolerance=0.3):
@@ -126,21 +123,24 @@ def lead_consistency(x, tolerance=0.3):
     return out
 
 
+def _canon(name):
+    """The canonical spelling of a lead name ('AVL', 'D2', 'DII'), or None."""
+    key = str(name).strip().lower()
+    return _CANON.get(_ALIASES.get(key, key))
+
+
 def canonical_lead(name, record="?"):
     """Map a lead name ('AVL', 'avl', 'V5', 'D2') to its canonical spelling, or raise."""
-    key = str(name).strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in _CANON:
+    if _canon(name) is None:
         raise RecordError(record, f"unknown lead name '{name}'",
                           f"rename it to one of {', '.join(LEADS)}")
-    return _CANON[key]
+    return _canon(name)
 
 
 def lead_order(names, record="?", drop_extra=False):
     """Indices that put ``names`` into canonical order; raises on unknown/duplicated/missing
     names, and on leads beyond the 12 standard ones unless ``drop_extra`` (then ignored)."""
-    key = [_ALIASES.get(str(n).strip().lower(), str(n).strip().lower()) for n in names]
-    canon = [_CANON.get(k) for k in key]
+    canon = [_canon(n) for n in names]
     dup = sorted({c for c in canon if c and canon.count(c) > 1})
     if dup:
         raise RecordError(record, f"duplicated lead name(s) {dup}", "each lead must appear once")
@@ -176,7 +176,7 @@ def standardize(signal, fs, leads, record="?", options=ReadOptions(), info=None)
         x = x.T
     if x.shape[1] != len(leads):
         raise RecordError(record, f"signal has shape {x.shape} but {len(leads)} lead names")
-    derived = _is_eight_lead(leads)
+    stored, derived = len(leads), _is_eight_lead(leads)
     if derived:
         x, leads = derive_limb_leads(x, leads)
     order = lead_order(leads, record, options.drop_extra_leads)
@@ -207,8 +207,8 @@ def standardize(signal, fs, leads, record="?", options=ReadOptions(), info=None)
         actions.append(f"crop ({options.crop}) {seconds:.2f} -> {target:g} s" if seconds > target
                        else f"zero-pad {seconds:.2f} -> {target:g} s")
     if info is not None:
-        info.update(fs=float(fs), seconds=round(float(seconds), 3), leads=len(leads),
-                    actions=actions)
+        info.update(fs=float(fs), seconds=round(float(seconds), 3), leads=stored,
+                    derived_limb_leads=derived, actions=actions)
     if int(round(fs)) != options.fs:
         from scipy.signal import resample_poly
 
