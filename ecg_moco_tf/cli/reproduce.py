@@ -417,10 +417,12 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy, col, plan, le_fold
                  f"fold); proposed and unpretrained fine-tune on {FLAGS.train2_fraction:.0%} of "
                  "the training folds' patients (label-stratified), full labels on all of them")
     frames, valid_frames, sweeps, reused = [], [], {}, 0
-    for k, _ in plan:                      # a fold of another run is reused by none: first
-        CV.check_fold_settings(os.path.join(out, f"fold_{k:02d}"), CV.fold_settings(
-            ft, enc_kwargs, encoder_path, FLAGS.train2_fraction, FLAGS.seed, FLAGS.task_name,
-            manifests[k]), FLAGS.overwrite)
+    for k, _ in plan:                      # an experiment of another run is reused by none
+        for name in FLAGS.experiments:     # (the baselines do not depend on the encoder)
+            CV.check_fold_settings(os.path.join(out, f"fold_{k:02d}", name), CV.fold_settings(
+                ft, enc_kwargs, encoder_path if name == "proposed" else None,
+                FLAGS.train2_fraction, FLAGS.seed, FLAGS.task_name, manifests[k]),
+                FLAGS.overwrite)
     for i, (k, v) in enumerate(plan):
         fold_out = os.path.join(out, f"fold_{k:02d}")
         write_manifest(manifests[k], os.path.join(fold_out, "manifest_with_splits.csv"))
@@ -446,7 +448,7 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy, col, plan, le_fold
     if reused:
         notes.append(f"{reused} of the {len(plan) * len(FLAGS.experiments)} fold experiments "
                      f"were reused from an earlier, interrupted run in {out} (their predictions "
-                     "and provenance.json, same settings and data: cv_settings.json)")
+                     "and provenance.json, same settings and data: each one's cv_settings.json)")
     summary, tests, figures, lines = {}, {}, {}, []
     if FLAGS.experiments:
         X.stage("evaluation: pooled test predictions and each fold (patient bootstrap, DeLong)")

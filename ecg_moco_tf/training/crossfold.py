@@ -201,9 +201,9 @@ def fold_settings(finetune_cfg, encoder_kwargs, encoder_path, train2_fraction, s
 
 
 def check_fold_settings(fold_out, settings, overwrite=False):
-    """Create ``fold_out`` with its :func:`fold_settings`; a fold folder of an earlier run
-    with other settings is a ``ValueError`` (its results would be reused as if they were
-    this run's) unless ``overwrite``."""
+    """Create ``fold_out`` (one experiment of one fold) with its :func:`fold_settings`; one
+    of an earlier run with other settings is a ``ValueError`` (its results would be reused as
+    if they were this run's) unless ``overwrite``."""
     path = os.path.join(fold_out, SETTINGS_FILE)
     if os.path.exists(path) and not overwrite:
         with open(path) as f:

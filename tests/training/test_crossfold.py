@@ -154,6 +154,9 @@ def test_reproduce_cv_pools_every_test_fold_and_resumes(last_epoch_encoder, tmp_
     assert "Proposed - baseline, two ways" in report and "each fold's own valid2" in report
     assert res["summary"]["proposed"]["youden"]["thresholds_per_fold"].keys() == {"2", "3"}
     assert "commit" in report.splitlines()[2]
+    sha = {n: json.loads((out / "fold_02" / n / "cv_settings.json").read_text())
+           ["encoder_sha256"] for n in ("proposed", "baseline_full_labels")}
+    assert sha["proposed"] and sha["baseline_full_labels"] is None    # reusable by encoder
     le = pd.read_csv(out / "label_efficiency_summary.csv")
     assert list(le["seeds"]) == [1] and (out / "label_efficiency.png").exists()
     before = (out / "fold_02" / "proposed" / "test_predictions.csv").read_bytes()
