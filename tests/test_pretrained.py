@@ -81,7 +81,7 @@ def test_finetune_from_the_shipped_encoder_by_name(small_cohort, tmp_path):
     r = subprocess.run([sys.executable, "-m", "ecg_moco_tf.cli.main", "finetune",
                         f"--manifest={manifest}", "--encoder=ptbxl-pool", "--task_name=LVSD",
                         "--epochs=1", "--learning_rates=1e-3", "--batch_size=16",
-                        f"--out={out}"], capture_output=True, text=True, timeout=600)
+                        "--population_prevalence=0.1", f"--out={out}"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "proposed (LVSD): test AUC" in r.stdout
     prov = json.loads((out / "provenance.json").read_text())
@@ -91,6 +91,14 @@ def test_finetune_from_the_shipped_encoder_by_name(small_cohort, tmp_path):
     pred = pd.read_csv(out / "test_predictions.csv")
     assert "p_LVSD" in pred and pred["p_LVSD"].between(0, 1).all()
     assert os.listdir(out / "tensorboard" / "lr0.001")
+    report = (out / "report.md").read_text()         # the report of one run, as reproduce's
+    auc = json.loads((out / "metrics.json").read_text())["auc"]
+    assert f"| Proposed | {auc:.4f} |" in report and "ptbxl-pool" in report
+    assert "PPV (population)" in report and "enriched" not in report
+    assert "![roc](roc.png)" in report and "![calibration](calibration.png)" in report
+    assert "commit" in report.splitlines()[2] and f"report: {out}/report.md" in r.stdout
+    for png in ("roc.png", "calibration.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
 def _cli(*args, timeout=600):

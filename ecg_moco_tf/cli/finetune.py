@@ -4,7 +4,8 @@ Example: ecg-moco finetune --manifest=runs/demo/manifest_with_splits.csv \
              --flagfile=flags/proposed.flags --encoder=runs/demo/pretrain/encoder.keras
 The learning-rate sweep keeps the model with the lowest validation loss; the test AUC is
 printed with its 95 % patient-bootstrap CI. Writes classifier.keras, lr_sweep.csv,
-test_predictions.csv (column p_<task_name>), metrics.json and provenance.json (task, experiment,
+test_predictions.csv (column p_<task_name>), metrics.json, report.md (with roc.png and
+calibration.png) and provenance.json (task, experiment,
 pretrained encoder; `ecg-moco export` puts it in the model card) to --out. --encoder is for
 --experiment=proposed only (the baselines start from random weights). Every record used is read
 once before training: an unreadable one stops the command (--on_error=raise) or is left out,
@@ -35,6 +36,9 @@ flags.DEFINE_alias("pretrained_encoder", "encoder")         # reproduce's earlie
 flags.DEFINE_string("out", "runs/finetune", "Output folder (created).")
 flags.DEFINE_bool("overwrite", False, "Replace a finished fine-tuning run in --out (default: "
                   "refuse, so a trained classifier is never lost by accident).")
+flags.DEFINE_float("population_prevalence", None, "Also report PPV/NPV at this prevalence "
+                   "(from sensitivity and specificity), e.g. the finding's prevalence where "
+                   "the model will be used.", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_string("task_name", "positive", "What the classifier detects, e.g. MI or LVSD: "
                     "test_predictions.csv's column p_<task>, provenance.json, the model card.")
 
@@ -44,14 +48,13 @@ def main(argv):
     import pandas as pd
 
     from ecg_moco_tf.data import read_manifest
-    from ecg_moco_tf.evaluation import evaluate
     from ecg_moco_tf.pretrained import encoder_path
     from ecg_moco_tf.provenance import check_task_name, write_provenance
     from ecg_moco_tf.training import distribute
     from ecg_moco_tf.provenance import warn_if_seen
     from ecg_moco_tf.training.experiments import (check_class_counts, check_encoder,
                                                   decision_threshold, experiment_view,
-                                                  load_encoder, save_predictions)
+                                                  load_encoder, save_predictions, summarize)
     from ecg_moco_tf.training.finetune import finetune, predict
 
     check_encoder(FLAGS.experiment, FLAGS.encoder)
@@ -84,11 +87,39 @@ def main(argv):
     save_predictions(valid, os.path.join(out, "valid_predictions.csv"), FLAGS.task_name)
     write_provenance(out, FLAGS.experiment, FLAGS.task_name, encoder_file,
                      threshold=decision_threshold(valid))
-    m = evaluate(pred["label"].astype(int), pred["probability"], pred["patient_id"],
-                 seed=FLAGS.seed, valid=(valid["label"].astype(int), valid["probability"]))
+    summary, _ = summarize({FLAGS.experiment: pred}, seed=FLAGS.seed,
+                           valid_predictions={FLAGS.experiment: valid},
+                           population_prevalence=FLAGS.population_prevalence)
+    m = summary[FLAGS.experiment]
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(m, f, indent=1)
     print(res.sweep.to_string(index=False))
     print(f"{FLAGS.experiment} ({FLAGS.task_name}): test AUC {m['auc']:.4f} "
           f"[{m['auc_ci_low']:.4f}, {m['auc_ci_high']:.4f}] "
           f"(best learning rate {res.best_learning_rate:g})")
+    if distribute.is_chief(strategy):
+        print(f"report: {_report(out, used, summary, res.sweep, pred, encoder_file)}")
+
+
+def _report(out, used, summary, sweep, pred, encoder_file):
+    """report.md beside roc.png and calibration.png: splits, test AUC, operating points
+    (chosen on valid), the learning-rate sweep, with the command, date and commit."""
+    from ecg_moco_tf.data import split_summary
+    from ecg_moco_tf.evaluation.plots import plot_calibration, plot_roc
+    from ecg_moco_tf.evaluation.report import LABELS, write_report
+    from ecg_moco_tf.provenance import run_info
+
+    name, run = LABELS[FLAGS.experiment], run_info()
+    curves = {name: (pred["label"].astype(int), pred["probability"],
+                     summary[FLAGS.experiment])}
+    figures = {"roc": plot_roc(curves, os.path.join(out, "roc.png"),
+                               title=f"ROC on the test split: {FLAGS.task_name}"),
+               "calibration": plot_calibration(curves, os.path.join(out, "calibration.png"),
+                                               task_name=FLAGS.task_name)}
+    notes = [f"run: `{run['command']}`, {run['date']}, commit {run['commit']}",
+             f"manifest: {FLAGS.manifest}; experiment {FLAGS.experiment}; encoder: "
+             f"{encoder_file or 'random initialization'}"]
+    return write_report(out, split_summary(used), summary, {}, {FLAGS.experiment: sweep},
+                        figures, common.finetune_config(), notes,
+                        title=f"ecg-moco-tf fine-tuning report: {FLAGS.task_name}",
+                        splits_title="Data splits", paper_design=False)

@@ -41,14 +41,16 @@ def table2(summary, tests, encoder_note=None):
 
 def write_report(out_dir, split_table, summary, tests, sweeps, figures, settings, notes=(),
                  extra=(), encoder_note=None, title="ecg-moco-tf reproduction report",
-                 splits_title="Data splits (paper Table 1)"):
+                 splits_title="Data splits (paper Table 1)", paper_design=True):
     """Write ``report.md`` (``extra``: more Markdown lines before the settings); returns its
-    path. Without ``summary`` (no experiment run): splits, figures and ``extra`` only."""
+    path. Without ``summary`` (no experiment run): splits, figures and ``extra`` only.
+    ``paper_design``: the splits are the paper's (a test prevalence above 0.3 is called
+    enriched by it)."""
     lines = [f"# {title}", ""]
     lines += [f"- {n}" for n in notes] + [""]
     lines += [f"## {splits_title}", "", split_table.to_markdown(), ""]
     if summary:
-        lines += _results_lines(summary, tests, sweeps, encoder_note)
+        lines += _results_lines(summary, tests, sweeps, encoder_note, paper_design)
     lines += ["## Figures", ""] + [f"![{k}]({os.path.basename(v)})" for k, v in figures.items()]
     lines += [""] + list(extra)
     lines += ["", "## Settings", "", "```", str(settings), "```", ""]
@@ -58,14 +60,15 @@ def write_report(out_dir, split_table, summary, tests, sweeps, figures, settings
     return path
 
 
-def _results_lines(summary, tests, sweeps, encoder_note):
+def _results_lines(summary, tests, sweeps, encoder_note, paper_design=True):
     """Table 2, the operating points and the learning-rate sweeps."""
     op_key = next(k for k in next(iter(summary.values())) if k.startswith("at_sensitivity"))
     lines = []
     lines += ["## Test AUC (paper Table 2)", "", table2(summary, tests, encoder_note), ""]
-    lines += ["Paired difference: every bootstrap resample of patients scores both models; "
-              "DeLong: two-sided test of equal AUCs on the same test ECGs, its variance "
-              "clustered by patient (Obuchowski 1997).", ""]
+    if tests:
+        lines += ["Paired difference: every bootstrap resample of patients scores both "
+                  "models; DeLong: two-sided test of equal AUCs on the same test ECGs, its "
+                  "variance clustered by patient (Obuchowski 1997).", ""]
     first = next(iter(summary.values()))
     chosen = ", ".join(f"{LABELS.get(n, n)}: {s.get('chosen_on', 'valid2')}"
                        for n, s in summary.items())
@@ -75,7 +78,8 @@ def _results_lines(summary, tests, sweeps, encoder_note):
               f"Thresholds chosen on each model's validation predictions ({chosen}), "
               "applied to test. PPV and NPV at "
               f"the test split's prevalence ({_f(prev, 3)}"
-              + (", enriched by the paper design" if prev is not None and prev > 0.3 else "")
+              + (", enriched by the paper design" if paper_design and prev is not None and prev > 0.3
+                 else "")
               + ")" + (f" and at the population prevalence {pop:g} (`--population_prevalence`)"
                        if pop is not None else
                        "; `--population_prevalence` adds them at your population's") + ".", "",
