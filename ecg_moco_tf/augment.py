@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import inspect
 
-import keras
+from . import console
+
+console.import_tensorflow_quietly()      # before TensorFlow: no start-up notices
+import keras  # noqa: E402
 import numpy as np
 import tensorflow as tf
 

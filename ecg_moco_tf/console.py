@@ -45,12 +45,16 @@ def native_quiet():
 
 
 def import_tensorflow_quietly():
-    """Import TensorFlow (and Keras) without the native start-up notices."""
+    """Import TensorFlow (and Keras) without the native start-up notices, also those of the
+    first look for a GPU (cuInit). The package's modules that use TensorFlow call this before
+    importing it, so a Python session gets no notices either."""
     if "tensorflow" in sys.modules:
         return
     with native_quiet():
         import keras  # noqa: F401
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()
 
 
 class _NoRetracingNotice(logging.Filter):

@@ -19,8 +19,8 @@ FILE = "provenance.json"
 def check_task_name(name):
     """``name`` if it is a usable column/file name part (letters, digits, ``_ . -``)."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}", str(name or "")):
-        raise ValueError(f"--task_name={name!r}: use letters, digits, '_', '.' or '-' (at most "
-                         "40), e.g. --task_name=MI")
+        raise ValueError(f"task_name={name!r}: use letters, digits, '_', '.' or '-' (at most "
+                         "40), e.g. task_name=MI")
     return name
 
 
@@ -291,7 +291,7 @@ def warn_if_seen(encoder_path, df, what="fine-tuning/test", options=None):
     n, how = seen_in_pretraining(encoder_path, df, options)
     if n:
         print(f"warning: {n} of the {len(df)} {what} ECGs were in the pretraining data of "
-              f"--encoder={encoder_path} (matched by {how}; its {RECORDS_FILE} lists them): "
+              f"encoder={encoder_path} (matched by {how}; its {RECORDS_FILE} lists them): "
               "results on them are not independent of pretraining", file=sys.stderr)
     return n
 

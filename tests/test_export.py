@@ -234,7 +234,7 @@ def test_predict_names_the_column_after_the_models_task(exported, tmp_path):
     assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["record", "p_MI", "decision"]
     from ecg_moco_tf.provenance import task_of
 
-    with pytest.raises(ValueError, match=r"--task_name='p\(LVSD\)': use letters"):
+    with pytest.raises(ValueError, match=r"task_name='p\(LVSD\)': use letters"):
         task_of(str(model), "p(LVSD)")
     assert task_of(str(model)) == "MI" and task_of(str(out / "clf.keras")) == "positive"
 

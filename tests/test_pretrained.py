@@ -48,6 +48,24 @@ def test_unknown_name_is_one_line_listing_the_shipped_names(tmp_path):
     assert "shipped: ptbxl-pool" in r.stderr.strip().splitlines()[-1]
 
 
+def test_a_python_session_gets_no_tensorflow_notices_and_python_names(tmp_path):
+    """Importing the package and running a model prints nothing of TensorFlow's start-up
+    (CUDA stub, oneDNN, absl); an error names the Python argument, not a CLI flag."""
+    code = ("import numpy as np, ecg_moco_tf\n"
+            "enc = ecg_moco_tf.load_pretrained('ptbxl-pool')\n"
+            "print(enc.predict(np.zeros((1, 12, 5000), 'float32'), verbose=0).shape)\n"
+            "try:\n    ecg_moco_tf.load_pretrained('ptbxl')\n"
+            "except ValueError as e:\n    print(e)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",
+                                                            "ECG_MOCO_DEBUG")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path, env=env)
+    assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
+    out = r.stdout.splitlines()
+    assert out[0] == "(1, 128)"
+    assert out[1].startswith("load_pretrained: name='ptbxl' is neither a file") and "--" not in out[1]
+
+
 def test_the_wheel_ships_the_encoder(tmp_path):
     """A non-editable install (a wheel built from the sources) holds every file of the card."""
     src = tmp_path / "src"

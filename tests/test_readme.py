@@ -69,3 +69,9 @@ def test_readme_extend_example_runs_and_its_model_works_in_the_cli(tmp_path, mon
     card = export_all(load_model(str(model)), str(tmp_path / "exp"), x[None].repeat(2, 0),
                       formats=("savedmodel", "float32"))
     assert card["parity"]["formats"]["float32"]["max_abs_diff"] < 1e-4
+
+
+def test_finetune_from_arrays_example_runs(tmp_path, monkeypatch, capsys):
+    _run_example("downstream.md", "## Python API: fine-tune from arrays", tmp_path, monkeypatch)
+    out = capsys.readouterr().out
+    assert "best_val_auc" in out and re.search(r"\(\d+,\)$", out.strip())

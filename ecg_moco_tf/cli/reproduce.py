@@ -118,6 +118,9 @@ flags.DEFINE_float("train2_fraction", 0.28, "Cross-fold: share of the training f
                    "(label-stratified) that proposed and the unpretrained baseline fine-tune "
                    "on (the paper's 28 %); full labels uses all of them.", lower_bound=0.0,
                    upper_bound=1.0)
+flags.DEFINE_string("reuse_from", None, "Cross-fold: a finished cross-fold run whose fold "
+                    "experiments with the same settings and data (each one's cv_settings.json: "
+                    "the baselines, which do not depend on --encoder) are copied, not rerun.")
 flags.DEFINE_list("le_folds", [], "Cross-fold with --label_efficiency: the test folds of the "
                   "study (default: every test fold run); its fractions are of all the "
                   "training folds.")
@@ -205,7 +208,7 @@ def main(argv):
     if FLAGS.encoder:
         from ecg_moco_tf.pretrained import encoder_path
 
-        FLAGS.encoder = encoder_path(FLAGS.encoder)
+        FLAGS.encoder = encoder_path(FLAGS.encoder, "--encoder")
     if needs_encoder and not FLAGS.encoder:
         check_out_dir(os.path.join(out, "pretrain"), FLAGS.overwrite)      # before any work
     if os.path.exists(os.path.join(out, "results.json")) and not FLAGS.overwrite:
@@ -417,12 +420,21 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy, col, plan, le_fold
                  f"fold); proposed and unpretrained fine-tune on {FLAGS.train2_fraction:.0%} of "
                  "the training folds' patients (label-stratified), full labels on all of them")
     frames, valid_frames, sweeps, reused = [], [], {}, 0
+    copied = 0
     for k, _ in plan:                      # an experiment of another run is reused by none
         for name in FLAGS.experiments:     # (the baselines do not depend on the encoder)
-            CV.check_fold_settings(os.path.join(out, f"fold_{k:02d}", name), CV.fold_settings(
-                ft, enc_kwargs, encoder_path if name == "proposed" else None,
-                FLAGS.train2_fraction, FLAGS.seed, FLAGS.task_name, manifests[k]),
-                FLAGS.overwrite)
+            part = os.path.join(f"fold_{k:02d}", name)
+            settings = CV.fold_settings(ft, enc_kwargs,
+                                        encoder_path if name == "proposed" else None,
+                                        FLAGS.train2_fraction, FLAGS.seed, FLAGS.task_name,
+                                        manifests[k])
+            CV.check_fold_settings(os.path.join(out, part), settings, FLAGS.overwrite)
+            if FLAGS.reuse_from:
+                copied += CV.copy_if_same(os.path.join(FLAGS.reuse_from, part),
+                                          os.path.join(out, part), settings)
+    if FLAGS.reuse_from:
+        notes.append(f"{copied} fold experiments copied from --reuse_from={FLAGS.reuse_from} "
+                     "(same settings and data: their cv_settings.json)")
     for i, (k, v) in enumerate(plan):
         fold_out = os.path.join(out, f"fold_{k:02d}")
         write_manifest(manifests[k], os.path.join(fold_out, "manifest_with_splits.csv"))
@@ -447,8 +459,8 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy, col, plan, le_fold
                              for n, p in valids.items()})
     if reused:
         notes.append(f"{reused} of the {len(plan) * len(FLAGS.experiments)} fold experiments "
-                     f"were reused from an earlier, interrupted run in {out} (their predictions "
-                     "and provenance.json, same settings and data: each one's cv_settings.json)")
+                     f"were reused: {out} held their predictions and provenance.json (same "
+                     "settings and data: each one's cv_settings.json)")
     summary, tests, figures, lines = {}, {}, {}, []
     if FLAGS.experiments:
         X.stage("evaluation: pooled test predictions and each fold (patient bootstrap, DeLong)")

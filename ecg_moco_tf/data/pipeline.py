@@ -21,7 +21,11 @@ import glob
 import os
 
 import numpy as np
-import tensorflow as tf
+
+from .. import console
+
+console.import_tensorflow_quietly()      # before TensorFlow: no start-up notices
+import tensorflow as tf  # noqa: E402
 from tqdm.auto import tqdm
 
 from .manifest import UnreadableRecords, _row_hints, record_path
@@ -85,6 +89,18 @@ def manifest_dataset(df, shuffle=False, seed=0, options=ReadOptions(), num_paral
             ds.reduce(np.int64(0), lambda n, _: n + 1)
         if shuffle:
             ds = ds.shuffle(len(df), seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+
+def array_dataset(x, df, shuffle=False, seed=0):
+    """The elements of :func:`manifest_dataset` from ECGs held in memory: ``x`` (ECGs, 12,
+    samples) float32 beside ``df``'s labels and record names, rows in order or shuffled per
+    epoch with ``seed``."""
+    ds = tf.data.Dataset.from_tensor_slices({
+        "signal": x, "label": _labels(df), "record": df["record"].astype(str).to_numpy(),
+        "index": np.arange(len(df), dtype=np.int64)})
+    if shuffle:
+        ds = ds.shuffle(len(df), seed=seed, reshuffle_each_iteration=True)
     return ds
 
 

@@ -404,11 +404,12 @@ def generate(cfg=CohortConfig(), batch_size=64):
 
 
 def write_cohort(out_dir, cfg=CohortConfig(), progress=True):
-    """Generate a cohort and write it as WFDB records (format 16, 1 uV) plus a manifest.
+    """Generate a cohort and write it as WFDB records (format 16, 1 uV); returns its manifest
+    (write it into ``out_dir`` with ``write_manifest`` to read the records by it).
 
     Layout: ``records/<id>.{hea,dat}``, ``masks/<id>.npy`` (np.packbits of the (12, T) boolean
-    ground-truth mask, positives only) and ``manifest.csv`` (record, patient_id, label, split,
-    severity, mask, hr, visit). Returns the manifest DataFrame.
+    ground-truth mask, positives only); the manifest's columns: record (relative to
+    ``out_dir``), patient_id, label, split (empty), severity, mask, hr, visit.
     """
     from tqdm.auto import tqdm
 

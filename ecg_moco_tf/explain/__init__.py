@@ -1,1 +1,4 @@
 """Plots and explanations."""
+from .. import console
+
+console.import_tensorflow_quietly()      # before TensorFlow: no start-up notices

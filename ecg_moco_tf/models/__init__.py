@@ -3,6 +3,9 @@
 Importing this package registers every custom layer and model of the project with Keras, so
 ``.keras`` files that contain them load; :func:`load_model` does that for you.
 """
+from .. import console
+
+console.import_tensorflow_quietly()      # before TensorFlow: no start-up notices
 from .batchnorm import FusedBatchNormalization
 from .clone import CopyError, copy_model
 from .encoder import build_encoder, adapt_normalization, encoder_flops

@@ -34,14 +34,14 @@ def _folder(name):
     return os.path.join(HERE, name)
 
 
-def encoder_path(name_or_path):
-    """A ``.keras`` file path for a file path or a shipped name; ValueError (one line, listing
-    the shipped names) for anything else."""
+def encoder_path(name_or_path, arg="encoder"):
+    """A ``.keras`` file path for a file path or a shipped name; ValueError (one line naming
+    ``arg``, the argument or flag that gave it, and listing the shipped names) otherwise."""
     if os.path.exists(name_or_path):
         return name_or_path
     if name_or_path in SHIPPED:
         return os.path.join(_folder(name_or_path), "encoder.keras")
-    raise ValueError(f"--encoder {name_or_path!r} is neither a file nor a shipped encoder "
+    raise ValueError(f"{arg}={name_or_path!r} is neither a file nor a shipped encoder "
                      f"(shipped: {', '.join(names())})")
 
 
@@ -50,4 +50,4 @@ def load_pretrained(name):
     project's layers registered. Its card: :func:`card`."""
     from ..models import load_model
 
-    return load_model(encoder_path(name))
+    return load_model(encoder_path(name, arg="load_pretrained: name"))

@@ -217,6 +217,21 @@ def check_fold_settings(fold_out, settings, overwrite=False):
         f.write(settings)
 
 
+def copy_if_same(src, dst, settings):
+    """Copy the finished experiment ``src`` of another run to ``dst`` (which holds no
+    finished one) when its cv_settings.json is ``settings``; returns 1 if copied, else 0."""
+    import shutil
+
+    path = os.path.join(src, SETTINGS_FILE)
+    if done(dst) or not done(src) or not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        if f.read() != settings:
+            return 0
+    shutil.copytree(src, dst, dirs_exist_ok=True)
+    return 1
+
+
 def done(path):
     """A finished experiment of an earlier, interrupted cross-fold run (its predictions)."""
     return all(os.path.exists(os.path.join(path, f))

@@ -70,10 +70,10 @@ def cluster_resolver():
     if os.environ.get("SLURM_STEP_ID") is not None and os.environ.get("SLURM_PROCID"):
         return tf.distribute.cluster_resolver.SlurmClusterResolver()
     raise DistributeError(
-        "--strategy=multi_worker needs the cluster: set TF_CONFIG on every worker (e.g. "
+        "strategy=multi_worker needs the cluster: set TF_CONFIG on every worker (e.g. "
         '\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
         '"index": 0}}\') or start the workers with srun inside a Slurm job; on one machine use '
-        "--strategy=mirrored")
+        "strategy=mirrored")
 
 
 def make_strategy(name="default", devices=None):
@@ -100,10 +100,10 @@ def make_strategy(name="default", devices=None):
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, RuntimeError, tf.errors.OpError) as e:
             raise DistributeError(
-                f"--strategy=tpu found no TPU ({str(e).splitlines()[0][:200]}); run on a TPU "
+                f"strategy=tpu found no TPU ({str(e).splitlines()[0][:200]}); run on a TPU "
                 "VM, or set TPU_NAME to the TPU's name or grpc:// address") from None
         return tf.distribute.TPUStrategy(resolver)
-    raise DistributeError(f"--strategy={name!r} is not one of {', '.join(STRATEGIES)}")
+    raise DistributeError(f"strategy={name!r} is not one of {', '.join(STRATEGIES)}")
 
 
 def _keras_multi_worker_fit_fix():
@@ -209,7 +209,7 @@ def describe(strategy):
     return f"{name(strategy)}, {replicas(strategy)} replica(s)"
 
 
-def check_global_batch(batch_size, strategy, flag="--batch_size"):
+def check_global_batch(batch_size, strategy, flag="batch_size"):
     """:class:`DistributeError` unless the global ``batch_size`` splits evenly over the
     replicas of ``strategy`` (a Strategy, or ``(number of replicas, its name)``), at least one
     sample each."""
@@ -243,7 +243,7 @@ def planned_replicas(name):
                 "MultiWorkerMirroredStrategy")
     if name == "tpu":
         return None
-    raise DistributeError(f"--strategy={name!r} is not one of {', '.join(STRATEGIES)}")
+    raise DistributeError(f"strategy={name!r} is not one of {', '.join(STRATEGIES)}")
 
 
 def check_jit(jit_compile, strategy):
@@ -254,8 +254,8 @@ def check_jit(jit_compile, strategy):
     n, kind = _count(strategy)
     if jit_compile and n > 1:
         raise DistributeError(
-            f"--jit_compile runs on one replica only (Keras compiles the whole step, and "
-            f"{kind} has {n} replicas): drop --jit_compile or use --strategy=default")
+            f"jit_compile runs on one replica only (Keras compiles the whole step, and "
+            f"{kind} has {n} replicas): drop jit_compile or use strategy=default")
 
 
 def check_last_batch(n, batch_size, strategy, what, last_dropped=False):
@@ -286,7 +286,7 @@ def check_last_batch(n, batch_size, strategy, what, last_dropped=False):
     if reason is None:
         return
     fits = [b for b in range(n_rep, batch_size + 1, n_rep) if problem(b) is None]
-    what_to_do = (f"set --batch_size={fits[-1]}" if fits else
+    what_to_do = (f"set batch_size={fits[-1]}" if fits else
                   f"use a multiple of {n_rep} ECGs or fewer replicas")
     if cpu and reason.startswith("the last"):
         what_to_do += " (or TF_ENABLE_ONEDNN_OPTS=0)"
@@ -295,7 +295,7 @@ def check_last_batch(n, batch_size, strategy, what, last_dropped=False):
 
 def check_precision(policy):
     if policy not in PRECISIONS:
-        raise DistributeError(f"--mixed_precision={policy!r} is not one of "
+        raise DistributeError(f"mixed_precision={policy!r} is not one of "
                               f"{', '.join(PRECISIONS)}")
     return policy
 

@@ -55,11 +55,11 @@ def load_encoder(path):
     it is when it is a MoCo model or a fine-tuned classifier instead."""
     model = load_model(path)
     if not single_input_graph(model) or len(model.outputs) != 1:
-        raise ValueError(f"--encoder={path} is a {type(model).__name__} model, not an encoder: "
+        raise ValueError(f"encoder={path} is a {type(model).__name__} model, not an encoder: "
                          "give the encoder.keras that `ecg-moco pretrain` wrote beside it "
                          "(or a shipped name: ptbxl-pool)")
     if model.outputs[0].shape[-1] == 1 or "head_logit" in [lay.name for lay in model.layers]:
-        raise ValueError(f"--encoder={path} is a fine-tuned classifier (one probability per "
+        raise ValueError(f"encoder={path} is a fine-tuned classifier (one probability per "
                          "ECG), not an encoder: give the encoder.keras of `ecg-moco pretrain` "
                          "(or ptbxl-pool); to score ECGs with this classifier, use "
                          "`ecg-moco predict`")

@@ -272,30 +272,52 @@ def _clear_earlier_run(out_dir):
             shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
 
 
-def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=None,
-             encoder_kwargs=None, strategy=None):
-    """Fine-tune from ``encoder`` (None: random init of ``build_encoder(**encoder_kwargs)``).
+def finetune(train, valid=None, encoder=None, cfg=FinetuneConfig(), out_dir=None,
+             encoder_kwargs=None, strategy=None, validation_data=None, **settings):
+    """Fine-tune from ``encoder``: a Keras encoder, a shipped name (``"ptbxl-pool"``) or an
+    ``encoder.keras`` path, or None (random init of ``build_encoder(**encoder_kwargs)``).
 
-    The given encoder is never modified (each learning rate works on a copy). A random encoder
-    gets its normalization adapted on ``train_df``; a pretrained one keeps its own.
+    The data, either way:
+
+    - manifests: ``finetune(train_df, valid_df, ...)`` (records read from disk);
+    - arrays, as ``keras.Model.fit`` takes them: ``finetune(x_train, y_train,
+      validation_data=(x_valid, y_valid), encoder="ptbxl-pool", epochs=10)``, with ``x`` of
+      shape (ECGs, 12, 5000) in millivolts at 500 Hz (leads in ``LEADS`` order) and ``y`` 0/1.
+
+    ``settings``: :class:`FinetuneConfig` fields that override ``cfg`` (``epochs=10``). The
+    given encoder is never modified (each learning rate works on a copy). A random encoder
+    gets its normalization adapted on the training ECGs; a pretrained one keeps its own.
     ``strategy``: a ``tf.distribute.Strategy`` or a name of :data:`.distribute.STRATEGIES`
     (default: one device); on a multi-worker cluster only the chief writes to ``out_dir``.
     """
+    cfg = _with_settings(cfg, settings)
     cfg.check()
+    signals = None
+    if not isinstance(train, pd.DataFrame):
+        (train, valid), signals = _array_data(train, valid, validation_data, cfg.read_options)
+    elif validation_data is not None or valid is None:
+        raise ValueError("with a training manifest, give the validation manifest as valid "
+                         "(validation_data=(x, y) goes with arrays: finetune(x_train, y_train, "
+                         "validation_data=(x_valid, y_valid)))")
+    if isinstance(encoder, (str, os.PathLike)):
+        from ..pretrained import encoder_path
+        from .experiments import load_encoder
+
+        encoder = load_encoder(encoder_path(os.fspath(encoder)))
     strategy = distribute.resolve(strategy)
     cfg.check_strategy(strategy)
-    _labelled(train_df, "train")
-    _labelled(valid_df, "valid")
+    _labelled(train, "train")
+    _labelled(valid, "valid")
     several = distribute.replicas(strategy) > 1
-    distribute.check_last_batch(len(train_df), cfg.batch_size, strategy, "train",
+    distribute.check_last_batch(len(train), cfg.batch_size, strategy, "train",
                                 last_dropped=True)
-    distribute.check_last_batch(len(valid_df), cfg.batch_size, strategy, "valid")
+    distribute.check_last_batch(len(valid), cfg.batch_size, strategy, "valid")
     out_dir = out_dir and distribute.worker_dir(out_dir, strategy)
     if out_dir:
         _clear_earlier_run(out_dir)
     # models, optimizers and metrics in the strategy's scope and the run's precision
     with distribute.precision(cfg.mixed_precision), strategy.scope():
-        res = _finetune(train_df, valid_df, encoder, cfg, out_dir, encoder_kwargs, several)
+        res = _finetune(train, valid, encoder, cfg, out_dir, encoder_kwargs, several, signals)
     if several or cfg.mixed_precision != "float32":     # a plain one-device float32 model
         res.model = copy_model(res.model, dtype="float32")
     if out_dir:
@@ -304,16 +326,73 @@ def finetune(train_df, valid_df, encoder=None, cfg=FinetuneConfig(), out_dir=Non
     return res
 
 
-def _finetune(train_df, valid_df, encoder, cfg, out_dir, encoder_kwargs, several):
+def _with_settings(cfg, settings):
+    from dataclasses import fields, replace
+
+    names = [f.name for f in fields(FinetuneConfig)]
+    unknown = sorted(set(settings) - set(names))
+    if unknown:
+        raise TypeError(f"finetune() got unknown setting(s) {', '.join(unknown)}: the settings "
+                        f"are FinetuneConfig's fields ({', '.join(names)})")
+    return replace(cfg, **settings) if settings else cfg
+
+
+def _array_data(x_train, y_train, validation_data, options):
+    """(train, valid) tables of labels beside the checked (x_train, x_valid) float32 arrays:
+    a ``ValueError`` naming the argument and the ECG for a wrong shape, a non-finite sample,
+    an implausible amplitude (as :func:`read_record` checks records) or a label that is not
+    0/1."""
+    from ..data.records import RecordError, check_amplitude
+
+    if validation_data is None or len(validation_data) != 2:
+        raise ValueError("arrays need validation_data=(x_valid, y_valid): fine-tuning keeps "
+                         "the learning rate and epoch of the lowest validation loss")
+    tables, signals = [], []
+    for (x, y), (xn, yn) in (((x_train, y_train), ("x_train", "y_train")),
+                             (validation_data, ("validation_data[0]", "validation_data[1]"))):
+        x = np.asarray(x, dtype=np.float32)
+        want = (12, options.num_samples)
+        if x.ndim != 3 or x.shape[1:] != want:
+            flip = x.ndim == 3 and x.shape[1:] == want[::-1]
+            raise ValueError(f"{xn} has shape {x.shape}; ECGs must be (ECGs, {want[0]}, "
+                             f"{want[1]}): 12 leads of {want[1]} samples at {options.fs} Hz"
+                             + (f" (leads first: pass {xn}.transpose(0, 2, 1))" if flip else ""))
+        bad = np.flatnonzero(~np.isfinite(x).all(axis=(1, 2)))
+        if len(bad):
+            raise ValueError(f"{xn}[{bad[0]}] (and {len(bad) - 1} more) holds NaN or inf "
+                             "samples: fill or drop those ECGs")
+        for i, ecg in enumerate(x):
+            try:
+                check_amplitude(ecg.T, options.fs, f"{xn}[{i}]", options)
+            except RecordError as e:
+                raise ValueError(f"{xn}[{i}]: {e.problem} -> give the ECGs in millivolts, or "
+                                 "set read_options=ReadOptions(check_amplitude=False) to use "
+                                 "them as they are") from None
+        y = pd.to_numeric(pd.Series(np.asarray(y).ravel()), errors="coerce")
+        if len(y) != len(x):
+            raise ValueError(f"{yn} has {len(y)} labels for the {len(x)} ECGs of {xn}")
+        if not y.isin([0, 1]).all():
+            raise ValueError(f"{yn} must be 0/1; found {sorted(set(y[~y.isin([0, 1])]))[:5]}")
+        names = [f"{xn}[{i}]" for i in range(len(x))]
+        tables.append(pd.DataFrame({"record": names, "patient_id": names, "label": y}))
+        signals.append(x)
+    return tuple(tables), tuple(signals)
+
+
+def _finetune(train_df, valid_df, encoder, cfg, out_dir, encoder_kwargs, several, signals):
     mixed = cfg.mixed_precision != "float32"
     keras.utils.set_random_seed(cfg.seed)
-    cache = "" if cfg.cache else None
-    # several replicas: fill the memory cache first (see pipeline.manifest_dataset)
-    fill = several and cache is not None
-    train = pipeline.manifest_dataset(train_df, shuffle=True, seed=cfg.seed, cache=cache,
-                                      fill_cache=fill, options=cfg.read_options)
-    valid = pipeline.manifest_dataset(valid_df, cache=cache, fill_cache=fill,
-                                      options=cfg.read_options)
+    if signals is not None:                             # arrays: already in memory
+        train, valid = (pipeline.array_dataset(x, d, shuffle=k == 0, seed=cfg.seed)
+                        for k, (x, d) in enumerate(zip(signals, (train_df, valid_df))))
+    else:
+        cache = "" if cfg.cache else None
+        # several replicas: fill the memory cache first (see pipeline.manifest_dataset)
+        fill = several and cache is not None
+        train = pipeline.manifest_dataset(train_df, shuffle=True, seed=cfg.seed, cache=cache,
+                                          fill_cache=fill, options=cfg.read_options)
+        valid = pipeline.manifest_dataset(valid_df, cache=cache, fill_cache=fill,
+                                          options=cfg.read_options)
     if encoder is None:
         encoder = build_encoder(**(encoder_kwargs or {}))
         adapt_normalization(encoder, train.batch(cfg.batch_size))

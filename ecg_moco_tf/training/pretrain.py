@@ -238,11 +238,11 @@ def check_distribution(cfg, strategy):
     g = 1 if cfg.sync_bn else cfg.shuffle_bn_splits
     if n > 1 and g > 1 and cfg.batch_size // n < 2:
         raise distribute.DistributeError(
-            f"cross-replica shuffle-BN needs at least 2 ECGs per replica: raise --batch_size "
-            f"to {2 * n} or more ({n} replicas), or pass --shuffle_bn_splits=1")
+            f"cross-replica shuffle-BN needs at least 2 ECGs per replica: raise batch_size "
+            f"to {2 * n} or more ({n} replicas), or set shuffle_bn_splits=1")
     if n == 1 and g > 1 and (cfg.batch_size % g or cfg.batch_size // g < 2):
-        raise ValueError(f"--batch_size={cfg.batch_size} must be a multiple of "
-                         f"--shuffle_bn_splits={g} with at least 2 ECGs per group")
+        raise ValueError(f"batch_size={cfg.batch_size} must be a multiple of "
+                         f"shuffle_bn_splits={g} with at least 2 ECGs per group")
     return g
 
 
@@ -269,7 +269,7 @@ def check_config(cfg, num_train, num_valid):
         raise ValueError(f"select={cfg.select!r}: choose from {SELECT}")
     if num_valid < cfg.batch_size:
         raise ValueError(f"valid1 has {num_valid} ECGs, fewer than one batch of "
-                         f"{cfg.batch_size}; lower --batch_size")
+                         f"{cfg.batch_size}; lower batch_size")
     steps = total_steps(cfg, num_train)
     lr = learning_rate(cfg, steps)                    # checks lr_schedule and warmup_steps
     _augmenter(cfg)                                   # checks names and overrides

@@ -177,3 +177,11 @@ def test_reproduce_cv_pools_every_test_fold_and_resumes(last_epoch_encoder, tmp_
     r = subprocess.run(args + ["--train2_fraction=0.6"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2 and "other settings" in r.stderr.strip().splitlines()[-1]
+    other = tmp_path / "cv2"                                # --reuse_from: copied, not rerun
+    r = subprocess.run([a.replace(str(out), str(other)) for a in args] + [
+        "--nolabel_efficiency", "--cv_test_folds=2", f"--reuse_from={out}"],
+        capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 fold experiments copied from --reuse_from" in (other / "report.md").read_text()
+    assert "Epoch 1/" not in r.stdout and r.stdout.count(": reused (") == 2
+    assert (other / "fold_02" / "proposed" / "test_predictions.csv").read_bytes() == before

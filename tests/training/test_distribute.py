@@ -311,10 +311,10 @@ def test_three_experiments_under_mirrored_strategy_match_one_device(cohort, two,
 
 
 def test_library_errors_say_what_to_set(two):
-    with pytest.raises(distribute.DistributeError, match=r"--batch_size=9 is the global batch.*"
-                       r"2 replicas.*--batch_size=8 or 10"):
+    with pytest.raises(distribute.DistributeError, match=r"batch_size=9 is the global batch.*"
+                       r"2 replicas.*set batch_size=8 or 10"):
         distribute.check_global_batch(9, two)
-    with pytest.raises(distribute.DistributeError, match="--jit_compile runs on one replica"):
+    with pytest.raises(distribute.DistributeError, match="jit_compile runs on one replica"):
         distribute.check_jit(True, two)
     with pytest.raises(distribute.DistributeError, match="not one of default, mirrored"):
         distribute.make_strategy("horovod")
@@ -344,7 +344,7 @@ def test_uneven_sets_are_refused(small_cohort, two):
                        match=r"valid has 9 ECGs: the last global batch of 1 leaves 1 of the 2 "
                              r"replicas an empty batch.*--batch_size=6 \(or TF_ENABLE_ONEDNN"):
         check(9, 8, two, "valid")
-    with pytest.raises(distribute.DistributeError, match="train has 7 ECGs.*--batch_size=6$"):
+    with pytest.raises(distribute.DistributeError, match="train has 7 ECGs.*batch_size=6$"):
         check(7, 8, two, "train", last_dropped=True)
     with pytest.raises(distribute.DistributeError, match="use a multiple of 2 ECGs"):
         check(3, 8, two, "valid")               # 2 leaves 1, 4 or more: 3 is odd
@@ -435,12 +435,12 @@ def test_cli_bad_distribution_settings_are_one_line_and_exit_2(small_cohort, tmp
     manifest = os.path.join(small_cohort.attrs["root"], "manifest.csv")
     cases = [
         (["pretrain", f"--manifest={manifest}", "--strategy=horovod"], None,
-         "--strategy='horovod' is not one of default, mirrored, multi_worker, tpu"),
+         "strategy='horovod' is not one of default, mirrored, multi_worker, tpu"),
         (["finetune", f"--manifest={manifest}", "--experiment=baseline_unpretrained",
-          "--strategy=multi_worker"], None, "--strategy=multi_worker needs the cluster: set "
+          "--strategy=multi_worker"], None, "strategy=multi_worker needs the cluster: set "
                                             "TF_CONFIG"),
         (["reproduce", "--mixed_precision=float16"], None,
-         "--mixed_precision='float16' is not one of float32, mixed_float16, mixed_bfloat16"),
+         "mixed_precision='float16' is not one of float32, mixed_float16, mixed_bfloat16"),
         (["pretrain", f"--manifest={manifest}", "--strategy=multi_worker", "--batch_size=9"],
          _env(_cluster(_free_ports(2), 0)),
          "--batch_size=9 is the global batch and must be a multiple of the 2 replicas of "
@@ -514,7 +514,7 @@ def test_shuffle_bn_groups_are_checked_only_where_they_apply():
     from ecg_moco_tf.training.pretrain import PretrainConfig, check_config, check_distribution
 
     odd = PretrainConfig(batch_size=6, queue_size=8, shuffle_bn_splits=4)
-    with pytest.raises(ValueError, match="--batch_size=6 must be a multiple of "
+    with pytest.raises(ValueError, match="batch_size=6 must be a multiple of "
                                          "--shuffle_bn_splits=4"):
         check_distribution(odd, tf.distribute.get_strategy())
     sync = PretrainConfig(batch_size=6, queue_size=8, shuffle_bn_splits=4, sync_bn=True)

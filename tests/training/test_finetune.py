@@ -332,3 +332,43 @@ def test_epoch_timer_times_every_epoch_and_reports():
     assert len(clock.times) == 2 and all(t > 0 for t in clock.times)
     assert [(e, ok) for e, _, ok in seen] == [(0, True), (1, True)]
     assert [s for _, s, _ in seen] == clock.times
+
+
+def test_finetune_from_arrays_matches_finetune_from_manifests(small_cohort):
+    """finetune(x_train, y_train, validation_data=...) trains the same model as the manifest
+    path on the same ECGs; wrong arrays get one error naming the argument and the ECG."""
+    from ecg_moco_tf.data import load_records
+
+    view = experiment_view(small_cohort, "baseline_full_labels")
+    tr, va = (load_records(view[k], progress=False) for k in ("train", "valid"))
+    cfg = FinetuneConfig(learning_rates=(1e-3,), epochs=2, batch_size=8, hidden_units=8,
+                         verbose=0)
+    enc = build_encoder(**TINY)
+    a = finetune(view["train"], view["valid"], enc, cfg)
+    b = finetune(tr.signals, tr.manifest["label"].to_numpy(), encoder=enc, cfg=cfg,
+                 validation_data=(va.signals, list(va.manifest["label"])))
+    assert b.sweep["best_val_loss"][0] == pytest.approx(a.sweep["best_val_loss"][0], abs=1e-5)
+    np.testing.assert_allclose(b.model.predict(va.signals, verbose=0),
+                               a.model.predict(va.signals, verbose=0), atol=1e-5)
+    c = finetune(tr.signals, tr.manifest["label"], encoder=enc, epochs=1, learning_rates=(1e-3,),
+                 batch_size=8, hidden_units=8, verbose=0,
+                 validation_data=(va.signals, va.manifest["label"]))
+    assert c.sweep["epochs_run"][0] == 1                  # settings as keyword arguments
+    y, valid = tr.manifest["label"].to_numpy(), (va.signals, va.manifest["label"])
+    nan = tr.signals.copy()
+    nan[2, 0, 7] = np.nan
+    cases = [((tr.signals.transpose(0, 2, 1), y), dict(validation_data=valid),
+              r"x_train has shape \(\d+, 5000, 12\).*transpose\(0, 2, 1\)"),
+             ((nan, y), dict(validation_data=valid), r"x_train\[2\] .*NaN"),
+             ((tr.signals / 1000, y), dict(validation_data=valid),
+              r"x_train\[0\]: median QRS .*volts.*check_amplitude=False"),
+             ((tr.signals, y[:-1]), dict(validation_data=valid), r"y_train has \d+ labels"),
+             ((tr.signals, y + 1), dict(validation_data=valid), r"y_train must be 0/1"),
+             ((tr.signals, y), {}, r"arrays need validation_data=\(x_valid, y_valid\)"),
+             ((tr.signals, y), dict(validation_data=valid, encoder="ptbxl"),
+              r"^encoder='ptbxl' is neither a file nor a shipped encoder")]
+    for args, kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            finetune(*args, cfg=cfg, **kwargs)
+    with pytest.raises(TypeError, match="unknown setting.*epoch\\b.*FinetuneConfig"):
+        finetune(tr.signals, y, validation_data=valid, epoch=3)

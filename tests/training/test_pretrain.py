@@ -32,7 +32,7 @@ def test_batch_must_split_into_shuffle_bn_groups(small_cohort, tmp_path):
     view = experiment_view(small_cohort, "proposed")
     for batch, groups in ((9, 2), (8, 8)):
         cfg = PretrainConfig(epochs=1, batch_size=batch, queue_size=16, shuffle_bn_splits=groups)
-        with pytest.raises(ValueError, match="multiple of --shuffle_bn_splits"):
+        with pytest.raises(ValueError, match="multiple of shuffle_bn_splits"):
             pretrain(view["pretrain_train"], view["pretrain_valid"], str(tmp_path), cfg,
                      encoder=build_encoder(**TINY))
 
