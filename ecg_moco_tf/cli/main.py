@@ -101,7 +101,8 @@ def _run(argv=None):
     except USAGE_ERRORS as e:                       # a missing file, a wrong manifest, ...
         if _debug():
             raise
-        print(f"ecg-moco {cmd}: {e} (traceback: --verbosity=debug)", file=sys.stderr)
+        print(f"ecg-moco {cmd}: {as_flags(str(e), module.__name__)} (traceback: "
+              "--verbosity=debug)", file=sys.stderr)
         return 2
     return 0
 
@@ -158,6 +159,18 @@ def _quiet_main(main):
         return main(argv)
 
     return wrapped
+
+
+def as_flags(message, module):
+    """A library error (which names Python arguments, ``batch_size=8``) as the command's
+    user reads it: each ``name=`` that is a flag of the command becomes ``--name=``."""
+    import re
+
+    from absl import flags
+
+    names = {f.name for f in flags.FLAGS.get_flags_for_module(module)}
+    return re.sub(r"(?<![-\w.])([a-z][a-z0-9_]*)=",
+                  lambda m: f"--{m.group(1)}=" if m.group(1) in names else m.group(0), message)
 
 
 def main():

@@ -183,7 +183,7 @@ def _pretraining_check(check, *args):
         return check(*args)
     except ValueError as e:
         names = "|".join(common.REPRODUCE_PRETRAIN_PREFIXED)
-        raise ValueError(re.sub(rf"--({names})\b", r"--pretrain_\1", str(e))) from None
+        raise ValueError(re.sub(rf"(?<![-\w.])({names})=", r"--pretrain_\1=", str(e))) from None
 
 
 def main(argv):

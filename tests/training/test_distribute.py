@@ -338,11 +338,11 @@ def test_uneven_sets_are_refused(small_cohort, two):
     check = distribute.check_last_batch
     with pytest.raises(distribute.DistributeError,
                        match=r"valid has 7 ECGs: fewer than one global batch of 8.*"
-                             r"split evenly over the 2 replicas.*set --batch_size=4$"):
+                             r"split evenly over the 2 replicas.*set batch_size=4$"):
         check(7, 8, two, "valid")
     with pytest.raises(distribute.DistributeError,
                        match=r"valid has 9 ECGs: the last global batch of 1 leaves 1 of the 2 "
-                             r"replicas an empty batch.*--batch_size=6 \(or TF_ENABLE_ONEDNN"):
+                             r"replicas an empty batch.*set batch_size=6 \(or TF_ENABLE_ONEDNN"):
         check(9, 8, two, "valid")
     with pytest.raises(distribute.DistributeError, match="train has 7 ECGs.*batch_size=6$"):
         check(7, 8, two, "train", last_dropped=True)
@@ -515,7 +515,7 @@ def test_shuffle_bn_groups_are_checked_only_where_they_apply():
 
     odd = PretrainConfig(batch_size=6, queue_size=8, shuffle_bn_splits=4)
     with pytest.raises(ValueError, match="batch_size=6 must be a multiple of "
-                                         "--shuffle_bn_splits=4"):
+                                         "shuffle_bn_splits=4"):
         check_distribution(odd, tf.distribute.get_strategy())
     sync = PretrainConfig(batch_size=6, queue_size=8, shuffle_bn_splits=4, sync_bn=True)
     assert check_distribution(sync, tf.distribute.get_strategy()) == 1
