@@ -112,7 +112,7 @@ def test_finetune_from_the_shipped_encoder_by_name(small_cohort, tmp_path):
     report = (out / "report.md").read_text()         # the report of one run, as reproduce's
     auc = json.loads((out / "metrics.json").read_text())["auc"]
     assert f"| Proposed | {auc:.4f} |" in report and "ptbxl-pool" in report
-    assert "PPV (population)" in report and "enriched" not in report
+    assert "PPV (population)" in report and "enriched by the paper design" in report
     assert "![roc](roc.png)" in report and "![calibration](calibration.png)" in report
     assert "commit" in report.splitlines()[2] and f"report: {out}/report.md" in r.stdout
     for png in ("roc.png", "calibration.png"):

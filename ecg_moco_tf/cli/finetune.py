@@ -38,7 +38,8 @@ flags.DEFINE_bool("overwrite", False, "Replace a finished fine-tuning run in --o
                   "refuse, so a trained classifier is never lost by accident).")
 flags.DEFINE_float("population_prevalence", None, "Also report PPV/NPV at this prevalence "
                    "(from sensitivity and specificity), e.g. the finding's prevalence where "
-                   "the model will be used.", lower_bound=0.0, upper_bound=1.0)
+                   "the model will be used (strictly between 0 and 1).", lower_bound=1e-6,
+                   upper_bound=1 - 1e-6)
 flags.DEFINE_string("task_name", "positive", "What the classifier detects, e.g. MI or LVSD: "
                     "test_predictions.csv's column p_<task>, provenance.json, the model card.")
 
@@ -98,10 +99,11 @@ def main(argv):
           f"[{m['auc_ci_low']:.4f}, {m['auc_ci_high']:.4f}] "
           f"(best learning rate {res.best_learning_rate:g})")
     if distribute.is_chief(strategy):
-        print(f"report: {_report(out, used, summary, res.sweep, pred, encoder_file)}")
+        paper = df["split"].isin(["train1", "valid1"]).any()     # the paper's enriched design
+        print(f"report: {_report(out, used, summary, res.sweep, pred, encoder_file, paper)}")
 
 
-def _report(out, used, summary, sweep, pred, encoder_file):
+def _report(out, used, summary, sweep, pred, encoder_file, paper_design):
     """report.md beside roc.png and calibration.png: splits, test AUC, operating points
     (chosen on valid), the learning-rate sweep, with the command, date and commit."""
     from ecg_moco_tf.data import split_summary
@@ -122,4 +124,4 @@ def _report(out, used, summary, sweep, pred, encoder_file):
     return write_report(out, split_summary(used), summary, {}, {FLAGS.experiment: sweep},
                         figures, common.finetune_config(), notes,
                         title=f"ecg-moco-tf fine-tuning report: {FLAGS.task_name}",
-                        splits_title="Data splits", paper_design=False)
+                        splits_title="Data splits", paper_design=paper_design)

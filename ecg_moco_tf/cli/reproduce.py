@@ -420,6 +420,10 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy, col, plan, le_fold
                  f"fold); proposed and unpretrained fine-tune on {FLAGS.train2_fraction:.0%} of "
                  "the training folds' patients (label-stratified), full labels on all of them")
     frames, valid_frames, sweeps, reused = [], [], {}, 0
+    if FLAGS.reuse_from and (FLAGS.overwrite or not os.path.isdir(FLAGS.reuse_from)):
+        raise ValueError(f"--reuse_from={FLAGS.reuse_from}: " + (
+            "--overwrite runs every fold again, so nothing would be reused" if FLAGS.overwrite
+            else "no such folder (give the --out of a finished cross-fold run)"))
     copied = 0
     for k, _ in plan:                      # an experiment of another run is reused by none
         for name in FLAGS.experiments:     # (the baselines do not depend on the encoder)
@@ -514,7 +518,8 @@ def _cross_fold(df, out, notes, ft, pt, enc_kwargs, strategy, col, plan, le_fold
     splits = split_summary(pd.concat(manifests.values()))     # train1: full labels only
     path = write_report(out, splits, summary, tests, {}, figures, settings, notes, lines,
                         encoder_note=encoder_note, title="ecg-moco-tf cross-fold report",
-                        splits_title=f"Data splits, summed over the {len(plan)} test folds")
+                        splits_title=f"Data splits, summed over the {len(plan)} test folds",
+                        paper_design=False)
     X.stage("done")
     if summary:
         print(table2(summary, tests, encoder_note))

@@ -199,7 +199,7 @@ def standardize(signal, fs, leads, record="?", options=ReadOptions(), info=None)
     seconds = x.shape[0] / fs
     if seconds < options.min_seconds:
         raise RecordError(record, f"only {seconds:.2f} s long; the minimum is "
-                          f"{options.min_seconds} s", "drop it or lower --min_seconds")
+                          f"{options.min_seconds} s", "drop it or lower min_seconds (--min_seconds)")
     target = options.num_samples / options.fs
     if int(round(fs)) != options.fs:
         actions.append(f"resample {float(fs):g} -> {options.fs} Hz")

@@ -98,7 +98,7 @@ def _group_rows(batch_size, groups):
     tf.debugging.assert_equal(rows * groups, batch_size, "the MoCo batch size must be a "
                               "multiple of shuffle_bn_splits (--shuffle_bn_splits)")
     tf.debugging.assert_greater_equal(rows, 2, "shuffle-BN needs at least 2 samples per "
-                                      "group: lower --shuffle_bn_splits or raise --batch_size")
+                                      "group: lower shuffle_bn_splits or raise batch_size")
     return rows
 
 

@@ -205,6 +205,11 @@ def check_fold_settings(fold_out, settings, overwrite=False):
     of an earlier run with other settings is a ``ValueError`` (its results would be reused as
     if they were this run's) unless ``overwrite``."""
     path = os.path.join(fold_out, SETTINGS_FILE)
+    if not os.path.exists(path) and done(fold_out) and not overwrite:
+        raise ValueError(f"{fold_out} holds finished predictions but no {SETTINGS_FILE} (a run "
+                         "of older code, or copied in by hand), so its settings cannot be "
+                         "checked: choose another --out (--reuse_from copies only checked "
+                         "experiments), or pass --overwrite to run every fold again")
     if os.path.exists(path) and not overwrite:
         with open(path) as f:
             if f.read() != settings:

@@ -146,6 +146,7 @@ class FinetuneResult:
     sweep: pd.DataFrame                 # one row per learning rate
     histories: dict                     # learning rate -> fine-tuning history
     probe_histories: dict = field(default_factory=dict)   # learning rate -> probe history
+    threshold: dict | None = None       # arrays: Youden's threshold on the validation ECGs
 
 
 def _class_weight(df, mode):
@@ -273,7 +274,8 @@ def _clear_earlier_run(out_dir):
 
 
 def finetune(train, valid=None, encoder=None, cfg=FinetuneConfig(), out_dir=None,
-             encoder_kwargs=None, strategy=None, validation_data=None, **settings):
+             encoder_kwargs=None, strategy=None, validation_data=None, task_name="positive",
+             **settings):
     """Fine-tune from ``encoder``: a Keras encoder, a shipped name (``"ptbxl-pool"``) or an
     ``encoder.keras`` path, or None (random init of ``build_encoder(**encoder_kwargs)``).
 
@@ -284,14 +286,20 @@ def finetune(train, valid=None, encoder=None, cfg=FinetuneConfig(), out_dir=None
       validation_data=(x_valid, y_valid), encoder="ptbxl-pool", epochs=10)``, with ``x`` of
       shape (ECGs, 12, 5000) in millivolts at 500 Hz (leads in ``LEADS`` order) and ``y`` 0/1.
 
+    From arrays the result carries ``threshold`` (Youden's on the validation ECGs), and with
+    ``out_dir`` the classifier gets its ``provenance.json`` (``task_name``, the encoder, that
+    threshold), which ``ecg-moco predict`` and ``export`` use.
     ``settings``: :class:`FinetuneConfig` fields that override ``cfg`` (``epochs=10``). The
     given encoder is never modified (each learning rate works on a copy). A random encoder
     gets its normalization adapted on the training ECGs; a pretrained one keeps its own.
     ``strategy``: a ``tf.distribute.Strategy`` or a name of :data:`.distribute.STRATEGIES`
     (default: one device); on a multi-worker cluster only the chief writes to ``out_dir``.
     """
+    from ..provenance import check_task_name, write_provenance
+
     cfg = _with_settings(cfg, settings)
     cfg.check()
+    check_task_name(task_name)
     signals = None
     if not isinstance(train, pd.DataFrame):
         (train, valid), signals = _array_data(train, valid, validation_data, cfg.read_options)
@@ -299,15 +307,17 @@ def finetune(train, valid=None, encoder=None, cfg=FinetuneConfig(), out_dir=None
         raise ValueError("with a training manifest, give the validation manifest as valid "
                          "(validation_data=(x, y) goes with arrays: finetune(x_train, y_train, "
                          "validation_data=(x_valid, y_valid)))")
+    encoder_file = None
     if isinstance(encoder, (str, os.PathLike)):
         from ..pretrained import encoder_path
         from .experiments import load_encoder
 
-        encoder = load_encoder(encoder_path(os.fspath(encoder)))
+        encoder_file = encoder_path(os.fspath(encoder))
+        encoder = load_encoder(encoder_file)
     strategy = distribute.resolve(strategy)
     cfg.check_strategy(strategy)
-    _labelled(train, "train")
-    _labelled(valid, "valid")
+    _labelled(train, "train" if signals is None else "y_train")
+    _labelled(valid, "valid" if signals is None else "validation_data[1]")
     several = distribute.replicas(strategy) > 1
     distribute.check_last_batch(len(train), cfg.batch_size, strategy, "train",
                                 last_dropped=True)
@@ -320,9 +330,20 @@ def finetune(train, valid=None, encoder=None, cfg=FinetuneConfig(), out_dir=None
         res = _finetune(train, valid, encoder, cfg, out_dir, encoder_kwargs, several, signals)
     if several or cfg.mixed_precision != "float32":     # a plain one-device float32 model
         res.model = copy_model(res.model, dtype="float32")
+    if signals is not None:
+        from .experiments import decision_threshold
+
+        p = res.model.predict(signals[1], batch_size=cfg.batch_size, verbose=0).ravel()
+        res.threshold = decision_threshold(valid.assign(probability=p))
+        if res.threshold:
+            res.threshold["chosen_on"] = "validation_data"
     if out_dir:
         res.sweep.to_csv(os.path.join(out_dir, "lr_sweep.csv"), index=False)
         res.model.save(os.path.join(out_dir, "classifier.keras"))
+        if signals is not None:
+            write_provenance(out_dir, "proposed" if encoder is not None else
+                             "baseline_unpretrained", task_name, encoder_file,
+                             threshold=res.threshold)
     return res
 
 

@@ -124,12 +124,12 @@ def check_queue_size(queue_size, num_train, batch_size):
     above half of it."""
     if batch_size > num_train:
         raise ValueError(f"batch_size {batch_size} is larger than the {num_train} pretraining "
-                         "ECGs; lower --batch_size")
+                         "ECGs; lower batch_size")
     if queue_size >= num_train:
         raise ValueError(
             f"queue_size K={queue_size} >= {num_train} pretraining ECGs: the queue would hold "
             f"earlier keys of the same ECGs as negatives. Use K <= {num_train // 2} "
-            "(--queue_size), or more pretraining data.")
+            "(queue_size), or more pretraining data.")
     if queue_size > num_train // 2:
         warnings.warn(f"queue_size K={queue_size} is more than half of the {num_train} "
                       "pretraining ECGs; some negatives will be older keys of the same ECG.")
@@ -148,8 +148,8 @@ def check_out_dir(out_dir, overwrite=False):
                 "an unfinished pretraining run that cannot be resumed (stopped before its "
                 "first epoch ended, or by a NaN loss)")
         raise FileExistsError(
-            f"{out_dir} holds {what} ({', '.join(found)}) and no backup/ to resume; pass "
-            "--overwrite to replace it, or choose another --out")
+            f"{out_dir} holds {what} ({', '.join(found)}) and no backup/ to resume: set "
+            "overwrite (--overwrite) to replace it, or choose another output folder")
 
 
 def _prepare_out_dir(out_dir, overwrite, epochs):
@@ -344,7 +344,7 @@ def pretrain(train_df, valid_df, out_dir, cfg=PretrainConfig(), encoder=None,
                     momentum_final=cfg.momentum_final,
                     momentum_steps=steps if cfg.momentum_final is not None else 0)
         moco.compile(optimizer=keras.optimizers.Adam(lr), jit_compile=cfg.jit_compile)
-    nan = StopOnNaN("Lower --learning_rate, raise --temperature, or check the input with "
+    nan = StopOnNaN("Lower learning_rate, raise temperature, or check the input with "
                     "`ecg-moco validate`.")
     monitor, select = None, cfg.select
     portable = lambda: _portable(moco.encoder, cfg, strategy)     # noqa: E731

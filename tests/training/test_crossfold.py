@@ -185,3 +185,8 @@ def test_reproduce_cv_pools_every_test_fold_and_resumes(last_epoch_encoder, tmp_
     assert "2 fold experiments copied from --reuse_from" in (other / "report.md").read_text()
     assert "Epoch 1/" not in r.stdout and r.stdout.count(": reused (") == 2
     assert (other / "fold_02" / "proposed" / "test_predictions.csv").read_bytes() == before
+    os.remove(other / "results.json")                       # finished, settings unknown: refused
+    os.remove(other / "fold_02" / "baseline_full_labels" / "cv_settings.json")
+    r = subprocess.run([a.replace(str(out), str(other)) for a in args] + [
+        "--nolabel_efficiency", "--cv_test_folds=2"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "no cv_settings.json" in r.stderr.strip().splitlines()[-1]

@@ -334,7 +334,7 @@ def test_epoch_timer_times_every_epoch_and_reports():
     assert [s for _, s, _ in seen] == clock.times
 
 
-def test_finetune_from_arrays_matches_finetune_from_manifests(small_cohort):
+def test_finetune_from_arrays_matches_finetune_from_manifests(small_cohort, tmp_path):
     """finetune(x_train, y_train, validation_data=...) trains the same model as the manifest
     path on the same ECGs; wrong arrays get one error naming the argument and the ECG."""
     from ecg_moco_tf.data import load_records
@@ -351,9 +351,14 @@ def test_finetune_from_arrays_matches_finetune_from_manifests(small_cohort):
     np.testing.assert_allclose(b.model.predict(va.signals, verbose=0),
                                a.model.predict(va.signals, verbose=0), atol=1e-5)
     c = finetune(tr.signals, tr.manifest["label"], encoder=enc, epochs=1, learning_rates=(1e-3,),
-                 batch_size=8, hidden_units=8, verbose=0,
+                 batch_size=8, hidden_units=8, verbose=0, out_dir=str(tmp_path), task_name="MI",
                  validation_data=(va.signals, va.manifest["label"]))
     assert c.sweep["epochs_run"][0] == 1                  # settings as keyword arguments
+    prov = json.loads((tmp_path / "provenance.json").read_text())    # predict/export use it
+    p = c.model.predict(va.signals, verbose=0).ravel()
+    assert prov["task_name"] == "MI" and c.threshold["chosen_on"] == "validation_data"
+    assert prov["decision_threshold"]["value"] == pytest.approx(
+        youden_threshold(va.manifest["label"].astype(int), p), abs=1e-6)
     y, valid = tr.manifest["label"].to_numpy(), (va.signals, va.manifest["label"])
     nan = tr.signals.copy()
     nan[2, 0, 7] = np.nan
