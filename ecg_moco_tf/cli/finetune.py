@@ -66,7 +66,7 @@ def main(argv):
                          "(classifier.keras): choose another --out, or pass --overwrite to "
                          "replace it")
     strategy = common.strategy_from_flags("batch_size")  # first: before other TensorFlow work
-    encoder_file = encoder_path(FLAGS.encoder, "--encoder") if FLAGS.encoder else None
+    encoder_file = encoder_path(FLAGS.encoder) if FLAGS.encoder else None
     parts = ("train", "valid", "test")
     df = read_manifest(FLAGS.manifest)
     view = experiment_view(df, FLAGS.experiment, require=parts)

@@ -81,7 +81,7 @@ def main(argv):
     if FLAGS.encoder:
         from ecg_moco_tf.pretrained import encoder_path
 
-        base = encoder_path(FLAGS.encoder, "--encoder")
+        base = encoder_path(FLAGS.encoder)
     check_out_dir(FLAGS.out, FLAGS.overwrite)             # before any work
     pre = ("pretrain_train", "pretrain_valid")
     df, view = None, {"train": None, "valid": None}

@@ -208,7 +208,7 @@ def main(argv):
     if FLAGS.encoder:
         from ecg_moco_tf.pretrained import encoder_path
 
-        FLAGS.encoder = encoder_path(FLAGS.encoder, "--encoder")
+        FLAGS.encoder = encoder_path(FLAGS.encoder)
     if needs_encoder and not FLAGS.encoder:
         check_out_dir(os.path.join(out, "pretrain"), FLAGS.overwrite)      # before any work
     if os.path.exists(os.path.join(out, "results.json")) and not FLAGS.overwrite:
