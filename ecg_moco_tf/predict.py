@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .data.folder import find_records
 from .data.manifest import REQUIRED, check_manifest, read_manifest, read_row
-from .data.records import ReadOptions, RecordError
+from .data.records import ReadOptions, RecordError, lead_consistency, plausibility
 from .export import Predictor, check_input
 
 MANIFEST_COLUMNS = ("patient_id", "label", "split")   # copied to predict's output, in front
@@ -68,11 +68,13 @@ def predict_records(model_path, input_path, threshold=0.5, batch_size=32,
                     options=ReadOptions(), progress=True, split=None, column="probability"):
     """Score every record; returns a DataFrame: record, the manifest's own columns (when the
     input is a manifest: patient_id, label, split, then the others), ``column`` (the
-    probability), decision, error. ``split``: score only that split's rows."""
+    probability), decision, warning (what ``validate`` would warn about: implausible lead
+    amplitudes, limb leads breaking Einthoven's law; the ECG is still scored), error.
+    ``split``: score only that split's rows."""
     predictor = Predictor(model_path)               # a missing model first, before any reading
     df, keep = input_table(input_path, split)
     prob = np.full(len(df), np.nan)
-    errors = [""] * len(df)
+    errors, warnings = [""] * len(df), [""] * len(df)
     batch, idx = [], []
 
     def flush():
@@ -83,8 +85,9 @@ def predict_records(model_path, input_path, threshold=0.5, batch_size=32,
 
     for i, (_, row) in enumerate(tqdm(df.iterrows(), total=len(df), desc="scoring",
                                       unit="ecg", disable=not progress)):
+        info = {}
         try:
-            x = read_row(df, row, options)
+            x = read_row(df, row, options, info=info)
             check_input(x, predictor.input_shape)      # e.g. microvolts stored as mV
         except RecordError as e:
             errors[i] = e.problem + (f" -> {e.fix}" if e.fix else "")
@@ -92,6 +95,7 @@ def predict_records(model_path, input_path, threshold=0.5, batch_size=32,
         except ValueError as e:
             errors[i] = str(e)
             continue
+        warnings[i] = "; ".join(plausibility(x, info["fs"]) + lead_consistency(x))
         batch.append(x)
         idx.append(i)
         if len(batch) == batch_size:
@@ -101,5 +105,6 @@ def predict_records(model_path, input_path, threshold=0.5, batch_size=32,
     out[column] = prob
     out["decision"] = pd.array([pd.NA if np.isnan(p) else int(p >= threshold) for p in prob],
                                dtype="Int64")
+    out["warning"] = warnings
     out["error"] = errors
     return out

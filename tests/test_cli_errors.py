@@ -214,12 +214,16 @@ def test_predict_microvolts_raise_or_skip_with_problems_csv(cli, records, models
                      f"--out={tmp_path}/p.csv")
     line = one_line(err)
     assert rc == 2 and "uv.npz" in line and "millivolts" in line and "mv.npz:" not in line
+    assert "1 of 2 records cannot be used" in line and line.count(" -> ") == 1
+    assert "pass --accept_amplitude" in line and "pass --on_error=skip" in line
+    assert "ReadOptions" not in line and "on_error='skip'" not in line
     rc, stdout, _ = cli("predict", f"--model={models[0]}", f"--input={d}",
                         f"--out={tmp_path}/p.csv", "--on_error=skip")
     assert rc == 1 and "1 of 2 record(s) skipped" in stdout
     assert list(pd.read_csv(tmp_path / "p.csv")["record"]) == ["mv.npz"]
     problems = pd.read_csv(tmp_path / "problems.csv")
     assert list(problems["record"]) == ["uv.npz"] and "millivolts" in problems["problem"][0]
+    assert "--accept_amplitude" in problems["problem"][0]
 
 
 def test_unreadable_record_stops_training_and_export_before_any_work(cli, records, models,
@@ -293,6 +297,30 @@ def test_validate_warns_about_gain_and_low_rate_and_says_what_it_will_do(cli, tm
     assert rep.loc["ok15s", "actions"] == "crop (center) 15.00 -> 10 s"
     assert rep.loc["short", "actions"] == "zero-pad 8.00 -> 10 s"
     assert rep.loc["ok15s", "status"] == rep.loc["short", "status"] == "ok"
+
+
+def test_predict_scores_but_flags_swapped_limb_leads_and_reads_volts(cli, models, tmp_path):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((12, 5000)) * 0.3
+    x[2], x[3] = x[1] - x[0], -(x[0] + x[1]) / 2                       # consistent limb leads
+    d = tmp_path / "ecgs"
+    d.mkdir()
+    write_wfdb(str(d / "ok"), x)
+    write_wfdb(str(d / "swapped"), x[[1, 0] + list(range(2, 12))])     # I and II swapped
+    import wfdb
+
+    wfdb.wrsamp("volts", fs=500, units=["V"] * 12, sig_name=list(LEADS),
+                p_signal=(x / 1000).T, fmt=["32"] * 12, adc_gain=[1e6] * 12,
+                baseline=[0] * 12, write_dir=str(d))                   # stored in volts
+    out = tmp_path / "p.csv"
+    rc, stdout, err = cli("predict", f"--model={models[0]}", f"--input={d}", f"--out={out}")
+    assert rc == 0, err
+    df = pd.read_csv(out, keep_default_na=False).set_index("record")
+    assert list(df.index) == ["ok", "swapped", "volts"]
+    assert "III = II - I" in df.loc["swapped", "warning"]
+    assert df.loc["ok", "warning"] == df.loc["volts", "warning"] == ""
+    assert abs(df.loc["volts", "p_positive"] - df.loc["ok", "p_positive"]) < 1e-4
+    assert "warning: 1 scored record(s) look wrong" in stdout and "swapped:" in stdout
 
 
 def test_traceback_with_verbosity_debug_or_environment(cli, tmp_path, monkeypatch):
@@ -431,4 +459,18 @@ def test_architecture_flags_beside_an_encoder_are_refused(cli, tmp_path):
     ]:
         rc, _, err = cli(*args, f"--out={tmp_path}/o")
         assert rc == 2 and message in one_line(err), (args, err[-2000:])
+        assert not (tmp_path / "o").exists()
+
+
+def test_architecture_mistakes_are_named_before_any_ecg_is_read(cli, records, tmp_path):
+    bad = records[2]                       # r1 is unreadable: reading first would name it
+    for args, message in [
+        (["finetune", "--experiment=baseline_unpretrained", "--filters=8,16"],
+         "--filters=[8, 16] (2), --pools=[2, 2, 4, 2, 2, 4] (6)"),
+        (["pretrain", "--kernel_sizes=5,x,5,3,3,3"], "--kernel_sizes=5,x,5,3,3,3: give whole"),
+        (["reproduce", "--pools=10,10,10,10,10,10"], "pool 5000 samples below one"),
+    ]:
+        rc, _, err = cli(*args, f"--manifest={bad}", f"--out={tmp_path}/o")
+        line = one_line(err)
+        assert rc == 2 and message in line and "r1" not in line, (args, err[-2000:])
         assert not (tmp_path / "o").exists()

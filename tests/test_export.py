@@ -101,7 +101,7 @@ def test_predict_cli_stops_at_a_corrupt_record_or_skips_it(exported, tmp_path):
     r = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr[-2000:]
     last = r.stderr.strip().splitlines()[-1]
-    assert "1 of 4 records could not be read: broken:" in last and "corrupt or truncated" in last
+    assert "1 of 4 records cannot be used: broken:" in last and "corrupt or truncated" in last
     assert not csv.exists()
     r = subprocess.run(args + ["--on_error=skip"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stderr[-2000:]
@@ -204,7 +204,7 @@ def test_predict_keeps_manifest_columns_needs_no_patient_id_and_filters_split(ex
     model = str(out / "model_float32.tflite")
     df = predict_records(model, str(tmp_path / "m.csv"), progress=False)
     assert list(df.columns) == ["record", "label", "split", "age", "probability", "decision",
-                                "error"]
+                                "warning", "error"]
     np.testing.assert_allclose(df["probability"], Predictor(model)(x[:4]), atol=1e-3)
     test = predict_records(model, str(tmp_path / "m.csv"), progress=False, split="test")
     assert list(test["record"]) == ["r0", "r1", "r3"] and list(test["age"]) == [50, 60, 80]
@@ -231,7 +231,7 @@ def test_predict_names_the_column_after_the_models_task(exported, tmp_path):
             f"--input={tmp_path / 'r0'}", f"--out={tmp_path / 'p.csv'}"]
     r = subprocess.run(base, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["record", "p_MI", "decision"]
+    assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["record", "p_MI", "decision", "warning"]
     from ecg_moco_tf.provenance import task_of
 
     with pytest.raises(ValueError, match=r"task_name='p\(LVSD\)': use letters"):

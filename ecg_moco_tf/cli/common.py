@@ -18,10 +18,19 @@ def define_encoder_flags(module_name):
 
 
 def encoder_kwargs():
-    """``build_encoder`` arguments from the encoder flags."""
-    return dict(kernel_sizes=[int(k) for k in FLAGS.kernel_sizes],
-                filters=[int(f) for f in FLAGS.filters], pools=[int(p) for p in FLAGS.pools],
-                spatial_filters=FLAGS.spatial_filters, feature_dim=FLAGS.feature_dim)
+    """``build_encoder`` arguments from the encoder flags, checked (``ValueError`` naming the
+    flag): call it before reading any ECG."""
+    from ecg_moco_tf.models.encoder import check_architecture
+
+    lists = {}
+    for name in ("kernel_sizes", "filters", "pools"):
+        try:
+            lists[name] = [int(v) for v in FLAGS[name].value]
+        except ValueError:
+            raise ValueError(f"{name}={','.join(FLAGS[name].value)}: give whole numbers "
+                             "separated by commas, one per temporal block") from None
+    check_architecture(**lists)
+    return dict(**lists, spatial_filters=FLAGS.spatial_filters, feature_dim=FLAGS.feature_dim)
 
 
 ARCHITECTURE_FLAGS = ("kernel_sizes", "filters", "pools", "spatial_filters", "feature_dim")
@@ -34,12 +43,6 @@ def refuse_architecture_with_encoder(encoder):
     if encoder and given:
         raise SystemExit(f"{', '.join(given)} given with --encoder={encoder}: a pretrained "
                          "encoder has its own architecture; drop these flags (or --encoder)")
-
-
-def encoder_from_flags():
-    from ecg_moco_tf.models.encoder import build_encoder
-
-    return build_encoder(**encoder_kwargs())
 
 
 def augment_overrides_from_flags():
@@ -131,12 +134,26 @@ def readable_records(df, out_dir, on_error=None, options=None):
     return res.manifest
 
 
+# library spellings of the read options -> the flags that set them (define_read_flags)
+PYTHON_SPELLINGS = {"set ReadOptions(check_amplitude=False)": "pass --accept_amplitude",
+                    "set ReadOptions(drop_extra_leads=True)": "pass --drop_extra_leads",
+                    "set on_error='skip'": "pass --on_error=skip"}
+
+
+def read_flag_spelling(text):
+    """A library message about reading records as a command's user reads it (flags)."""
+    for python, flag in PYTHON_SPELLINGS.items():
+        text = text.replace(python, flag)
+    return text
+
+
 def write_problems(problems, out_dir, total=None):
     """Skipped records (a DataFrame: record, problem) to ``<out_dir>/problems.csv`` and, with
     their count (of ``total``), to the console; nothing when there are none."""
     import os
 
     if len(problems):
+        problems = problems.assign(problem=problems["problem"].map(read_flag_spelling))
         os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, "problems.csv")
         problems.to_csv(path, index=False)

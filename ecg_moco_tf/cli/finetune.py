@@ -73,10 +73,10 @@ def main(argv):
     check_class_counts(df, FLAGS.experiment)           # < 2 of a class: refused before training
     encoder = load_encoder(encoder_file) if encoder_file else None
     cfg = common.finetune_config()
+    enc_kwargs = common.encoder_kwargs()                # checked before any ECG is read
     used = df.loc[df.index.isin(set().union(*(view[k].index for k in parts)))]
     view = experiment_view(common.readable_records(used, FLAGS.out), FLAGS.experiment,
                            require=parts)
-    enc_kwargs = common.encoder_kwargs()
     out = distribute.worker_dir(FLAGS.out, strategy)    # FLAGS.out on the chief
     if encoder_file:
         warn_if_seen(encoder_file, pd.concat([view[k] for k in parts]), "train/valid/test",

@@ -168,7 +168,10 @@ def as_flags(message, module):
 
     from absl import flags
 
+    from ecg_moco_tf.cli.common import read_flag_spelling
+
     names = {f.name for f in flags.FLAGS.get_flags_for_module(module)}
+    message = read_flag_spelling(message)
     return re.sub(r"(?<![-\w.])([a-z][a-z0-9_]*)=",
                   lambda m: f"--{m.group(1)}=" if m.group(1) in names else m.group(0), message)
 

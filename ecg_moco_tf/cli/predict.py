@@ -4,8 +4,9 @@ Example: ecg-moco predict --model=saved_models/demo/model_int8.tflite --input=my
              --out=predictions.csv --threshold=0.5
 --input: one record, a folder of records (WFDB, .npz, HDF5) or a manifest. The model must end
 in one probability per ECG (a classifier, not an encoder). Output: one row per scored record,
-p_<task> (the probability; the task comes from the model's card or --task_name) and decision
-(at --threshold, default the model's stored threshold; the console says which).
+p_<task> (the probability; the task comes from the model's card or --task_name), decision
+(at --threshold, default the model's stored threshold; the console says which) and warning
+(what `ecg-moco validate` warns about, e.g. swapped limb leads; such ECGs are still scored).
 A manifest needs only a 'record' column; its patient_id, label, split and other columns are
 copied to the output; --split scores only that split's rows (default: every row). An
 unreadable record stops the command (--on_error=raise, exit status 2, nothing written) or is
@@ -57,5 +58,11 @@ def main(argv):
     df[~bad].drop(columns="error").to_csv(out, index=False)
     which = f"split {FLAGS.split}" if FLAGS.split else "all rows"
     print(f"scored {int((~bad).sum())} of {len(df)} records ({which}) -> {out}")
+    warned = df[~bad & (df["warning"] != "")]
+    if len(warned):
+        first = warned.iloc[0]
+        print(f"warning: {len(warned)} scored record(s) look wrong (column 'warning' of {out}; "
+              f"`ecg-moco validate` checks a manifest before scoring), e.g. {first['record']}: "
+              f"{first['warning']}")
     common.write_problems(problems, os.path.dirname(os.path.abspath(out)), len(df))
     return 1 if len(problems) else 0

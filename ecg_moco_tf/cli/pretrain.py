@@ -82,6 +82,7 @@ def main(argv):
         from ecg_moco_tf.pretrained import encoder_path
 
         base = encoder_path(FLAGS.encoder)
+    enc_kwargs = None if base else common.encoder_kwargs()    # checked before any reading
     check_out_dir(FLAGS.out, FLAGS.overwrite)             # before any work
     pre = ("pretrain_train", "pretrain_valid")
     df, view = None, {"train": None, "valid": None}
@@ -115,7 +116,9 @@ def main(argv):
                 "its own normalization kept")
         print(f"continuing from --encoder={base} ({norm})")
     else:
-        encoder = common.encoder_from_flags()
+        from ecg_moco_tf.models.encoder import build_encoder
+
+        encoder = build_encoder(**enc_kwargs)
     pretrain(train, valid, FLAGS.out, cfg, encoder=encoder, overwrite=FLAGS.overwrite,
              strategy=strategy, base_encoder=base,
              fit_normalization=FLAGS.renormalize or not base, **monitor)

@@ -218,8 +218,8 @@ def main(argv):
     if fractions.test == 0:
         raise ValueError("--test=0 leaves no test split, and the experiments are scored on it: "
                          "give a share (e.g. 0.15) or a number of test patients")
-    os.makedirs(out, exist_ok=True)
     enc_kwargs = common.encoder_kwargs()
+    os.makedirs(out, exist_ok=True)
     X.stage("1/5 data")
     df, source = _data(out, fractions)
     notes = [f"data: {source}; {len(df)} ECGs, {df['patient_id'].nunique()} patients"]

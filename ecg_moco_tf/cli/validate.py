@@ -29,6 +29,7 @@ def main(argv):
     out = common.output_file(FLAGS.report, "report", "validation.csv") if FLAGS.report else None
     res = manifest.check_records(df, common.read_options_from_flags(), FLAGS.max_p2p_mv,
                                  FLAGS.min_fs)
+    res["message"] = res["message"].map(common.read_flag_spelling)
     n = res["status"].value_counts()
     print(f"{n.get('ok', 0) + n.get('warning', 0)} of {len(df)} records OK, "
           f"{n.get('warning', 0)} with warnings, {n.get('error', 0)} with problems")

@@ -92,6 +92,12 @@ def _join_labels(df, labels, id_column, label_column, patient_column, patient_re
         part[label_column] = table[label_column].values
     out = df.assign(_key=key.values).merge(part, on="_key", how="left").drop(columns="_key")
     matched = int(key.isin(set(by_name)).sum())
+    if not matched:
+        raise ManifestError(
+            f"{labels}: none of its {len(table)} --id_column={id_column} values matches a record "
+            f"under the root (CSV e.g. {list(ids[:3])}; records e.g. {list(df['record'][:3])}): "
+            "give ids as record paths relative to --root or as file names, or choose the "
+            "right --id_column")
     note = (f"{labels}: {matched} of {len(df)} records matched by "
             f"{'path' if by_name is ids else 'file name'} ({len(table) - matched} CSV rows "
             "without a record)")
@@ -157,8 +163,9 @@ def manifest_from_folder(root, patient_regex=None, labels=None, id_column="recor
                          "one patient per record for them")
         elif empty.any():
             raise ManifestError(f"{empty.sum()} record(s) have no {patient_column!r} in "
-                                f"{labels} (e.g. {df['record'][empty].iloc[0]!r}): fill it, or "
-                                "use --patient_regex or one patient per record")
+                                f"{labels} (e.g. {df['record'][empty].iloc[0]!r}; a record "
+                                "missing from the CSV, or an empty cell): fill it, or use "
+                                "--patient_regex or one patient per record")
         notes.append(f"patient_id: column {patient_column!r} of {labels}")
     elif patient_regex:
         rx = re.compile(patient_regex)

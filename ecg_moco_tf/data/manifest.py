@@ -158,14 +158,15 @@ class UnreadableRecords(RecordError):
     """Records that cannot be used, all at once: ``problems`` (a DataFrame: record, problem);
     the message gives the count, the first five and the ``--on_error=skip`` way out."""
 
-    def __init__(self, problems, total, verb="read"):
-        listed = "; ".join(f"{r}: {p}" for r, p in problems.values[:5])
+    def __init__(self, problems, total, verb="used"):
+        listed = "; ".join(f"{r}: {p.replace(' -> ', ' (fix: ', 1)}" + (")" if " -> " in p else "")
+                           for r, p in problems.values[:5])
         more = f"; ... and {len(problems) - 5} more" if len(problems) > 5 else ""
         self.problems = problems
         self.record, self.problem = f"{len(problems)} of {total} records", (
-            f"could not be {verb}: {listed}{more}")
-        self.fix = ("fix them, or pass on_error='skip' (--on_error=skip) to leave them out, "
-                    "listed in problems.csv")
+            f"cannot be {verb}: {listed}{more}")
+        self.fix = ("fix them, or set on_error='skip' to leave them out, listed in "
+                    "problems.csv")
         ValueError.__init__(self, f"{self.record} {self.problem} -> {self.fix}")
 
 

@@ -14,6 +14,8 @@ Leads beyond the 12 standard ones (e.g. Frank leads vx, vy, vz) make a record an
 Records of 8 leads (I, II, V1-V6, as GE MUSE and many archives store them) get III, aVR, aVL
 and aVF derived from I and II (Einthoven and Goldberger; ``info["actions"]`` says so).
 
+WFDB signals whose header units are uV or V are converted to millivolts.
+
 Amplitude: a record whose median QRS peak-to-peak (the median over the 12 leads of each lead's
 median peak-to-peak per second) lies outside ``ReadOptions.amplitude_range_mv`` (0.15-8 mV) is
 a :class:`RecordError` naming the value and the likely cause (a gain off by 10, volts or
@@ -88,9 +90,8 @@ def check_amplitude(x, fs, record, options):
     if not lo <= value <= hi:
         raise RecordError(record, f"median QRS peak-to-peak {value:.4g} mV, outside the "
                           f"plausible {lo:g}-{hi:g} mV: likely {_amplitude_cause(value, lo, hi)}",
-                          "fix the header gain / units (signals must be in millivolts), or pass "
-                          "--accept_amplitude (ReadOptions(check_amplitude=False)) to use it as "
-                          "it is")
+                          "fix the header gain / units (signals must be in millivolts), or set "
+                          "ReadOptions(check_amplitude=False) to use it as it is")
 
 
 def derive_limb_leads(x, names):
@@ -153,8 +154,8 @@ def lead_order(names, record="?", drop_extra=False):
                           "aVL, aVF, V1-V6 (any case; D1-D3 for I-III)")
     if extra and not drop_extra:
         raise RecordError(record, f"has {len(extra)} lead(s) {extra} beyond the 12 standard "
-                          "ones", "pass --drop_extra_leads (ReadOptions(drop_extra_leads=True)) "
-                          "to keep the 12 standard leads")
+                          "ones", "set ReadOptions(drop_extra_leads=True) to keep the 12 "
+                          "standard leads")
     return [canon.index(lead) for lead in LEADS]
 
 
@@ -253,7 +254,8 @@ def _read_wfdb(path, record):
     if rec.p_signal is None:
         raise RecordError(record, "WFDB record has no physical signal")
     units = [str(u).lower() for u in (rec.units or [])]
-    scale = np.array([1e-3 if u in ("uv", "µv") else 1.0 for u in units] or [1.0])
+    to_mv = {"uv": 1e-3, "µv": 1e-3, "v": 1e3}
+    scale = np.array([to_mv.get(u, 1.0) for u in units] or [1.0])
     return rec.p_signal * scale, rec.fs, rec.sig_name
 
 

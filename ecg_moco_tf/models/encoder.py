@@ -36,6 +36,22 @@ FILTERS = (16, 16, 32, 32, 64, 64)
 POOLS = (2, 2, 4, 2, 2, 4)
 
 
+def check_architecture(kernel_sizes, filters, pools, num_samples=5000):
+    """``ValueError`` naming the problem when the per-block lists differ in length, hold a
+    value below 1, or pool ``num_samples`` below one sample (cheap: no model is built)."""
+    lists = {"kernel_sizes": kernel_sizes, "filters": filters, "pools": pools}
+    if len({len(v) for v in lists.values()}) != 1:
+        raise ValueError("kernel_sizes, filters and pools need one entry per temporal block; "
+                         "given " + ", ".join(f"{k}={list(v)} ({len(v)})"
+                                              for k, v in lists.items()))
+    for k, v in lists.items():
+        if any(int(e) < 1 for e in v):
+            raise ValueError(f"{k}={list(v)}: every entry must be at least 1")
+    if num_samples // int(np.prod([int(p) for p in pools])) < 1:
+        raise ValueError(f"pools={list(pools)} pool {num_samples} samples below one "
+                         "(their product must not exceed the input length)")
+
+
 def build_encoder(kernel_sizes=KERNELS, filters=FILTERS, pools=POOLS, spatial_filters=128,
                   feature_dim=128, num_leads=12, num_samples=5000, feature_activation=None,
                   bn_momentum=0.99, name="ecg_encoder"):
@@ -54,8 +70,7 @@ def build_encoder(kernel_sizes=KERNELS, filters=FILTERS, pools=POOLS, spatial_fi
         >>> enc(np.zeros((2, 12, 5000), "float32")).shape
         TensorShape([2, 64])
     """
-    if not (len(kernel_sizes) == len(filters) == len(pools)):
-        raise ValueError("kernel_sizes, filters and pools need one entry per temporal block")
+    check_architecture(kernel_sizes, filters, pools, num_samples)
     inp = keras.Input((num_leads, num_samples), name="ecg_mv")
     x = LeadNormalization(axis=1, name="normalization")(inp)
     x = keras.layers.Reshape((num_leads, num_samples, 1), name="to_image")(x)

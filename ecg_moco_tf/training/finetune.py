@@ -110,6 +110,11 @@ class FinetuneConfig:
     jit_compile: bool = False           # XLA-compile the train step (one replica only)
 
     def check(self):
+        rates = self.learning_rates
+        if (isinstance(rates, (str, bytes)) or not hasattr(rates, "__len__") or not len(rates)
+                or not all(isinstance(r, (int, float)) and r > 0 for r in rates)):
+            raise ValueError(f"learning_rates must be one or more positive numbers, e.g. "
+                             f"(1e-4, 3e-5); got {rates!r}")
         if not 0.0 <= self.bn_momentum < 1.0:
             raise ValueError(f"bn_momentum must be in [0, 1), got {self.bn_momentum}")
         if self.weight_decay < 0:
@@ -355,6 +360,8 @@ def _with_settings(cfg, settings):
     if unknown:
         raise TypeError(f"finetune() got unknown setting(s) {', '.join(unknown)}: the settings "
                         f"are FinetuneConfig's fields ({', '.join(names)})")
+    if isinstance(settings.get("learning_rates"), (int, float)):    # one rate: a sweep of one
+        settings["learning_rates"] = (settings["learning_rates"],)
     return replace(cfg, **settings) if settings else cfg
 
 
@@ -375,9 +382,14 @@ def _array_data(x_train, y_train, validation_data, options):
         want = (12, options.num_samples)
         if x.ndim != 3 or x.shape[1:] != want:
             flip = x.ndim == 3 and x.shape[1:] == want[::-1]
+            other = x.ndim == 3 and 12 in x.shape[1:] and not flip
             raise ValueError(f"{xn} has shape {x.shape}; ECGs must be (ECGs, {want[0]}, "
                              f"{want[1]}): 12 leads of {want[1]} samples at {options.fs} Hz"
-                             + (f" (leads first: pass {xn}.transpose(0, 2, 1))" if flip else ""))
+                             + (f" (leads first: pass {xn}.transpose(0, 2, 1))" if flip else "")
+                             + (" (another length or sampling rate: bring each ECG to it with "
+                                "ecg_moco_tf.data.records.standardize(ecg, fs, leads), which "
+                                "resamples, crops the central 10 s or zero-pads)" if other
+                                else ""))
         bad = np.flatnonzero(~np.isfinite(x).all(axis=(1, 2)))
         if len(bad):
             raise ValueError(f"{xn}[{bad[0]}] (and {len(bad) - 1} more) holds NaN or inf "

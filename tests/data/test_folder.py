@@ -69,6 +69,14 @@ def test_labels_join_by_file_name_with_booleans_and_extra_columns(folder, tmp_pa
                              patient_column="pid")
 
 
+def test_labels_csv_whose_ids_match_no_record_is_refused(folder, tmp_path):
+    csv = tmp_path / "labels.csv"
+    pd.DataFrame({"record": ["00001_hr", "00002_hr"], "MI": [1, 0]}).to_csv(csv, index=False)
+    with pytest.raises(ManifestError, match=r"none of its 2 --id_column=record values matches "
+                       r"a record.*'00001_hr'.*'a/7_ecg1'"):
+        manifest_from_folder(str(folder / "site"), labels=str(csv), label_column="MI")
+
+
 def test_regex_that_does_not_match_names_the_record(folder):
     with pytest.raises(ManifestError, match=r"does not match record '8_ecg1.npz'"):
         manifest_from_folder(str(folder), patient_regex=r"^site/")

@@ -52,7 +52,7 @@ def test_extra_leads_are_refused_or_dropped_and_standardize_says_what_it_does(rn
     raw = np.concatenate([x[:1] + 5, x[::-1], x[:1] - 5]).T      # samples x leads
     with pytest.raises(RecordError, match=r"2 lead\(s\) \['vx', 'vy'\] beyond the 12") as e:
         standardize(raw, 500, names, record="frank")
-    assert "--drop_extra_leads" in str(e.value) and "rename" not in str(e.value)
+    assert "ReadOptions(drop_extra_leads=True)" in str(e.value) and "rename" not in str(e.value)
     info = {}
     out = standardize(raw[::5], 100, names, options=ReadOptions(drop_extra_leads=True),
                       info=info)

@@ -350,10 +350,11 @@ def test_finetune_from_arrays_matches_finetune_from_manifests(small_cohort, tmp_
     assert b.sweep["best_val_loss"][0] == pytest.approx(a.sweep["best_val_loss"][0], abs=1e-5)
     np.testing.assert_allclose(b.model.predict(va.signals, verbose=0),
                                a.model.predict(va.signals, verbose=0), atol=1e-5)
-    c = finetune(tr.signals, tr.manifest["label"], encoder=enc, epochs=1, learning_rates=(1e-3,),
+    c = finetune(tr.signals, tr.manifest["label"], encoder=enc, epochs=1, learning_rates=1e-3,
                  batch_size=8, hidden_units=8, verbose=0, out_dir=str(tmp_path), task_name="MI",
                  validation_data=(va.signals, va.manifest["label"]))
     assert c.sweep["epochs_run"][0] == 1                  # settings as keyword arguments
+    assert list(c.sweep["learning_rate"]) == [1e-3]       # one rate: a sweep of one
     prov = json.loads((tmp_path / "provenance.json").read_text())    # predict/export use it
     p = c.model.predict(va.signals, verbose=0).ravel()
     assert prov["task_name"] == "MI" and c.threshold["chosen_on"] == "validation_data"
@@ -364,6 +365,10 @@ def test_finetune_from_arrays_matches_finetune_from_manifests(small_cohort, tmp_
     nan[2, 0, 7] = np.nan
     cases = [((tr.signals.transpose(0, 2, 1), y), dict(validation_data=valid),
               r"x_train has shape \(\d+, 5000, 12\).*transpose\(0, 2, 1\)"),
+             ((tr.signals[:, :, :4000], y), dict(validation_data=valid),
+              r"x_train has shape \(\d+, 12, 4000\).*another length.*standardize\(ecg, fs"),
+             ((tr.signals, y), dict(validation_data=valid, learning_rates="fast"),
+              r"learning_rates must be one or more positive numbers.*got 'fast'"),
              ((nan, y), dict(validation_data=valid), r"x_train\[2\] .*NaN"),
              ((tr.signals / 1000, y), dict(validation_data=valid),
               r"x_train\[0\]: median QRS .*volts.*check_amplitude=False"),
