@@ -468,7 +468,7 @@ def test_architecture_mistakes_are_named_before_any_ecg_is_read(cli, records, tm
         (["finetune", "--experiment=baseline_unpretrained", "--filters=8,16"],
          "--filters=[8, 16] (2), --pools=[2, 2, 4, 2, 2, 4] (6)"),
         (["pretrain", "--kernel_sizes=5,x,5,3,3,3"], "--kernel_sizes=5,x,5,3,3,3: give whole"),
-        (["reproduce", "--pools=10,10,10,10,10,10"], "pool 5000 samples below one"),
+        (["reproduce", "--pools=10,10,10,10,10,10"], "reduce the 5000 samples to none"),
     ]:
         rc, _, err = cli(*args, f"--manifest={bad}", f"--out={tmp_path}/o")
         line = one_line(err)

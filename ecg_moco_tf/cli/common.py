@@ -140,10 +140,12 @@ PYTHON_SPELLINGS = {"set ReadOptions(check_amplitude=False)": "pass --accept_amp
                     "set on_error='skip'": "pass --on_error=skip"}
 
 
-def read_flag_spelling(text):
-    """A library message about reading records as a command's user reads it (flags)."""
+def read_flag_spelling(text, names=None):
+    """A library message about reading records as a command's user reads it (flags); with
+    ``names`` (the command's flags) only the flags the command has."""
     for python, flag in PYTHON_SPELLINGS.items():
-        text = text.replace(python, flag)
+        if names is None or flag.split()[1][2:].split("=")[0] in names:
+            text = text.replace(python, flag)
     return text
 
 

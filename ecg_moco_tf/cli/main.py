@@ -171,7 +171,7 @@ def as_flags(message, module):
     from ecg_moco_tf.cli.common import read_flag_spelling
 
     names = {f.name for f in flags.FLAGS.get_flags_for_module(module)}
-    message = read_flag_spelling(message)
+    message = read_flag_spelling(message, names)
     return re.sub(r"(?<![-\w.])([a-z][a-z0-9_]*)=",
                   lambda m: f"--{m.group(1)}=" if m.group(1) in names else m.group(0), message)
 

@@ -156,11 +156,10 @@ def read_row(df, row, options=ReadOptions(), info=None):
 
 class UnreadableRecords(RecordError):
     """Records that cannot be used, all at once: ``problems`` (a DataFrame: record, problem);
-    the message gives the count, the first five and the ``--on_error=skip`` way out."""
+    the message gives the count, the first five and the ``on_error='skip'`` way out."""
 
     def __init__(self, problems, total, verb="used"):
-        listed = "; ".join(f"{r}: {p.replace(' -> ', ' (fix: ', 1)}" + (")" if " -> " in p else "")
-                           for r, p in problems.values[:5])
+        listed = "; ".join(f"{r}: {p.replace(' -> ', ': ', 1)}" for r, p in problems.values[:5])
         more = f"; ... and {len(problems) - 5} more" if len(problems) > 5 else ""
         self.problems = problems
         self.record, self.problem = f"{len(problems)} of {total} records", (

@@ -48,8 +48,8 @@ def check_architecture(kernel_sizes, filters, pools, num_samples=5000):
         if any(int(e) < 1 for e in v):
             raise ValueError(f"{k}={list(v)}: every entry must be at least 1")
     if num_samples // int(np.prod([int(p) for p in pools])) < 1:
-        raise ValueError(f"pools={list(pools)} pool {num_samples} samples below one "
-                         "(their product must not exceed the input length)")
+        raise ValueError(f"pools={list(pools)} reduce the {num_samples} samples to none: "
+                         "their product must not exceed the input length")
 
 
 def build_encoder(kernel_sizes=KERNELS, filters=FILTERS, pools=POOLS, spatial_filters=128,
