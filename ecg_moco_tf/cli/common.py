@@ -135,17 +135,17 @@ def readable_records(df, out_dir, on_error=None, options=None):
 
 
 # library spellings of the read options -> the flags that set them (define_read_flags)
-PYTHON_SPELLINGS = {"set ReadOptions(check_amplitude=False)": "pass --accept_amplitude",
-                    "set ReadOptions(drop_extra_leads=True)": "pass --drop_extra_leads",
-                    "set on_error='skip'": "pass --on_error=skip"}
+PYTHON_SPELLINGS = {"set ReadOptions(check_amplitude=False)": "accept_amplitude",
+                    "set ReadOptions(drop_extra_leads=True)": "drop_extra_leads",
+                    "set on_error='skip'": "on_error=skip"}
 
 
 def read_flag_spelling(text, names=None):
     """A library message about reading records as a command's user reads it (flags); with
     ``names`` (the command's flags) only the flags the command has."""
     for python, flag in PYTHON_SPELLINGS.items():
-        if names is None or flag.split()[1][2:].split("=")[0] in names:
-            text = text.replace(python, flag)
+        if names is None or flag.partition("=")[0] in names:
+            text = text.replace(python, f"pass --{flag}")
     return text
 
 

@@ -58,6 +58,7 @@ inversely to their frequency, for very rare findings.
 """
 from __future__ import annotations
 
+import numbers
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -80,6 +81,10 @@ from .callbacks import CSVLog, StopOnNaN
 PAPER_LEARNING_RATES = (1e-4, 3e-5, 1e-5)
 HEAD_LAYERS = ("head_dense", "head_dropout", "head_logit", "probability")
 NO_DECAY = ("bias", "gamma", "beta")          # variable names AdamW leaves undecayed
+
+
+def _is_rate(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass
@@ -109,10 +114,14 @@ class FinetuneConfig:
     mixed_precision: str = "float32"    # or "mixed_float16" | "mixed_bfloat16"
     jit_compile: bool = False           # XLA-compile the train step (one replica only)
 
+    def __post_init__(self):
+        if _is_rate(self.learning_rates):               # one rate: a sweep of one
+            self.learning_rates = (self.learning_rates,)
+
     def check(self):
         rates = self.learning_rates
         if (isinstance(rates, (str, bytes)) or not hasattr(rates, "__len__") or not len(rates)
-                or not all(isinstance(r, (int, float)) and r > 0 for r in rates)):
+                or not all(_is_rate(r) and r > 0 for r in rates)):
             raise ValueError(f"learning_rates must be one or more positive numbers, e.g. "
                              f"(1e-4, 3e-5); got {rates!r}")
         if not 0.0 <= self.bn_momentum < 1.0:
@@ -360,8 +369,6 @@ def _with_settings(cfg, settings):
     if unknown:
         raise TypeError(f"finetune() got unknown setting(s) {', '.join(unknown)}: the settings "
                         f"are FinetuneConfig's fields ({', '.join(names)})")
-    if isinstance(settings.get("learning_rates"), (int, float)):    # one rate: a sweep of one
-        settings["learning_rates"] = (settings["learning_rates"],)
     return replace(cfg, **settings) if settings else cfg
 
 
