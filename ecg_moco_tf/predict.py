@@ -7,6 +7,7 @@ and decision at the threshold, or the reason it could not be read (never silentl
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -90,7 +91,7 @@ def predict_records(model_path, input_path, threshold=0.5, batch_size=32,
             x = read_row(df, row, options, info=info)
             check_input(x, predictor.input_shape)      # e.g. microvolts stored as mV
         except RecordError as e:
-            errors[i] = e.problem + (f" -> {e.fix}" if e.fix else "")
+            errors[i] = e.detail
             continue
         except ValueError as e:
             errors[i] = str(e)
@@ -101,7 +102,12 @@ def predict_records(model_path, input_path, threshold=0.5, batch_size=32,
         if len(batch) == batch_size:
             flush()
     flush()
-    out = df[["record"] + keep].reset_index(drop=True)
+    clash = [c for c in keep if c in (column, "decision", "warning", "error")]
+    if clash:
+        print(f"warning: the input's column(s) {', '.join(clash)} are named like predict's "
+              f"output: kept as {', '.join('manifest_' + c for c in clash)}", file=sys.stderr)
+    out = df[["record"] + keep].rename(columns={c: f"manifest_{c}" for c in clash})
+    out = out.reset_index(drop=True)
     out[column] = prob
     out["decision"] = pd.array([pd.NA if np.isnan(p) else int(p >= threshold) for p in prob],
                                dtype="Int64")

@@ -321,6 +321,15 @@ def test_predict_scores_but_flags_swapped_limb_leads_and_reads_volts(cli, models
     assert df.loc["ok", "warning"] == df.loc["volts", "warning"] == ""
     assert abs(df.loc["volts", "p_positive"] - df.loc["ok", "p_positive"]) < 1e-4
     assert "warning: 1 scored record(s) look wrong" in stdout and "swapped:" in stdout
+    # a manifest column named like an output column is kept under another name, not replaced
+    m = tmp_path / "m.csv"
+    pd.DataFrame({"record": [str(d / "ok")], "patient_id": [1], "warning": ["mine"]}).to_csv(
+        m, index=False)
+    rc, _, err = cli("predict", f"--model={models[0]}", f"--input={m}", f"--out={out}")
+    assert rc == 0, err
+    row = pd.read_csv(out, keep_default_na=False).iloc[0]
+    assert row["manifest_warning"] == "mine" and row["warning"] == ""
+    assert "kept as manifest_warning" in err
 
 
 def test_traceback_with_verbosity_debug_or_environment(cli, tmp_path, monkeypatch):

@@ -158,6 +158,11 @@ def test_records_the_encoder_saw_are_found_by_ecg_id_or_by_signal(encoder_file, 
     assert provenance.warn_if_seen(enc, mixed) == 3
     assert "3 of the 7 fine-tuning/test ECGs were in the pretraining data" in \
         capsys.readouterr().err
+    # Python fine-tuning from the encoder's path says the same
+    from ecg_moco_tf.training.finetune import finetune
+
+    finetune(mixed, down, enc, epochs=1, learning_rates=1e-3, batch_size=4, patience=1)
+    assert "3 of the 11 train/valid ECGs were in the pretraining data" in capsys.readouterr().err
 
 
 def test_shipped_encoder_never_saw_ptbxl_test_folds_or_a_subset_patient():

@@ -314,8 +314,8 @@ def finetune_flag_table():
         "class_weight": ("class_weight", "Class weighting of the loss.", ("none", "balanced")),
         "augment": ("augment", "Augment training ECGs (the paper's five transforms)."),
         "bn_momentum": ("bn_momentum", "Momentum of the encoder's batch-norm statistics during "
-                        "fine-tuning (set on the copy; Keras default 0.99 = the paper "
-                        "protocol)."),
+                        "fine-tuning (set on the copy; 0.99, the Keras default, is the "
+                        "paper protocol; the lower default suits a few hundred ECGs)."),
         "weight_decay": ("weight_decay", "> 0: AdamW with this decoupled weight decay."),
         "encoder_lr_multiplier": ("encoder_lr_multiplier", "Encoder learning rate relative to "
                                   "the head's."),

@@ -181,8 +181,7 @@ def check_records(df, options=ReadOptions(), max_p2p_mv=10.0, min_fs=250.0, prog
         try:
             x = read_row(df, row, options, info=info)
         except RecordError as e:
-            rows.append({"record": e.record, "status": "error", "message": e.problem + (
-                f" -> {e.fix}" if e.fix else "")})
+            rows.append({"record": e.record, "status": "error", "message": e.detail})
             continue
         warnings = plausibility(x, info["fs"], max_p2p_mv, min_fs) + lead_consistency(x)
         rows.append({"record": str(row["record"]), "status": "warning" if warnings else "ok",
@@ -223,8 +222,7 @@ def load_records(df, on_error="raise", options=ReadOptions(), progress=True,
                 signals.append(x)
             keep.append(i)
         except RecordError as e:
-            problems.append({"record": e.record, "problem": e.problem + (
-                f" -> {e.fix}" if e.fix else "")})
+            problems.append({"record": e.record, "problem": e.detail})
     if derived:
         print(f"{derived} of {len(df)} records have 8 leads (I, II, V1-V6): III, aVR, aVL and "
               "aVF derived from I and II")

@@ -144,7 +144,7 @@ def write_tfrecords(df, out_dir, shard_size=1024, options=ReadOptions(), on_erro
                         x = read_record(record_path(df, row), fs=fs, leads=leads,
                                         options=options, record=row["record"])
                     except RecordError as e:
-                        problems.append({"record": e.record, "problem": e.problem})
+                        problems.append({"record": e.record, "problem": e.detail})
                     else:
                         w.write(_example(x, float(labels[i]), str(row["record"]), int(i)))
                         written[name] = written.get(name, 0) + 1

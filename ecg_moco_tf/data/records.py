@@ -46,7 +46,12 @@ class RecordError(ValueError):
 
     def __init__(self, record, problem, fix=""):
         self.record, self.problem, self.fix = str(record), problem, fix
-        super().__init__(f"record '{record}': {problem}" + (f" -> {fix}" if fix else ""))
+        super().__init__(f"record '{record}': {self.detail}")
+
+    @property
+    def detail(self):
+        """The problem and, when there is one, the fix: ``problem -> fix``."""
+        return self.problem + (f" -> {self.fix}" if self.fix else "")
 
 
 @dataclass(frozen=True)
@@ -232,10 +237,10 @@ def plausibility(x, fs, max_p2p_mv=10.0, min_fs=250.0):
     p2p = np.ptp(np.asarray(x), axis=1)
     high = [f"{LEADS[i]} {p2p[i]:.1f} mV" for i in np.where(p2p > max_p2p_mv)[0]]
     if high:
-        out.append(f"lead(s) {', '.join(high)} peak-to-peak, above {max_p2p_mv:g} mV "
-                   "(--max_p2p_mv): check the header gain / units")
+        out.append(f"lead(s) {', '.join(high)} peak-to-peak, above {max_p2p_mv:g} mV: "
+                   "check the header gain / units")
     if fs < min_fs:
-        out.append(f"sampled at {fs:g} Hz, below {min_fs:g} Hz (--min_fs): upsampled to {FS} "
+        out.append(f"sampled at {fs:g} Hz, below {min_fs:g} Hz: upsampled to {FS} "
                    "Hz, the QRS detail above the original Nyquist frequency is missing")
     return out
 

@@ -64,7 +64,8 @@ def _results_lines(summary, tests, sweeps, encoder_note, paper_design=True):
     """Table 2, the operating points and the learning-rate sweeps."""
     op_key = next(k for k in next(iter(summary.values())) if k.startswith("at_sensitivity"))
     lines = []
-    lines += ["## Test AUC (paper Table 2)", "", table2(summary, tests, encoder_note), ""]
+    heading = "## Test AUC (paper Table 2)" if len(summary) > 1 else "## Test AUC"
+    lines += [heading, "", table2(summary, tests, encoder_note), ""]
     if tests:
         lines += ["Paired difference: every bootstrap resample of patients scores both "
                   "models; DeLong: two-sided test of equal AUCs on the same test ECGs, its "

@@ -328,6 +328,11 @@ def finetune(train, valid=None, encoder=None, cfg=FinetuneConfig(), out_dir=None
 
         encoder_file = encoder_path(os.fspath(encoder))
         encoder = load_encoder(encoder_file)
+        if signals is None:                     # records: ones the encoder saw are named
+            from ..provenance import warn_if_seen
+
+            warn_if_seen(encoder_file, pd.concat([train, valid]), "train/valid",
+                         cfg.read_options)
     strategy = distribute.resolve(strategy)
     cfg.check_strategy(strategy)
     _labelled(train, "train" if signals is None else "y_train")
