@@ -79,12 +79,9 @@ def _run(argv=None):
     _quiet_console(cmd, debug="--verbosity=debug" in rest)
     module = importlib.import_module(f"ecg_moco_tf.cli.{cmd.replace('-', '_')}")
     if any(a in ("-h", "--help", "--helpshort", "-?") for a in rest):
-        from absl import flags
+        from ecg_moco_tf.cli.reference import command_help
 
-        print(f"ecg-moco {cmd}: {COMMANDS[cmd]}\n")
-        print((module.__doc__ or "").strip() + "\n")
-        print(flags.FLAGS.module_help(module.__name__))
-        print("  --flagfile: read flags from a file (one --flag=value per line)")
+        print(command_help(cmd))
         return 0
     from absl import app
 

@@ -1,39 +1,6 @@
 """Grad-CAM, Grad-CAM++, Score-CAM and LayerCAM maps (tf-keras-vis) for 12-lead ECG models.
 
-Which method: Grad-CAM (the paper's) weights each channel of the target layer by its gradient
-*averaged over all positions*, which assumes a head that treats every position alike (global
-average pooling). The paper's encoder ends in flatten + dense, a head with a separate weight
-per lead and time step, and there Grad-CAM can miss: on a tiny model trained to react to a
-bump in lead V2 at a random time, Grad-CAM found the bump in every ECG for 3 training seeds and
-in none for the 4th, Grad-CAM++ in 38-69 % of the ECGs, while LayerCAM (positive gradient x
-activation, element-wise; Jiang et al., IEEE TIP 2021) and Score-CAM found it in every ECG of
-every seed (benchmarks/bench_explain.py, tests/test_explain.py). On the demo model the
-picture is mixed (docs/explain.md): compare methods with the faithfulness scores
-(:mod:`.faithfulness`) before trusting one. ``gradcam`` stays the default, as in the paper.
-
-Two kinds of model are explained:
-
-- a fine-tuned classifier (output = LVSD probability): the explained score for class ``c`` is
-  the logit of class ``c`` (``+logit`` for LVSD, ``-logit`` for normal) for the gradient methods,
-  so a saturated sigmoid does not flatten the gradients, and the class probability (``p`` or
-  ``1 - p``) for Score-CAM;
-- an encoder alone, as in the paper's Figure 2: the score is the cosine similarity between the
-  ECG's features and the prototype of class ``c``, both centred on the mean feature of a
-  reference set (:func:`class_prototypes`; features are L2-normalised first). Centring matters:
-  contrastive features of ECGs share a large common direction (mean cosine to the mean ~0.99
-  for the demo encoder), so an uncentred cosine mostly scores "is an ECG". As the centre lies
-  between the two class means, cos(prototype 1) = -cos(prototype 0): the score also says "like
-  its class rather than the other". Score-CAM uses the softmax over the two cosines.
-
-Target layer: by name; default (:func:`resolve_layer`) the output of the last temporal block
-before its pooling: ``temporal_6_relu``, shape (12 leads, 78 steps of 64 samples, 64 channels),
-for the default encoder. It is the deepest layer that still has one row per lead: the spatial
-block that follows mixes all 12 leads into one row, so a map taken there (``spatial_relu``) can
-say *when* but not *in which lead*; it is the same for all 12 leads.
-
-Maps are taken at the layer's resolution, passed through ReLU (positive evidence only), then
-upsampled to 12 x 5000 by linear interpolation between the centres of the layer's time steps
-and scaled to a maximum of 1 per ECG (a map with no positive evidence stays all zero).
+The design (why each step is as it is) is in docs/design.md, "Grad-CAM and its relatives".
 """
 import functools
 import warnings

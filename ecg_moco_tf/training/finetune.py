@@ -1,60 +1,6 @@
 """Fine-tuning with the paper's learning-rate sweep; keep the lowest validation loss.
 
-For every learning rate (default 1e-4, 3e-5, 1e-5, the paper's) a fresh classifier is built
-from a copy of the starting encoder (pretrained, or random with a fixed seed, so every rate
-starts from the same weights), trained with Adam and binary cross-entropy, early-stopped on
-validation loss with the best weights restored. The model with the lowest validation loss
-across the sweep is returned.
-
-Settings for a few hundred labelled ECGs (all off by default except ``bn_momentum``; one
-:class:`FinetuneConfig` serves all three experiments, so the comparison stays fair):
-
-- ``bn_momentum`` (0.9): momentum of every batch norm of the classifier's encoder, pretrained
-  or random (set on the copy). Keras's 0.99 needs hundreds of steps to forget the starting
-  statistics; with ~26 steps per epoch the validation outputs stay squashed and early
-  stopping fires at once. ``flags/paper_protocol.flags`` keeps 0.99.
-- ``weight_decay`` > 0: AdamW with that decoupled decay (biases and batch-norm gamma/beta are
-  not decayed), else Adam.
-- ``encoder_lr_multiplier``: learning rate of the encoder's variables relative to the head's
-  (0 = the encoder's weights stay put while its batch norms still run in training mode).
-  Adam is invariant to gradient scale, so this is not done by scaling gradients: the
-  encoder's variables get their own optimizer at ``lr * multiplier`` (a small training-only
-  wrapper, :class:`TwoRateTrainer`); the returned and saved classifier stays the plain
-  functional model.
-- ``linear_probe_epochs`` (LP-FT, Kumar et al. 2022): first train the head alone for that
-  many epochs at the same learning rate with the encoder frozen (its batch norms in inference
-  mode, not one of its weights changes), then unfreeze and fine-tune with a fresh optimizer,
-  early-stopped as usual. The CSV log numbers the epochs through both phases (from 1, as the
-  console; ``best_epoch`` of the sweep table too). Each rate also logs to TensorBoard
-  (``<out>/tensorboard/lr<rate>``).
-- ``min_steps_per_epoch`` > 0: a training set too small to fill that many batches is repeated
-  (reshuffled each pass) so that every epoch has that many optimizer steps; otherwise an
-  epoch of 5 % of a few hundred labels is one step, and early stopping ends the run after a
-  handful of updates. Both arms of a label-efficiency comparison get the same rule.
-- ``augment``: the pretraining augmentations (:func:`~ecg_moco_tf.augment.build_augmenter`)
-  on every training batch; ``dropout``: before the output layer.
-- ``reestimate_bn``: after training (best weights restored), re-estimate the batch norms'
-  moving statistics on the (unaugmented) training set: one pass in training mode with the
-  momentum of batch i set to i / (i + 1), so each moving statistic ends as the plain average
-  of the per-batch statistics (what ``torch.optim.swa_utils.update_bn`` does). The
-  validation loss is then computed again and decides the sweep, and that model is saved.
-  Skipped with a frozen encoder (its head was trained on the stored statistics).
-
-Distributed and mixed precision (``strategy=``, ``cfg.mixed_precision``, ``cfg.jit_compile``,
-see :mod:`.distribute`): every learning rate's encoder copy, classifier, optimizer and
-metrics are built inside ``strategy.scope()`` under the run's dtype policy; ``batch_size`` is
-the global batch; the input is DATA auto-sharded between workers. With several replicas a
-last training batch of fewer ECGs than replicas is dropped (a replica with an empty batch
-would update its batch-norm statistics from nothing); a validation set whose last batch
-would do that on a CPU, or a set smaller than one batch that does not split evenly over the
-replicas, is refused (:func:`.distribute.check_last_batch`). A model trained in
-mixed precision or on several replicas is returned (and saved) as a plain float32 copy on one
-device, so that predicting with it needs no strategy.
-
-Class imbalance: by default none of the loss is re-weighted: the sigmoid output then stays a
-calibrated probability at the training prevalence, and AUC does not depend on prevalence
-(the paper's downstream set is 31 % positive). ``class_weight="balanced"`` weights the classes
-inversely to their frequency, for very rare findings.
+The design (why each step is as it is) is in docs/design.md, "Fine-tuning settings".
 """
 from __future__ import annotations
 
