@@ -65,14 +65,20 @@ def input_table(path, split=None):
     return df, keep
 
 
-def predict_records(model_path, input_path, threshold=0.5, batch_size=32,
+def predict_records(model_path, input_path, threshold=None, batch_size=32,
                     options=ReadOptions(), progress=True, split=None, column="probability"):
     """Score every record; returns a DataFrame: record, the manifest's own columns (when the
     input is a manifest: patient_id, label, split, then the others), ``column`` (the
     probability), decision, warning (what ``validate`` would warn about: implausible lead
     amplitudes, limb leads breaking Einthoven's law; the ECG is still scored), error.
-    ``split``: score only that split's rows."""
+    ``split``: score only that split's rows. ``threshold``: default the one stored with the
+    model (:func:`~ecg_moco_tf.provenance.stored_threshold`: its card's, or the validation
+    threshold of fine-tuning), else 0.5."""
+    from .provenance import stored_threshold
+
     predictor = Predictor(model_path)               # a missing model first, before any reading
+    if threshold is None:
+        threshold, _ = stored_threshold(model_path)
     df, keep = input_table(input_path, split)
     prob = np.full(len(df), np.nan)
     errors, warnings = [""] * len(df), [""] * len(df)

@@ -59,7 +59,7 @@ def test_import_turns_onednn_on_unless_the_user_chose():
 def test_a_usage_error_raised_as_systemexit_is_one_line_and_exit_2(tmp_path):
     r = _cli("finetune", f"--manifest={tmp_path}/m.csv", "--experiment=proposed")
     assert r.returncode == 2
-    assert "--experiment=proposed needs --encoder" in r.stderr.strip().splitlines()[-1]
+    assert "the proposed experiment needs --encoder=" in r.stderr.strip().splitlines()[-1]
 
 
 def test_missing_files_are_one_line_and_exit_2(tmp_path):

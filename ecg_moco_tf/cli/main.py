@@ -19,7 +19,7 @@ USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryErro
                 NotADirectoryError)
 
 # commands that need no TensorFlow (the others import it quietly first)
-NO_TENSORFLOW = {"synth", "split", "ptbxl", "manifest"}
+NO_TENSORFLOW = {"synth", "split", "ptbxl", "manifest", "report"}
 COMMANDS = {
     "synth": "Generate the synthetic 12-lead cohort (WFDB + manifest), splits included.",
     "manifest": "Build a manifest from a folder of records (patient ids, labels from a CSV).",
@@ -34,6 +34,7 @@ COMMANDS = {
     "explain": "Grad-CAM maps, 12-lead figures, lead x wave attribution, faithfulness.",
     "export": "Export a classifier to SavedModel and TFLite with parity checks and a card.",
     "predict": "Score records (file, folder or manifest) with a .keras/SavedModel/.tflite.",
+    "report": "Publish a run's generated reports and figures to a docs folder.",
     "realism": "Compare a (synthetic) cohort with real ECGs: measures, figure, discriminator.",
 }
 

@@ -17,7 +17,9 @@ import pandas as pd
 from .manifest import ManifestError, check_manifest
 
 RECORD_PATTERNS = ("*.hea", "*.npz", "*.h5", "*.hdf5")
-RESERVED = ("record", "patient_id", "label", "split", "fs", "leads", "mask")
+# the CSV's columns of these names are used only through id_column / label_column /
+# patient_column; its others (split, fs, leads, mask included) are joined as they are
+RESERVED = ("record", "patient_id", "label")
 
 
 def find_records(root):
@@ -66,19 +68,19 @@ def _join_labels(df, labels, id_column, label_column, patient_column, patient_re
     missing = [c for c in wanted if c not in table.columns]
     if missing:
         raise ManifestError(f"{labels}: no column(s) {missing}; its columns are "
-                            f"{list(table.columns)} (choose --id_column, --label_column, "
-                            "--patient_column among them)")
+                            f"{list(table.columns)} (choose id_column=, label_column=, "
+                            "patient_column= among them)")
     ids = table[id_column].astype(str).str.strip()
     dup = ids[ids.duplicated()].unique()
     if len(dup):
-        raise ManifestError(f"{labels}: id(s) {list(dup[:5])} in --id_column={id_column} are "
+        raise ManifestError(f"{labels}: id(s) {list(dup[:5])} in id_column={id_column} are "
                             "listed more than once; one row per record is needed")
     exact = set(ids)
     by_name = ids if df["record"].isin(exact).any() else ids.map(_stem)
     key = df["record"] if df["record"].isin(exact).any() else df["record"].map(_stem)
     if by_name.duplicated().any():
-        raise ManifestError(f"{labels}: --id_column={id_column} values are not unique by file "
-                            "name; give ids as record paths relative to --root")
+        raise ManifestError(f"{labels}: id_column={id_column} values are not unique by file "
+                            "name; give ids as record paths relative to root=")
     table = table.assign(_key=by_name.values)
     keep = [c for c in table.columns if c not in RESERVED and c not in (id_column, "_key")]
     dropped = [c for c in table.columns if c in RESERVED and c not in wanted]
@@ -94,10 +96,10 @@ def _join_labels(df, labels, id_column, label_column, patient_column, patient_re
     matched = int(key.isin(set(by_name)).sum())
     if not matched:
         raise ManifestError(
-            f"{labels}: none of its {len(table)} --id_column={id_column} values matches a record "
+            f"{labels}: none of its {len(table)} id_column={id_column} values matches a record "
             f"under the root (CSV e.g. {list(ids[:3])}; records e.g. {list(df['record'][:3])}): "
-            "give ids as record paths relative to --root or as file names, or choose the "
-            "right --id_column")
+            "give ids as record paths relative to root= or as file names, or choose the "
+            "right id_column=")
     note = (f"{labels}: {matched} of {len(df)} records matched by "
             f"{'path' if by_name is ids else 'file name'} ({len(table) - matched} CSV rows "
             "without a record)")
@@ -106,9 +108,7 @@ def _join_labels(df, labels, id_column, label_column, patient_column, patient_re
                "label": f"--label_column={label_column} gives the label",
                "patient_id": "--patient_regex gives the patient" if patient_regex else
                f"--patient_column={patient_column} gives the patient"}
-        note += "; not copied: " + "; ".join(
-            f"{c!r} ({why.get(c, 'a manifest column the readers or split set')})"
-            for c in dropped)
+        note += "; not copied: " + "; ".join(f"{c!r} ({why[c]})" for c in dropped)
     return out, note
 
 
@@ -132,9 +132,9 @@ def manifest_from_folder(root, patient_regex=None, labels=None, id_column="recor
         patient_column: its column that becomes ``patient_id``.
     """
     if patient_regex and patient_column:
-        raise ValueError("give --patient_regex or --patient_column, not both")
+        raise ValueError("give patient_regex= or patient_column=, not both")
     if (label_column or patient_column) and not labels:
-        raise ValueError("--label_column / --patient_column need --labels=CSV")
+        raise ValueError("label_column= / patient_column= need labels=CSV")
     df = pd.DataFrame({"record": find_records(root)})
     notes = [f"{len(df)} records under {root}"]
     own = []
@@ -165,7 +165,7 @@ def manifest_from_folder(root, patient_regex=None, labels=None, id_column="recor
             raise ManifestError(f"{empty.sum()} record(s) have no {patient_column!r} in "
                                 f"{labels} (e.g. {df['record'][empty].iloc[0]!r}; a record "
                                 "missing from the CSV, or an empty cell): fill it, or use "
-                                "--patient_regex or one patient per record")
+                                "patient_regex= or one patient per record")
         notes.append(f"patient_id: column {patient_column!r} of {labels}")
     elif patient_regex:
         rx = re.compile(patient_regex)
@@ -173,7 +173,7 @@ def manifest_from_folder(root, patient_regex=None, labels=None, id_column="recor
         for r in df["record"]:
             m = rx.search(r)
             if not m:
-                raise ManifestError(f"--patient_regex={patient_regex!r} does not match record "
+                raise ManifestError(f"patient_regex={patient_regex!r} does not match record "
                                     f"{r!r}: fix the expression (its first group is the id)")
             ids.append(m.group(1) if rx.groups else m.group(0))
         df["patient_id"] = ids

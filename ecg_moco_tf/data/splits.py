@@ -66,7 +66,7 @@ class SplitFractions:
                              "patients >= 2")
         if self.test < 1 and self.valid2 + self.test >= 1:
             raise ValueError(f"valid2 + test = {self.valid2 + self.test:g}: leaves no train2; "
-                             "lower --valid2 or --test")
+                             "lower valid2= or test=")
 
 
 def _count(size, n):
@@ -120,7 +120,7 @@ def assign_splits(df, seed=0, fractions=SplitFractions(), design="paper"):
     if len(down) and len(rest) - n_valid2 < 2:
         raise ValueError(f"test={fractions.test:g} and valid2={fractions.valid2:g} leave "
                          f"{max(0, len(rest) - n_valid2)} of the {len(down)} downstream patients "
-                         "for train2 (at least 2 needed): lower --test or --valid2, or add "
+                         "for train2 (at least 2 needed): lower test= or valid2=, or add "
                          "patients")
     train2, valid2 = _stratified(rest, plab.loc[rest].to_numpy(), valid2_share, seed + 2)
     pre = np.sort(np.concatenate([neg_pre, unl]))

@@ -56,7 +56,7 @@ DOWER = np.array([
 # non-MI records of ../shared/data/ptbxl-subset and the NORM records of ../shared/data/ptbxl-pool
 # by `python benchmarks/bench_realism.py --no_discriminator` (its measures_real.csv).
 # - WAVES vectors, PRECORDIAL_GAIN and the SD of frontal_deg, horizontal_deg, qrs_gain,
-#   chest_gain, t_gain and p_gain: `python benchmarks/fit_synthetic.py` (least squares on the
+#   chest_gain, t_gain and p_gain: `python experiments/fit_synthetic.py` (least squares on the
 #   per-lead quartiles of R, S, T, P amplitude and peak-to-peak; two passes, the second with
 #   --synthetic_measures to correct the template-vs-delineation bias).
 # - By hand from the same benchmark's real medians [IQR], then checked with it: heart rate

@@ -104,3 +104,42 @@ def _results_lines(summary, tests, sweeps, encoder_note, paper_design=True):
     for name, sw in sweeps.items():
         lines += [f"**{LABELS.get(name, name)}**", "", sw.to_markdown(index=False), ""]
     return lines + [""]
+
+
+def publish(run_dir, out_dir, overwrite=False):
+    """Copy a run's reports to a documentation folder: every Markdown file under ``run_dir``
+    (``report.md``, the explanation summaries), ``results.json`` and every file those pages
+    link or show, keeping the layout. Nothing is rewritten, so the page is the run's own
+    report. Returns the copied paths (relative). ``FileNotFoundError`` when the run has no
+    ``report.md`` or a page links a file the run does not have; ``FileExistsError`` when
+    ``out_dir`` holds files and ``overwrite`` is False."""
+    import re
+    import shutil
+
+    run_dir = os.path.abspath(run_dir)
+    if not os.path.isfile(os.path.join(run_dir, "report.md")):
+        raise FileNotFoundError(f"{run_dir} has no report.md: give the --out folder of a "
+                                "finished reproduce or finetune run")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise FileExistsError(f"{out_dir} is not empty: choose another folder, or pass "
+                              "--overwrite to replace it")
+    pages = sorted(os.path.relpath(os.path.join(d, f), run_dir)
+                   for d, _, names in os.walk(run_dir) for f in names if f.endswith(".md"))
+    wanted = set(pages) | ({"results.json"} & set(os.listdir(run_dir)))
+    for page in pages:
+        text = open(os.path.join(run_dir, page)).read()
+        for link in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://|#|mailto:", link):
+                continue
+            target = os.path.normpath(os.path.join(os.path.dirname(page), link.split("#")[0]))
+            if target.startswith("..") or not os.path.isfile(os.path.join(run_dir, target)):
+                raise FileNotFoundError(f"{os.path.join(run_dir, page)} links {link}, which "
+                                        f"is not a file of the run folder {run_dir}: the run "
+                                        "is incomplete (run it again)")
+            wanted.add(target)
+    if os.path.isdir(out_dir) and overwrite:
+        shutil.rmtree(out_dir)
+    for rel in sorted(wanted):
+        os.makedirs(os.path.dirname(os.path.join(out_dir, rel)) or out_dir, exist_ok=True)
+        shutil.copy2(os.path.join(run_dir, rel), os.path.join(out_dir, rel))
+    return sorted(wanted)

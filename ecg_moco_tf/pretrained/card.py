@@ -135,7 +135,7 @@ def card_text(name, folder, evaluation=()):
     if "monitor_probe_C" not in log:
         lines += ["The probe AUCs above used a fixed C = 1, which flatters pretrained features "
                   "against random ones; the current monitor chooses C by cross-validation "
-                  "(benchmarks/probe_features.py compares with random encoders).", ""]
+                  "(experiments/probe_features.py compares with random encoders).", ""]
     for run_dir in evaluation:
         lines += _evaluation_lines(run_dir)
     if not evaluation:

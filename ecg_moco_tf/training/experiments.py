@@ -39,15 +39,16 @@ class Stages:
 stage = Stages()
 
 
-def check_encoder(name, encoder):
+def check_encoder(name, encoder, arg="encoder"):
     """Only ``proposed`` starts from a pretrained encoder: it needs one, and a baseline given
-    one is refused (its results would carry a wrong name). ``ValueError`` saying so."""
+    one is refused (its results would carry a wrong name). ``ValueError`` saying so; ``arg``
+    is the caller's name for the encoder."""
     if name == "proposed" and not encoder:
-        raise ValueError("--experiment=proposed needs --encoder=<pretrained encoder.keras>")
+        raise ValueError(f"the proposed experiment needs {arg}=<pretrained encoder.keras>")
     if name != "proposed" and encoder:
-        raise ValueError(f"--experiment={name} starts from random weights; it takes no "
-                         f"--encoder (given: {encoder}). Fine-tuning a pretrained encoder is "
-                         "--experiment=proposed")
+        raise ValueError(f"experiment {name} starts from random weights; it takes no {arg}= "
+                         f"(given: {encoder}). Fine-tuning a pretrained encoder is the "
+                         "proposed experiment")
 
 
 def load_encoder(path):
@@ -77,7 +78,7 @@ def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_pat
     (with the decision threshold chosen on the validation predictions). ``strategy``: see
     :func:`~ecg_moco_tf.training.finetune.finetune`.
     """
-    check_encoder(name, encoder_path)
+    check_encoder(name, encoder_path, "encoder_path")
     view = experiment_view(df, name, require=("train", "valid", "test"))
     encoder = load_encoder(encoder_path) if encoder_path else None   # None: random init
     res = finetune(view["train"], view["valid"], encoder, finetune_cfg,

@@ -106,7 +106,7 @@ class FinetuneResult:
     sweep: pd.DataFrame                 # one row per learning rate
     histories: dict                     # learning rate -> fine-tuning history
     probe_histories: dict = field(default_factory=dict)   # learning rate -> probe history
-    threshold: dict | None = None       # arrays: Youden's threshold on the validation ECGs
+    threshold: dict | None = None       # Youden's threshold on the validation ECGs
 
 
 def _class_weight(df, mode):
@@ -246,7 +246,7 @@ def finetune(train, valid=None, encoder=None, cfg=FinetuneConfig(), out_dir=None
       validation_data=(x_valid, y_valid), encoder="ptbxl-pool", epochs=10)``, with ``x`` of
       shape (ECGs, 12, 5000) in millivolts at 500 Hz (leads in ``LEADS`` order) and ``y`` 0/1.
 
-    From arrays the result carries ``threshold`` (Youden's on the validation ECGs), and with
+    The result carries ``threshold`` (Youden's on the validation ECGs), and with
     ``out_dir`` the classifier gets its ``provenance.json`` (``task_name``, the encoder, that
     threshold), which ``ecg-moco predict`` and ``export`` use.
     ``settings``: :class:`FinetuneConfig` fields that override ``cfg`` (``epochs=10``). The
@@ -295,20 +295,22 @@ def finetune(train, valid=None, encoder=None, cfg=FinetuneConfig(), out_dir=None
         res = _finetune(train, valid, encoder, cfg, out_dir, encoder_kwargs, several, signals)
     if several or cfg.mixed_precision != "float32":     # a plain one-device float32 model
         res.model = copy_model(res.model, dtype="float32")
-    if signals is not None:
-        from .experiments import decision_threshold
+    from .experiments import decision_threshold
 
+    if signals is not None:
         p = res.model.predict(signals[1], batch_size=cfg.batch_size, verbose=0).ravel()
         res.threshold = decision_threshold(valid.assign(probability=p))
         if res.threshold:
             res.threshold["chosen_on"] = "validation_data"
+    else:
+        res.threshold = decision_threshold(predict(res.model, valid, cfg.batch_size,
+                                                   cfg.read_options))
     if out_dir:
         res.sweep.to_csv(os.path.join(out_dir, "lr_sweep.csv"), index=False)
         res.model.save(os.path.join(out_dir, "classifier.keras"))
-        if signals is not None:
-            write_provenance(out_dir, "proposed" if encoder is not None else
-                             "baseline_unpretrained", task_name, encoder_file,
-                             threshold=res.threshold)
+        write_provenance(out_dir, "proposed" if encoder is not None else
+                         "baseline_unpretrained", task_name, encoder_file,
+                         threshold=res.threshold)
     return res
 
 

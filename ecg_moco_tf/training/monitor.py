@@ -17,7 +17,7 @@ Labels are only read by scikit-learn here; they never reach the encoder's traini
 :class:`RepresentationMonitor` adds these keys to the epoch ``logs`` (put it before
 ``CSVLogger``/``TensorBoard``/``SaveBest`` in the callbacks); :func:`probe_scores` and
 :func:`alignment_uniformity` are the pure functions it uses; :func:`probe_auc` is the probe
-alone, also used by ``benchmarks/probe_features.py``.
+alone, also used by ``experiments/probe_features.py``.
 """
 from __future__ import annotations
 

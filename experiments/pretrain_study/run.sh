@@ -33,6 +33,6 @@ for c in ${CANDIDATES:-a_real_longer d_stronger_views c_real_synthetic_mixed b_s
         $PY -m ecg_moco_tf.cli.main pretrain --flagfile=experiments/pretrain_study/$c.flags \
             --overwrite > $S/$c.log 2>&1
     fi
-    [ -s $S/$c.probe.jsonl ] || $PY benchmarks/probe_crossfold.py --cv_run=$CV_RUN \
+    [ -s $S/$c.probe.jsonl ] || $PY experiments/probe_crossfold.py --cv_run=$CV_RUN \
         --encoder=$S/$c/encoder.keras --random_seeds= > $S/$c.probe.jsonl 2> $S/$c.probe.err
 done

@@ -59,8 +59,8 @@ def test_labels_join_by_file_name_with_booleans_and_extra_columns(folder, tmp_pa
     df, notes = manifest_from_folder(str(folder / "site"), labels=str(csv), id_column="file",
                                      label_column="AF", patient_column="pid")
     assert list(df["label"]) == [1, 0] and list(df["patient_id"]) == ["p7", "p7"]
-    assert list(df["age"]) == ["60", "61"] and "fs" not in df
-    assert "2 of 2 records matched by file name" in notes[1] and "'fs' (a manifest column" in notes[1]
+    assert list(df["age"]) == ["60", "61"] and list(df["fs"].astype(int)) == [1, 1]
+    assert "2 of 2 records matched by file name" in notes[1] and "not copied" not in notes[1]
     with pytest.raises(ManifestError, match=r"no column\(s\) \['MI'\].*\['file', 'pid'"):
         manifest_from_folder(str(folder / "site"), labels=str(csv), id_column="file",
                              label_column="MI")
@@ -72,7 +72,7 @@ def test_labels_join_by_file_name_with_booleans_and_extra_columns(folder, tmp_pa
 def test_labels_csv_whose_ids_match_no_record_is_refused(folder, tmp_path):
     csv = tmp_path / "labels.csv"
     pd.DataFrame({"record": ["00001_hr", "00002_hr"], "MI": [1, 0]}).to_csv(csv, index=False)
-    with pytest.raises(ManifestError, match=r"none of its 2 --id_column=record values matches "
+    with pytest.raises(ManifestError, match=r"none of its 2 id_column=record values matches "
                        r"a record.*'00001_hr'.*'a/7_ecg1'"):
         manifest_from_folder(str(folder / "site"), labels=str(csv), label_column="MI")
 
@@ -103,6 +103,9 @@ def test_cli_on_the_shared_code15_sample(tmp_path):
     assert "10 of 10 records matched" in r.stdout and "3 positive, 7 negative" in r.stdout
     df = read_manifest(str(tmp_path / "m.csv"))
     assert len(df) == 10 and df["label"].sum() == 3 and "age" in df
+    r = _cli(f"--root={root}", f"--out={tmp_path}/m.csv")        # an existing manifest is kept
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    assert read_manifest(str(tmp_path / "m.csv"))["label"].sum() == 3
     assert not len(load_records(df, on_error="skip", progress=False).problems)
 
 
@@ -123,6 +126,23 @@ def test_labels_csv_with_the_manifest_column_names_is_joined(folder, tmp_path):
                                      label_column="LVSD", patient_column="patient_id")
     assert list(df.set_index("record").loc[["8_ecg1.npz", "site/a/7_ecg1"], "label"]) == [1, 0]
     assert any("not copied: 'label' (--label_column=LVSD gives the label)" in n for n in notes)
+
+
+def test_labels_csv_fs_leads_and_split_columns_are_joined(tmp_path, rng):
+    """An .npz holding only the signal needs fs and leads from somewhere: the labels CSV's
+    columns of those names reach the manifest (and a split column too), and reading works."""
+    root = tmp_path / "ecgs"
+    root.mkdir()
+    x = _ecg(rng, 2500)                                   # 250 Hz, 10 s
+    np.savez(root / "a.npz", signal=x.T)
+    pd.DataFrame({"record": ["a.npz"], "label": [1], "fs": [250], "leads": [",".join(LEADS)],
+                  "split": ["test"]}).to_csv(tmp_path / "labels.csv", index=False)
+    df, notes = manifest_from_folder(str(root), labels=str(tmp_path / "labels.csv"))
+    row = df.iloc[0]
+    assert int(row["fs"]) == 250 and row["leads"] == ",".join(LEADS) and row["split"] == "test"
+    assert not any("not copied" in n for n in notes)
+    res = load_records(df, on_error="skip", progress=False)
+    assert not len(res.problems) and res.signals.shape == (1, 12, 5000)
 
 
 def test_own_patient_id_column_missing_for_some_records_falls_back_per_record(folder, tmp_path):

@@ -6,7 +6,7 @@ patient-grouped CV there, scored on valid2 and, report only, on the test fold) f
 pretrained encoder and seeded random initialisations. Prints each fold's summary, then one
 JSON object with the mean over folds of each split's pretrained - random-mean difference.
 
-    python benchmarks/probe_crossfold.py --cv_run=runs/ptbxl_mi_cv \\
+    python experiments/probe_crossfold.py --cv_run=runs/ptbxl_mi_cv \\
         --encoder=ecg_moco_tf/pretrained/ptbxl-pool/encoder.keras --random_seeds=0,1,2
 """
 import argparse

@@ -13,7 +13,7 @@ A run saved before 2026-11-26 has key statistics that are the EMA of the query's
 then); its ``as_saved`` numbers are far below ``own_statistics``. A run saved since gives about
 the same numbers for both.
 
-    python benchmarks/key_bn_check.py --run=runs/synth_moco
+    python experiments/key_bn_check.py --run=runs/synth_moco
 """
 import ecg_moco_tf  # noqa: F401  (first: enables oneDNN before TensorFlow loads)
 import argparse

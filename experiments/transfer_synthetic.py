@@ -13,7 +13,7 @@ random initialization with the same seeds.
 Prints one JSON object per fine-tuning run, then a summary (per-seed test AUC, the paired
 difference synthetic-pretrained minus random with a t CI over seeds).
 
-    python benchmarks/transfer_synthetic.py --seeds=0,1,2 --out=/tmp/transfer_synthetic
+    python experiments/transfer_synthetic.py --seeds=0,1,2 --out=/tmp/transfer_synthetic
 """
 import ecg_moco_tf  # noqa: F401  (first: enables oneDNN before TensorFlow loads)
 import argparse

@@ -23,7 +23,7 @@ run, then a summary table (Markdown) and the JSON list of all rows last.
 
 Defaults are small (about 10-15 min on 2 CPU cores); make it bigger with e.g.
 
-    python benchmarks/ablate_augmentations.py --num_patients=1000 --epochs=20 \\
+    python experiments/ablate_augmentations.py --num_patients=1000 --epochs=20 \\
         --encoder=paper --seeds=0,1,2 --add=RandomResizedCrop
 
 Smoke test: ``--num_patients=60 --epochs=1``.

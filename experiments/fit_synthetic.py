@@ -11,7 +11,7 @@ with bench_realism.py. Prints the fitted values as Python to paste into syntheti
 worst residuals.
 
     python benchmarks/bench_realism.py --no_discriminator --out=/tmp/bench_realism
-    python benchmarks/fit_synthetic.py --measures=/tmp/bench_realism/measures_real.csv \
+    python experiments/fit_synthetic.py --measures=/tmp/bench_realism/measures_real.csv \
         --synthetic_measures=/tmp/bench_realism/measures_synthetic.csv
 
 With ``--synthetic_measures`` (the same benchmark's synthetic side, made with the current

@@ -6,7 +6,7 @@ its patient-bootstrap CI and the validation AUC. The scale whose full-label AUC 
 paper's range (0.88-0.93) is the default of ``CohortConfig.phenotype_scale``. Prints one JSON
 object per scale and a summary last.
 
-    python benchmarks/calibrate_phenotype.py --scales=0.3,0.5,0.7,1.0 --num_patients=900
+    python experiments/calibrate_phenotype.py --scales=0.3,0.5,0.7,1.0 --num_patients=900
 """
 import ecg_moco_tf  # noqa: F401  (first: enables oneDNN before TensorFlow loads)
 import argparse

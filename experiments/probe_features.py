@@ -13,7 +13,7 @@ on train2, as the unpretrained baseline starts), probed the same way, each with 
 one JSON object per encoder (``probe_C``: the chosen C), then a summary JSON object last with
 the pretrained - random-mean difference of probe AUC per split.
 
-    python benchmarks/probe_features.py --manifest=runs/ptbxl_mi/manifest_with_splits.csv \\
+    python experiments/probe_features.py --manifest=runs/ptbxl_mi/manifest_with_splits.csv \\
         --encoder=runs/ptbxl_mi/pretrain/encoder.keras --random_seeds=0,1,2 --test
 """
 import ecg_moco_tf  # noqa: F401  (first: enables oneDNN before TensorFlow loads)
