@@ -3,8 +3,10 @@
 Example: ecg-moco export --model=runs/demo/proposed/classifier.keras \
              --manifest=runs/demo/manifest_with_splits.csv --out=saved_models/lvsd_demo
 Parity is measured on --heldout_split ECGs; int8 is calibrated on --calibration_split ECGs.
-The export fails (exit 1) when a format differs from the Keras model beyond its tolerance; a
-quantized format beyond the float16 tolerance is a warning (see the card's 'quantization').
+A format that differs from the Keras model beyond its tolerance is left out with a warning
+(kept: false in the card); only a SavedModel beyond its tolerance fails the export (exit 1,
+after writing the card). Decision flips are counted at the model's decision threshold
+(--threshold, else the one stored at fine-tuning, else 0.5).
 An unreadable record stops the export (--on_error=raise) or is left out, listed in
 <out>/problems.csv and the card (--on_error=skip).
 """

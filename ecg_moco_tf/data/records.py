@@ -81,9 +81,10 @@ def qrs_amplitude(x, fs):
 def _amplitude_cause(value, lo, hi):
     if value < lo:
         return ("stored in volts (1000x too small)" if value < lo / 10 else
-                "a gain off by x10 (10x too small)")
+                "a wrong header gain (values too small, e.g. by 5-10x)")
     return ("stored in microvolts (1000x too large)" if value > hi * 20 else
-            "a gain off by x10 (10x too large) or units other than mV")
+            "a wrong header gain (values too large, e.g. by 5-10x) or units "
+            "other than mV")
 
 
 def check_amplitude(x, fs, record, options):

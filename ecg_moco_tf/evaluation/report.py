@@ -143,3 +143,13 @@ def publish(run_dir, out_dir, overwrite=False):
         os.makedirs(os.path.dirname(os.path.join(out_dir, rel)) or out_dir, exist_ok=True)
         shutil.copy2(os.path.join(run_dir, rel), os.path.join(out_dir, rel))
     return sorted(wanted)
+
+
+def table2_of_run(folder):
+    """Table 2 of a run (or published) folder, from its ``results.json``: what the README's
+    excerpts show, checked by the tests against the published results."""
+    import json
+
+    with open(os.path.join(folder, "results.json")) as f:
+        res = json.load(f)
+    return table2(res["summary"], res.get("delong", {}))
