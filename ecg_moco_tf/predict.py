@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from .data.folder import find_records
 from .data.manifest import REQUIRED, check_manifest, read_manifest, read_row
-from .data.records import ReadOptions, RecordError, lead_consistency, plausibility
+from .data.records import (ReadOptions, RecordError, derived_note, lead_consistency,
+                           plausibility)
 from .export import Predictor, check_input
 
 MANIFEST_COLUMNS = ("patient_id", "label", "split")   # copied to predict's output, in front
@@ -82,6 +83,7 @@ def predict_records(model_path, input_path, threshold=None, batch_size=32,
     df, keep = input_table(input_path, split)
     prob = np.full(len(df), np.nan)
     errors, warnings = [""] * len(df), [""] * len(df)
+    derived = 0
     batch, idx = [], []
 
     def flush():
@@ -102,12 +104,15 @@ def predict_records(model_path, input_path, threshold=None, batch_size=32,
         except ValueError as e:
             errors[i] = str(e)
             continue
+        derived += bool(info.get("derived_limb_leads"))
         warnings[i] = "; ".join(plausibility(x, info["fs"]) + lead_consistency(x))
         batch.append(x)
         idx.append(i)
         if len(batch) == batch_size:
             flush()
     flush()
+    if derived:
+        print(derived_note(derived, len(df)))
     clash = [c for c in keep if c in (column, "decision", "warning", "error")]
     if clash:
         print(f"warning: the input's column(s) {', '.join(clash)} are named like predict's "

@@ -291,7 +291,7 @@ def test_validate_warns_about_gain_and_low_rate_and_says_what_it_will_do(cli, tm
     assert "zero-pad 1 record(s)" in stdout
     rep = pd.read_csv(report).set_index("record").fillna("")
     assert rep.loc["gain", "status"] == "error"                 # median QRS ~18 mV: x10 gain
-    assert "a wrong header gain (values too large in rep.loc["gain", "message"]
+    assert "a wrong header gain (values too large" in rep.loc["gain", "message"]
     assert rep.loc["slow", "status"] == "warning" and "below 250 Hz" in rep.loc["slow", "message"]
     assert rep.loc["slow", "actions"] == "resample 100 -> 500 Hz"
     assert rep.loc["ok15s", "actions"] == "crop (center) 15.00 -> 10 s"
@@ -303,6 +303,7 @@ def test_predict_scores_but_flags_swapped_limb_leads_and_reads_volts(cli, models
     rng = np.random.default_rng(4)
     x = rng.standard_normal((12, 5000)) * 0.3
     x[2], x[3] = x[1] - x[0], -(x[0] + x[1]) / 2                       # consistent limb leads
+    x[4], x[5] = x[0] - x[1] / 2, x[1] - x[0] / 2                      # aVL, aVF
     d = tmp_path / "ecgs"
     d.mkdir()
     write_wfdb(str(d / "ok"), x)
@@ -312,10 +313,15 @@ def test_predict_scores_but_flags_swapped_limb_leads_and_reads_volts(cli, models
     wfdb.wrsamp("volts", fs=500, units=["V"] * 12, sig_name=list(LEADS),
                 p_signal=(x / 1000).T, fmt=["32"] * 12, adc_gain=[1e6] * 12,
                 baseline=[0] * 12, write_dir=str(d))                   # stored in volts
+    eight = [0, 1] + list(range(6, 12))                                 # I, II, V1-V6
+    write_wfdb(str(d / "vi8"), x[eight], leads=[LEADS[i] for i in eight])
     out = tmp_path / "p.csv"
     rc, stdout, err = cli("predict", f"--model={models[0]}", f"--input={d}", f"--out={out}")
     assert rc == 0, err
+    assert "1 of 4 records have 8 leads (I, II, V1-V6): III, aVR, aVL and aVF derived" in stdout
     df = pd.read_csv(out, keep_default_na=False).set_index("record")
+    assert abs(df.loc["vi8", "p_positive"] - df.loc["ok", "p_positive"]) < 1e-4
+    df = df.drop("vi8")
     assert list(df.index) == ["ok", "swapped", "volts"]
     assert "III = II - I" in df.loc["swapped", "warning"]
     assert df.loc["ok", "warning"] == df.loc["volts", "warning"] == ""
@@ -325,6 +331,9 @@ def test_predict_scores_but_flags_swapped_limb_leads_and_reads_volts(cli, models
     m = tmp_path / "m.csv"
     pd.DataFrame({"record": [str(d / "ok")], "patient_id": [1], "warning": ["mine"]}).to_csv(
         m, index=False)
+    rc, _, err = cli("predict", f"--model={models[0]}", f"--input={m}", f"--out={m}")
+    assert rc == 2 and "is the --input manifest" in one_line(err)            # not replaced
+    assert list(pd.read_csv(m).columns) == ["record", "patient_id", "warning"]
     rc, _, err = cli("predict", f"--model={models[0]}", f"--input={m}", f"--out={out}")
     assert rc == 0, err
     row = pd.read_csv(out, keep_default_na=False).iloc[0]

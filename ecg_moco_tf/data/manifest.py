@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .records import ReadOptions, RecordError, lead_consistency, plausibility, read_record
+from .records import (ReadOptions, RecordError, derived_note, lead_consistency, plausibility,
+                      read_record)
 
 REQUIRED = ("record", "patient_id")
 SPLITS = ("train1", "valid1", "train2", "valid2", "test")
@@ -224,8 +225,7 @@ def load_records(df, on_error="raise", options=ReadOptions(), progress=True,
         except RecordError as e:
             problems.append({"record": e.record, "problem": e.detail})
     if derived:
-        print(f"{derived} of {len(df)} records have 8 leads (I, II, V1-V6): III, aVR, aVL and "
-              "aVF derived from I and II")
+        print(derived_note(derived, len(df)))
     problems = pd.DataFrame(problems, columns=["record", "problem"])
     if len(problems) and on_error == "raise":
         raise UnreadableRecords(problems, len(df))

@@ -41,6 +41,12 @@ _ALIASES = {"d1": "i", "d2": "ii", "d3": "iii", "di": "i", "dii": "ii", "diii": 
 DERIVED = ("III", "aVR", "aVL", "aVF")           # from I and II when a record has 8 leads
 
 
+def derived_note(n, total):
+    """The console line for ``n`` of ``total`` records read with derived limb leads."""
+    return (f"{n} of {total} records have 8 leads (I, II, V1-V6): III, aVR, aVL and aVF "
+            "derived from I and II")
+
+
 class RecordError(ValueError):
     """A record that cannot be used, with the record's name and the problem."""
 

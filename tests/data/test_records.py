@@ -155,8 +155,8 @@ def _real_ptbxl():
 def test_implausible_amplitudes_are_refused_naming_the_cause():
     x, names = _real_ptbxl()                        # median QRS ~1 mV
     assert standardize(x, 500, names).shape == (12, 5000)
-    for scale, cause in ((10, "a wrong header gain (values too large),
-                         (0.1, "a wrong header gain (values too small),
+    for scale, cause in ((10, "a wrong header gain (values too large"),
+                         (0.1, "a wrong header gain (values too small"),
                          (0.001, "stored in volts"), (1000, "stored in microvolts")):
         with pytest.raises(RecordError, match=r"median QRS peak-to-peak .* mV, outside the "
                                               r"plausible 0.15-8 mV: likely " + re.escape(cause)):
