@@ -163,6 +163,14 @@ class Predictor:
                                      self.runner.get_input_details()["ecg_mv"]["shape"][1:])
             self._check_output(outputs)
         elif os.path.isdir(path):
+            if not os.path.exists(os.path.join(path, "saved_model.pb")):
+                inside = sorted(f for f in os.listdir(path) if f.endswith((".tflite", ".keras"))
+                                or os.path.exists(os.path.join(path, f, "saved_model.pb")))
+                raise FileNotFoundError(
+                    f"model {path} is a folder without a SavedModel (saved_model.pb): give "
+                    "the model itself" + (f", e.g. {os.path.join(path, inside[0])} (it holds "
+                                          f"{', '.join(inside)})" if inside else
+                                          " (a .keras file, SavedModel folder or .tflite)"))
             from .console import import_tensorflow_quietly
 
             import_tensorflow_quietly()
@@ -491,6 +499,7 @@ def export_from_manifest(model_path, df, out_dir, heldout_split="test",
     threshold, set_by = ((float(threshold), "--threshold of ecg-moco export")
                          if threshold is not None else stored_threshold(model_path))
     model = check_classifier(load_model(model_path), model_path)      # before any work
+    _check_not_trained_on(model_path, df[df["split"] == heldout_split], heldout_split)
     parts, problems = {}, []
     for name, split, n in (("heldout", heldout_split, max_heldout),
                            ("calibration", calibration_split, max_calibration)):
@@ -543,6 +552,29 @@ def export_from_manifest(model_path, df, out_dir, heldout_split="test",
                       heldout_groups=held["patient_id"].to_numpy(),
                       task_name=task_of(model_path, task_name), threshold=threshold,
                       threshold_set_by=set_by)
+
+
+def _check_not_trained_on(model_path, held, split):
+    """``ValueError`` when held-out ECGs (or their patients) are among those the model was
+    fine-tuned or validated on (``fine_tuning_records.csv`` beside a ``.keras``): a manifest
+    with other splits than the model's would give the card flattering test figures."""
+    import pandas as pd
+
+    from .training.finetune import TRAINED_ON
+
+    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), TRAINED_ON)
+    if not os.path.exists(path):
+        return
+    seen = pd.read_csv(path, dtype=str)
+    records = held["record"].astype(str).isin(set(seen["record"]))
+    patients = held["patient_id"].astype(str).isin(set(seen["patient_id"]))
+    if records.any() or patients.any():
+        example = held.loc[records | patients, "record"].iloc[0]
+        raise ValueError(
+            f"{int(records.sum())} ECGs and {int(patients.sum())} ECGs' patients of the "
+            f"'{split}' split were used to fine-tune or validate {model_path} (e.g. {example}; "
+            f"{path} lists them): give the manifest with the splits the model was fine-tuned "
+            "on, whose test split it has not seen")
 
 
 def _labels_or_none(df):

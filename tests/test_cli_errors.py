@@ -393,7 +393,11 @@ def test_a_folder_where_a_file_is_wanted(cli, records, models, tmp_path):
             (["validate", f"--manifest={records[1]}", f"--report={tmp_path}/new/"],
              "is a folder; --report takes a file name"),
             (["split", f"--manifest={records[1]}", f"--out={tmp_path}/existing"],
-             "is a folder; a manifest is a file")):
+             "is a folder; a manifest is a file"),
+            (["export", f"--model={models[0]}", f"--manifest={records[1]}",
+              f"--out={records[1]}"], "is a file; --out takes a folder"),
+            (["predict", f"--model={tmp_path}", f"--input={records[1]}",
+              f"--out={tmp_path}/p.csv"], "is a folder without a SavedModel")):
         rc, _, err = cli(*args)
         assert rc == 2 and message in one_line(err), (args, err[-2000:])
     assert list((tmp_path / "existing").iterdir()) == []

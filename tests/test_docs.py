@@ -22,8 +22,8 @@ def test_site_builds_strict(tmp_path):
                         str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True,
                        timeout=600, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (tmp_path / "site" / "cli" / "predict" / "index.html").exists()
-    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    assert (tmp_path / "site" / "cli" / "predict.html").exists()
+    api = (tmp_path / "site" / "api.html").read_text()
     assert "predict_records" in api and "read_record" in api      # from the docstrings
 
 

@@ -114,7 +114,19 @@ def test_readme_python_recipe_runs(tmp_path, monkeypatch):
                   "LVSD": [i % 2 for i in range(40)]}).to_csv(tmp_path / "labels.csv",
                                                                index=False)
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    ns = {}
+    exec(compile(code, "README.md", "exec"), ns)
     pred = pd.read_csv(tmp_path / "predictions.csv")
     assert len(pred) == 2 and pred["probability"].between(0, 1).all()
     assert (tmp_path / "saved_models" / "mine" / "model_card.json").exists()
+    # exporting with other splits of the same ECGs would test on training ECGs: refused
+    import pytest
+
+    from ecg_moco_tf import assign_splits
+    from ecg_moco_tf.export import export_from_manifest
+
+    other = assign_splits(ns["df"].drop(columns="split"), seed=1, design="finetune")
+    with pytest.raises(ValueError, match="were used to fine-tune or validate"):
+        export_from_manifest("runs/mine/classifier.keras", other, "saved_models/other",
+                             formats=("savedmodel",))
+    assert not (tmp_path / "saved_models" / "other").exists()

@@ -74,6 +74,9 @@ def test_class_counts_are_checked_before_training(capsys):
     assert len(warned) == 1 and "fewer than 10" in warned[0]
     assert "warning: proposed: the test split" in capsys.readouterr().out
     assert X.check_class_counts(_manifest(test_neg=12), "proposed") == []
+    one_class = _manifest(test_neg=12).assign(label=1)        # e.g. the wrong label column
+    with pytest.raises(ValueError, match="72 labelled ECGs all have label 1: .*--label_column"):
+        X.check_class_counts(one_class, "proposed")
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ after writing the card). Decision flips are counted at the model's decision thre
 An unreadable record stops the export (--on_error=raise) or is left out, listed in
 <out>/problems.csv and the card (--on_error=skip).
 """
+import os
+
 from absl import flags
 
 from ecg_moco_tf.cli import common
@@ -47,6 +49,9 @@ def main(argv):
     from ecg_moco_tf.data import read_manifest
     from ecg_moco_tf.export import ParityError, export_from_manifest
 
+    if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
+        raise SystemExit(f"--out={FLAGS.out} is a file; --out takes a folder for the exported "
+                         "models, e.g. --out=saved_models/mine")
     tol = {"float16": FLAGS.tol_float16, "dynamic_int8": FLAGS.tol_dynamic_int8,
            "int8": FLAGS.tol_int8}
     try:

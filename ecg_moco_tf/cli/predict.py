@@ -1,7 +1,7 @@
 """Score ECGs with a trained model (.keras, SavedModel folder or .tflite).
 
-Example: ecg-moco predict --model=saved_models/demo/model_int8.tflite --input=my_ecgs/ \
-             --out=predictions.csv --threshold=0.5
+Example: ecg-moco predict --model=saved_models/demo/savedmodel --input=my_ecgs/ \
+             --out=predictions.csv
 --input: one record, a folder of records (WFDB, .npz, HDF5) or a manifest. The model must end
 in one probability per ECG (a classifier, not an encoder). Output: one row per scored record,
 p_<task> (the probability; the task comes from the model's card or --task_name), decision

@@ -23,5 +23,6 @@ def main(argv):
     files = publish(FLAGS.run, FLAGS.out, FLAGS.overwrite)
     print(f"published {len(files)} file(s) of {FLAGS.run} to {FLAGS.out}: "
           f"{', '.join(f for f in files if f.endswith('.md'))}")
-    if "results.json" in files:
-        print(f"its Table 2 (for a README excerpt):\n{table2_of_run(FLAGS.out)}")
+    table = table2_of_run(FLAGS.out)
+    if table:
+        print(f"its Table 2 (for a README excerpt):\n{table}")

@@ -118,6 +118,12 @@ def check_class_counts(df, name):
     """Before any training: an error (``ValueError``) when the experiment's validation or test
     split has fewer than 2 ECGs of a class (no AUC, no threshold), and the warnings (returned,
     printed) when it has fewer than :data:`FEW_OF_A_CLASS`."""
+    labelled = df["label"].dropna().astype(int)
+    if labelled.nunique() < 2:
+        raise ValueError(f"the manifest's {len(labelled)} labelled ECGs all have label "
+                         f"{labelled.iloc[0] if len(labelled) else 'none'}: a classifier "
+                         "needs both classes; check which column became the label (ecg-moco "
+                         "manifest --label_column) and its values")
     view = experiment_view(df, name, require=("train", "valid", "test"))
     warnings = []
     for key, split in (("train", "train"), ("valid", "validation"), ("test", "test")):

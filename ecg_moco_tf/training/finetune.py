@@ -218,6 +218,11 @@ def reestimate_batch_norm(model, batches):
     return n
 
 
+#: beside classifier.keras: the records and patients it was fine-tuned and validated on
+#: (``export`` refuses a held-out split that shares any of them)
+TRAINED_ON = "fine_tuning_records.csv"
+
+
 def _clear_earlier_run(out_dir):
     """Remove an earlier fine-tuning run's files from ``out_dir`` (its per-rate logs would
     otherwise sit beside the new sweep table and classifier)."""
@@ -225,7 +230,8 @@ def _clear_earlier_run(out_dir):
 
     old = glob.glob(os.path.join(out_dir, "finetune_lr*.csv")) + [
         p for p in (os.path.join(out_dir, n) for n in ("lr_sweep.csv", "classifier.keras",
-                                                      "tensorboard", "provenance.json"))
+                                                      "tensorboard", "provenance.json",
+                                                      TRAINED_ON))
         if os.path.exists(p)]
     if old:
         print(f"replacing the earlier fine-tuning run in {out_dir} ({len(old)} files)")
@@ -308,6 +314,10 @@ def finetune(train, valid=None, encoder=None, cfg=FinetuneConfig(), out_dir=None
     if out_dir:
         res.sweep.to_csv(os.path.join(out_dir, "lr_sweep.csv"), index=False)
         res.model.save(os.path.join(out_dir, "classifier.keras"))
+        if signals is None:
+            pd.concat([train.assign(used_as="train"), valid.assign(used_as="valid")])[
+                ["record", "patient_id", "used_as"]].to_csv(os.path.join(out_dir, TRAINED_ON),
+                                                            index=False)
         write_provenance(out_dir, "proposed" if encoder is not None else
                          "baseline_unpretrained", task_name, encoder_file,
                          threshold=res.threshold)
