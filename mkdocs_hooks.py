@@ -39,3 +39,13 @@ def on_files(files, config):
     for uri, text in generated.items():
         files.append(File.generated(config, uri, content=text))
     return files
+
+
+def on_page_content(html, page, config, files):
+    """Docstrings use Sphinx roles (``:func:`~pkg.mod.name```), which Markdown leaves as
+    text: shown as the code name they refer to."""
+    def name(m):
+        return m.group(2).split(".")[-1] if m.group(1) else m.group(2)
+
+    return re.sub(r":(?:func|class|mod|meth|data|attr|exc):<code>(~?)\.?([^<]+)</code>",
+                  lambda m: f"<code>{name(m)}</code>", html)

@@ -25,6 +25,7 @@ def test_site_builds_strict(tmp_path):
     assert (tmp_path / "site" / "cli" / "predict.html").exists()
     api = (tmp_path / "site" / "api.html").read_text()
     assert "predict_records" in api and "read_record" in api      # from the docstrings
+    assert ":func:" not in api and ":class:" not in api           # Sphinx roles shown as code
 
 
 def test_cli_pages_are_the_help_of_each_command(cli):  # noqa: F811
