@@ -365,8 +365,8 @@ def export_all(model, out_dir, heldout, heldout_labels=None, representative=None
                                 f"file removed); raise its tolerance to keep it")
         elif kind.endswith("int8") and report[kind]["max_abs_diff"] > tol["float16"]:
             warnings.append(f"{kind} differs from the Keras model by up to "
-                            f"{report[kind]['max_abs_diff']:.3f} (float16 tolerance "
-                            f"{tol['float16']:g}) on the {len(heldout)} held-out ECGs; "
+                            f"{report[kind]['max_abs_diff']:.3f} (more than a float format "
+                            f"may: {tol['float16']:g}) on the {len(heldout)} held-out ECGs; "
                             f"{report[kind]['decision_flips']} decision(s) at "
                             f"{threshold:.4g} flip. "
                             "See the model card's 'quantization' caveat before using it near "
