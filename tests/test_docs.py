@@ -41,17 +41,22 @@ def test_cli_pages_are_the_help_of_each_command(cli):  # noqa: F811
 
 
 def _shown_commands():
-    """(file, command, [flags]) of every `ecg-moco CMD ...` line (with its `\\` continuation
-    lines) in README.md and the hand-written docs pages."""
-    files = [os.path.join(ROOT, "README.md")] + [
-        f for f in glob.glob(os.path.join(ROOT, "docs", "*.md"))]
+    """(file, command, [(flag, value)]) of every `ecg-moco CMD ...` in README.md, docs/*.md,
+    experiments/README.md and saved_models/README.md: lines of code blocks (with their `\`
+    continuation lines) and inline code spans (which may wrap over lines)."""
+    files = [os.path.join(ROOT, f) for f in ("README.md", "experiments/README.md",
+                                            "saved_models/README.md")]
+    files += glob.glob(os.path.join(ROOT, "docs", "*.md"))
     shown = []
     for path in files:
         text = re.sub(r"\\\n\s*", " ", open(path).read())
-        for m in re.finditer(r"ecg-moco ([a-z][a-z-]+)((?: +--?[^\s`|]+| +[^\s`|-][^\s`|]*)*)",
-                             text):
-            args = re.findall(r"--([a-z_0-9]+)(?:=(\S+))?", m.group(2))
-            shown.append((os.path.basename(path), m.group(1), args))
+        blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+        prose = re.sub(r"```[a-z]*\n.*?```", "", text, flags=re.S)
+        spans = [m.replace("\n", " ") for m in re.findall(r"`([^`]+)`", prose)]
+        for chunk in [line for b in blocks for line in b.splitlines()] + spans:
+            for m in re.finditer(r"ecg-moco ([a-z][a-z-]*)((?: +[^\s|#]+)*)", chunk):
+                args = re.findall(r"--([A-Za-z0-9_-]+)(?:=(\S+))?", m.group(2))
+                shown.append((os.path.basename(path), m.group(1), args))
     return shown
 
 
@@ -73,7 +78,7 @@ def test_every_command_shown_in_the_docs_exists_with_its_flags():
     from ecg_moco_tf.cli.main import COMMANDS
 
     shown = _shown_commands()
-    assert len(shown) > 40                      # the docs show many; the regex finds them
+    assert len(shown) > 60                      # the docs show many; the regex finds them
     known = {}
     for where, cmd, args in shown:
         if cmd == "tf":                         # prose like "ecg-moco-tf"
@@ -108,6 +113,10 @@ def test_report_publishes_a_run_and_refuses_a_broken_one(cli, tmp_path):  # noqa
     assert (out / "report.md").read_text() == (run / "report.md").read_text()
     rc, _, err = cli("report", f"--run={run}", f"--out={out}")
     assert rc == 2 and "--overwrite" in err
+    rc, _, err = cli("report", f"--run={run}", f"--out={tmp_path / 'docs'}", "--overwrite")
+    assert rc == 2 and "holds no published report" in err      # docs/ holds other results
+    rc, _, err = cli("report", f"--run={run}", f"--out={run / 'pub'}")
+    assert rc == 2 and "inside it" in err
     shutil.rmtree(run / "explain")
     rc, _, err = cli("report", f"--run={run}", f"--out={out}", "--overwrite")
     assert rc == 2 and "links explain/summary.md" in err

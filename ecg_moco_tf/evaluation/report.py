@@ -112,17 +112,28 @@ def publish(run_dir, out_dir, overwrite=False):
     link or show, keeping the layout. Nothing is rewritten, so the page is the run's own
     report. Returns the copied paths (relative). ``FileNotFoundError`` when the run has no
     ``report.md`` or a page links a file the run does not have; ``FileExistsError`` when
-    ``out_dir`` holds files and ``overwrite`` is False."""
+    ``out_dir`` holds files and ``overwrite`` is False, or holds files but no ``report.md``
+    (it is not a published run: replacing it would delete them). Files the pages do not link
+    are not copied."""
     import re
     import shutil
 
     run_dir = os.path.abspath(run_dir)
+    out_abs = os.path.abspath(out_dir)
+    if os.path.commonpath([run_dir, out_abs]) in (run_dir, out_abs):
+        raise ValueError(f"--out={out_dir} is the run folder, inside it or above it: publish "
+                         "to a folder of its own, e.g. docs/results/NAME")
     if not os.path.isfile(os.path.join(run_dir, "report.md")):
         raise FileNotFoundError(f"{run_dir} has no report.md: give the --out folder of a "
                                 "finished reproduce or finetune run")
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise FileExistsError(f"{out_dir} is not empty: choose another folder, or pass "
-                              "--overwrite to replace it")
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} is not empty: choose another folder, or pass "
+                                  "--overwrite to replace it")
+        if not os.path.isfile(os.path.join(out_dir, "report.md")):
+            raise FileExistsError(f"{out_dir} holds no published report (report.md), so "
+                                  "--overwrite would delete other files: give the folder of "
+                                  "one published run, e.g. docs/results/NAME")
     pages = sorted(os.path.relpath(os.path.join(d, f), run_dir)
                    for d, _, names in os.walk(run_dir) for f in names if f.endswith(".md"))
     wanted = set(pages) | ({"results.json"} & set(os.listdir(run_dir)))
