@@ -23,6 +23,7 @@ def test_readme_starts_with_the_two_commands():
 def test_readme_is_a_short_entry_point_whose_links_exist():
     text = open(README).read()
     assert len(text.splitlines()) <= 250
+    assert not re.search(r"\b(TEST_TIME|TABLE_[A-Z]+|TODO|TBD)\b", text)   # no placeholder
     links = re.findall(r"\]\(([^)#]+)\)", text)
     assert "docs/status.md" in links and "docs/results.md" in links
     for link in links:
