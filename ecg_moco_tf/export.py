@@ -18,7 +18,8 @@ Formats written to ``<out>/``:
 
 Parity (run at every export): each format vs the Keras model on held-out ECGs, max and mean
 absolute probability difference, decisions that flip at the model's threshold, and AUC
-change; a format beyond its tolerance is left out (only a SavedModel beyond it fails). The quantized formats (int8 weights or kernels) are
+change; a format beyond its tolerance is left out (only a SavedModel beyond it fails). The
+quantized formats (int8 weights or kernels) are
 allowed more than the float tolerance, with a printed warning when they exceed it; the card's
 ``quantization`` section states the calibration ECGs, their parity, int8's output step of
 1/256 and the caveat that int8 can flip decisions near the threshold.

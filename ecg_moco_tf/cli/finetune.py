@@ -82,8 +82,8 @@ def main(argv):
         warn_if_seen(encoder_file, pd.concat([view[k] for k in parts]), "train/valid/test",
                      cfg.read_options)
     res = finetune(view["train"], view["valid"], encoder, cfg, out, enc_kwargs, strategy)
-    pred, valid = (predict(res.model, view[k], options=cfg.read_options)
-                   for k in ("test", "valid"))
+    pred = predict(res.model, view["test"], options=cfg.read_options)
+    valid = res.valid_predictions                    # predicted once, in finetune()
     save_predictions(pred, os.path.join(out, "test_predictions.csv"), FLAGS.task_name)
     save_predictions(valid, os.path.join(out, "valid_predictions.csv"), FLAGS.task_name)
     write_provenance(out, FLAGS.experiment, FLAGS.task_name, encoder_file,

@@ -8,8 +8,8 @@ p_<task> (the probability; the task comes from the model's card or --task_name),
 (at --threshold, default the model's stored threshold; the console says which) and warning
 (what `ecg-moco validate` warns about, e.g. swapped limb leads; such ECGs are still scored).
 A manifest needs only a 'record' column; its patient_id, label, split and other columns are
-copied to the output (one named like an output column as manifest_<name>); --split scores only that split's rows (default: every row). An
-unreadable record stops the command (--on_error=raise, exit status 2, nothing written) or is
+copied to the output (one named like an output column as manifest_<name>); --split scores
+only that split's rows (default: every row). An unreadable record stops the command (--on_error=raise, exit status 2, nothing written) or is
 left out of --out and listed with the reason in problems.csv beside it (--on_error=skip, exit
 status 1). Exit status: 0 all scored, 1 some records skipped, 2 bad usage.
 """

@@ -121,7 +121,7 @@ def publish(run_dir, out_dir, overwrite=False):
     run_dir = os.path.abspath(run_dir)
     out_abs = os.path.abspath(out_dir)
     if os.path.commonpath([run_dir, out_abs]) in (run_dir, out_abs):
-        raise ValueError(f"--out={out_dir} is the run folder, inside it or above it: publish "
+        raise ValueError(f"{out_dir} is the run folder, inside it or above it: publish "
                          "to a folder of its own, e.g. docs/results/NAME")
     if not os.path.isfile(os.path.join(run_dir, "report.md")):
         raise FileNotFoundError(f"{run_dir} has no report.md: give the --out folder of a "

@@ -84,8 +84,8 @@ def run_experiment(df, name, out_dir, finetune_cfg=FinetuneConfig(), encoder_pat
     res = finetune(view["train"], view["valid"], encoder, finetune_cfg,
                    out_dir=os.path.join(out_dir, name), encoder_kwargs=encoder_kwargs,
                    strategy=strategy)
-    pred, valid = (predict(res.model, view[k], options=finetune_cfg.read_options)
-                   for k in ("test", "valid"))
+    pred = predict(res.model, view["test"], options=finetune_cfg.read_options)
+    valid = res.valid_predictions                    # predicted once, in finetune()
     save_predictions(pred, os.path.join(out_dir, name, "test_predictions.csv"), task_name)
     save_predictions(valid, os.path.join(out_dir, name, "valid_predictions.csv"), task_name)
     write_provenance(os.path.join(out_dir, name), name, task_name,

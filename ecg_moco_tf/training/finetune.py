@@ -107,6 +107,7 @@ class FinetuneResult:
     histories: dict                     # learning rate -> fine-tuning history
     probe_histories: dict = field(default_factory=dict)   # learning rate -> probe history
     threshold: dict | None = None       # Youden's threshold on the validation ECGs
+    valid_predictions: pd.DataFrame | None = None    # manifests: :func:`predict` on valid
 
 
 def _class_weight(df, mode):
@@ -252,7 +253,8 @@ def finetune(train, valid=None, encoder=None, cfg=FinetuneConfig(), out_dir=None
       validation_data=(x_valid, y_valid), encoder="ptbxl-pool", epochs=10)``, with ``x`` of
       shape (ECGs, 12, 5000) in millivolts at 500 Hz (leads in ``LEADS`` order) and ``y`` 0/1.
 
-    The result carries ``threshold`` (Youden's on the validation ECGs), and with
+    The result carries ``threshold`` (Youden's on the validation ECGs; from manifests also
+    ``valid_predictions``, the table it was chosen on), and with
     ``out_dir`` the classifier gets its ``provenance.json`` (``task_name``, the encoder, that
     threshold), which ``ecg-moco predict`` and ``export`` use.
     ``settings``: :class:`FinetuneConfig` fields that override ``cfg`` (``epochs=10``). The
@@ -309,8 +311,8 @@ def finetune(train, valid=None, encoder=None, cfg=FinetuneConfig(), out_dir=None
         if res.threshold:
             res.threshold["chosen_on"] = "validation_data"
     else:
-        res.threshold = decision_threshold(predict(res.model, valid, cfg.batch_size,
-                                                   cfg.read_options))
+        res.valid_predictions = predict(res.model, valid, cfg.batch_size, cfg.read_options)
+        res.threshold = decision_threshold(res.valid_predictions)
     if out_dir:
         res.sweep.to_csv(os.path.join(out_dir, "lr_sweep.csv"), index=False)
         res.model.save(os.path.join(out_dir, "classifier.keras"))
